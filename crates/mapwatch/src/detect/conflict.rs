@@ -1,0 +1,102 @@
+//! Conflicts: an access that began while another goroutine's write to the same map was in
+//! progress. The BPF side sees it (the map's write flag is set and the recorded writer is
+//! someone else) and sends both sides; here they become a finding with both stacks.
+
+use gotarget::{GoBinary, MapOp};
+
+use super::maps::MapRegistry;
+use crate::event::{InFlightWrite, MapEvent};
+use crate::report::{op_name, Access, Finding, FindingKind};
+use crate::stacks::StackResolver;
+
+/// Where user stacks recorded by the probes can be read back.
+pub trait StackSource {
+    /// Instruction pointers of stack `id`, innermost first (empty if unknown).
+    fn stack(&self, id: u32) -> Vec<u64>;
+}
+
+/// Everything needed to describe an access and its map in source terms.
+pub struct Describer<'a> {
+    /// The target binary (type names).
+    pub binary: &'a GoBinary,
+    /// Symbolizer.
+    pub resolver: &'a mut StackResolver,
+    /// Stacks recorded by the probes.
+    pub stacks: &'a dyn StackSource,
+    /// Map identities.
+    pub maps: &'a MapRegistry,
+}
+
+impl Describer<'_> {
+    /// One access, its stack symbolized.
+    pub fn access(
+        &mut self,
+        op: MapOp,
+        goid: u64,
+        stack_id: Option<u32>,
+        ret: u64,
+        tid: u32,
+        ts: u64,
+    ) -> Access {
+        let ips = stack_id.map(|id| self.stacks.stack(id)).unwrap_or_default();
+        Access {
+            op: op_name(op).to_string(),
+            goid,
+            stack: self.resolver.stack(&ips, ret),
+            tid,
+            ts_ns: ts,
+        }
+    }
+
+    /// A finding about `ev`'s map, its identity filled in from what was seen of the map.
+    pub fn finding(
+        &mut self,
+        kind: FindingKind,
+        ev: &MapEvent,
+        first: Access,
+        second: Access,
+        go_version: &str,
+    ) -> Finding {
+        let info = self.maps.get(ev.pid, ev.map);
+        let type_addr = info
+            .map(|i| i.type_addr)
+            .filter(|&a| a != 0)
+            .unwrap_or(ev.map_type);
+        let map_type = (type_addr != 0)
+            .then(|| self.binary.type_name(type_addr))
+            .flatten();
+        let map_site = info
+            .and_then(|i| i.made_at)
+            .and_then(|ret| self.resolver.call_site(ret).first().cloned());
+        Finding {
+            kind,
+            map: format!("{:#x}", ev.map),
+            map_type,
+            map_site,
+            first,
+            second,
+            count: 1,
+            pid: ev.pid,
+            go_version: go_version.to_string(),
+        }
+    }
+}
+
+/// The finding for an access `ev` that found `writer`'s write in progress.
+pub fn conflict_finding(
+    ev: &MapEvent,
+    writer: &InFlightWrite,
+    d: &mut Describer<'_>,
+    go_version: &str,
+) -> Finding {
+    let first = d.access(
+        writer.op,
+        writer.goid,
+        writer.stack_id,
+        writer.ret,
+        writer.tid,
+        writer.ts,
+    );
+    let second = d.access(ev.op, ev.goid, ev.stack_id, ev.ret, ev.tid, ev.ts);
+    d.finding(FindingKind::Conflict, ev, first, second, go_version)
+}

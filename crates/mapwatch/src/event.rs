@@ -1,0 +1,272 @@
+//! The decoded events: what the BPF programs in `bpf/mapwatch.bpf.c` emit, as Rust types.
+//!
+//! The wire layout is `struct event` / `struct conflict_event` in `bpf/event.h`; decoding is
+//! done field by field from little-endian bytes so a short or foreign record is an error, not
+//! undefined behaviour.
+
+use gotarget::MapOp;
+
+/// Size of `struct event` in `bpf/event.h`.
+pub const EVENT_SIZE: usize = 64;
+/// Size of `struct writer` in `bpf/event.h`.
+pub const WRITER_SIZE: usize = 40;
+/// Size of `struct conflict_event` in `bpf/event.h`.
+pub const CONFLICT_EVENT_SIZE: usize = EVENT_SIZE + WRITER_SIZE;
+
+const F_WRITING: u8 = 0x01;
+const F_CONFLICT: u8 = 0x02;
+
+/// Attach cookie: which op a probe reports and how its key is passed (`COOKIE_*` in event.h).
+pub fn cookie(op: MapOp, key_mode: KeyMode) -> u64 {
+    op as u64 | ((key_mode as u64) << 8)
+}
+
+/// How a map entry point receives its key (`enum key_mode` in event.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum KeyMode {
+    /// No key: clear, iterate, make.
+    None = 0,
+    /// The key itself in CX (fast32, fast64, fast64ptr).
+    Value = 1,
+    /// A string: data pointer in CX, length in DI (faststr).
+    String = 2,
+    /// A pointer to the key in CX (generic and fat entry points).
+    Indirect = 3,
+}
+
+impl KeyMode {
+    /// The key mode of a map entry point variant as `gotarget` names them.
+    pub fn for_variant(op: MapOp, variant: &str) -> KeyMode {
+        match op {
+            MapOp::Read | MapOp::Write | MapOp::Delete => match variant {
+                "fast32" | "fast64" | "fast32ptr" | "fast64ptr" => KeyMode::Value,
+                "faststr" => KeyMode::String,
+                _ => KeyMode::Indirect,
+            },
+            _ => KeyMode::None,
+        }
+    }
+}
+
+/// Counter slots in BPF, indexed by `MapOp as u8` (`OP_SLOTS`; slot 0 is unused).
+pub const OP_SLOTS: usize = 8;
+
+/// One map operation seen by a probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapEvent {
+    /// Kernel monotonic time, ns.
+    pub ts: u64,
+    /// The map header's address: the map's identity while it lives.
+    pub map: u64,
+    /// The map type descriptor's address (0 where the entry point has none).
+    pub map_type: u64,
+    /// Goroutine id.
+    pub goid: u64,
+    /// Return address into the direct caller.
+    pub ret: u64,
+    /// The key, or its first 8 bytes.
+    pub key: u64,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Id of the user stack in the BPF stack map, if one was taken.
+    pub stack_id: Option<u32>,
+    /// CPU it ran on.
+    pub cpu: u16,
+    /// What the operation was.
+    pub op: MapOp,
+    /// The map's write-in-progress flag was set when this access began.
+    pub saw_writing: bool,
+}
+
+/// The write that was in progress when a conflicting access began.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InFlightWrite {
+    /// Goroutine id of the writer.
+    pub goid: u64,
+    /// Return address into the writer's direct caller.
+    pub ret: u64,
+    /// When the write began, kernel monotonic ns.
+    pub ts: u64,
+    /// The writer's user stack id.
+    pub stack_id: Option<u32>,
+    /// The writer's thread.
+    pub tid: u32,
+    /// The write's op (write, delete, clear).
+    pub op: MapOp,
+}
+
+/// A decoded ring buffer record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// An ordinary map operation.
+    Op(MapEvent),
+    /// An access that found another goroutine's write in progress on the same map.
+    Conflict(MapEvent, InFlightWrite),
+}
+
+/// A record that does not match the layout in event.h.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed event record: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn u64(&mut self) -> u64 {
+        let (head, rest) = self.0.split_at(8);
+        self.0 = rest;
+        u64::from_le_bytes(head.try_into().expect("8 bytes"))
+    }
+    fn u32(&mut self) -> u32 {
+        let (head, rest) = self.0.split_at(4);
+        self.0 = rest;
+        u32::from_le_bytes(head.try_into().expect("4 bytes"))
+    }
+    fn u16(&mut self) -> u16 {
+        let (head, rest) = self.0.split_at(2);
+        self.0 = rest;
+        u16::from_le_bytes(head.try_into().expect("2 bytes"))
+    }
+    fn u8(&mut self) -> u8 {
+        let v = self.0[0];
+        self.0 = &self.0[1..];
+        v
+    }
+}
+
+fn stack_id(raw: u32) -> Option<u32> {
+    // bpf_get_stackid returns a negative errno when it took no stack.
+    (raw as i32 >= 0).then_some(raw)
+}
+
+fn op(raw: u8) -> Result<MapOp, DecodeError> {
+    MapOp::from_u8(raw).ok_or_else(|| DecodeError(format!("unknown op {raw}")))
+}
+
+/// Decodes one ring buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    if bytes.len() != EVENT_SIZE && bytes.len() != CONFLICT_EVENT_SIZE {
+        return Err(DecodeError(format!("{} bytes", bytes.len())));
+    }
+    let mut r = Reader(bytes);
+    let ts = r.u64();
+    let map = r.u64();
+    let map_type = r.u64();
+    let goid = r.u64();
+    let ret = r.u64();
+    let key = r.u64();
+    let pid = r.u32();
+    let tid = r.u32();
+    let stack = r.u32();
+    let cpu = r.u16();
+    let raw_op = r.u8();
+    let flags = r.u8();
+    let event = MapEvent {
+        ts,
+        map,
+        map_type,
+        goid,
+        ret,
+        key,
+        pid,
+        tid,
+        stack_id: stack_id(stack),
+        cpu,
+        op: op(raw_op)?,
+        saw_writing: flags & F_WRITING != 0,
+    };
+    let is_conflict = flags & F_CONFLICT != 0;
+    if is_conflict != (bytes.len() == CONFLICT_EVENT_SIZE) {
+        return Err(DecodeError(
+            "conflict flag does not match record size".into(),
+        ));
+    }
+    if !is_conflict {
+        return Ok(Record::Op(event));
+    }
+    let other = InFlightWrite {
+        goid: r.u64(),
+        ret: r.u64(),
+        ts: r.u64(),
+        stack_id: stack_id(r.u32()),
+        tid: r.u32(),
+        op: op(r.u8())?,
+    };
+    Ok(Record::Conflict(event, other))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_event(op: u8, flags: u8, stack: i32) -> Vec<u8> {
+        let mut b = Vec::new();
+        for v in [1u64, 0xc000, 0x4a0000, 7, 0x401234, 42] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&100u32.to_le_bytes());
+        b.extend_from_slice(&101u32.to_le_bytes());
+        b.extend_from_slice(&stack.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.push(op);
+        b.push(flags);
+        b
+    }
+
+    #[test]
+    fn decodes_an_op() {
+        let Record::Op(e) = decode(&raw_event(2, 0, -14)).unwrap() else {
+            panic!("not an op")
+        };
+        assert_eq!(e.op, MapOp::Write);
+        assert_eq!(
+            (e.map, e.goid, e.ret, e.key, e.pid, e.tid),
+            (0xc000, 7, 0x401234, 42, 100, 101)
+        );
+        assert_eq!(e.stack_id, None);
+        assert!(!e.saw_writing);
+    }
+
+    #[test]
+    fn decodes_a_conflict() {
+        let mut b = raw_event(1, F_WRITING | F_CONFLICT, 5);
+        for v in [9u64, 0x405555, 77] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&3i32.to_le_bytes());
+        b.extend_from_slice(&102u32.to_le_bytes());
+        b.push(2);
+        b.extend_from_slice(&[0; 7]);
+        let Record::Conflict(e, w) = decode(&b).unwrap() else {
+            panic!("not a conflict")
+        };
+        assert_eq!(
+            (e.op, e.stack_id, e.saw_writing),
+            (MapOp::Read, Some(5), true)
+        );
+        assert_eq!(
+            (w.goid, w.ret, w.ts, w.stack_id, w.tid, w.op),
+            (9, 0x405555, 77, Some(3), 102, MapOp::Write)
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_records() {
+        assert!(decode(&[0; 10]).is_err());
+        assert!(decode(&raw_event(99, 0, 0)).is_err());
+        // Conflict flag on a short record.
+        assert!(decode(&raw_event(1, F_CONFLICT, 0)).is_err());
+        // 0 is never an op: a zeroed record is invalid.
+        assert!(decode(&[0; EVENT_SIZE]).is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! `mapwatch inspect`: the probe plan for a binary, for a person to read.
+
+use std::fmt::Write;
+
+use anyhow::Result;
+use gotarget::{GoBinary, MapAbi, MapOp, OffsetSource, Placement};
+
+/// Short name of a map implementation.
+pub fn abi_name(abi: MapAbi) -> &'static str {
+    match abi {
+        MapAbi::Classic => "classic (hmap)",
+        MapAbi::Swiss => "Swiss",
+    }
+}
+
+/// The probe plan as text.
+pub fn describe(binary: &GoBinary) -> Result<String> {
+    let mut s = String::new();
+    let o = binary.runtime_offsets();
+    writeln!(s, "binary:     {}", binary.path().display())?;
+    writeln!(s, "go:         {}", binary.go_version().raw)?;
+    writeln!(s, "maps:       {}", abi_name(binary.map_abi()))?;
+    let source = match o.source {
+        OffsetSource::Dwarf => "DWARF",
+        OffsetSource::Table => "built-in table",
+    };
+    writeln!(
+        s,
+        "offsets:    g.goid={} g.parentGoid={} g.m={} write flag @{} mask {:#x} iterator->map @{} (from {source})",
+        o.goid, o.parent_goid, o.m, o.write_flag.offset, o.write_flag.mask, o.iter_map_offset
+    )?;
+    for d in binary.degradations() {
+        writeln!(s, "degraded:   {d}")?;
+    }
+    writeln!(s, "probes:")?;
+    writeln!(
+        s,
+        "  {:<10} {:<34} {:>10} {:>10}  {}",
+        "op", "function", "entry", "probe", "placement"
+    )?;
+    for p in binary.map_probe_plan() {
+        let sites = if p.op == MapOp::Make {
+            binary.return_sites(&p.function)?
+        } else {
+            vec![p.site.clone()]
+        };
+        for site in sites {
+            let placement = match (&p.skip, &site.placement) {
+                (Some(why), _) => format!("skipped: {why}"),
+                (None, Placement::AfterStackCheck) => {
+                    format!("after stack check: {} (emulated)", site.instruction)
+                }
+                (None, Placement::Entry { reason }) => {
+                    format!("entry: {} (single-stepped: {reason})", site.instruction)
+                }
+                (None, Placement::Return) => {
+                    format!("return: {} (single-stepped)", site.instruction)
+                }
+            };
+            writeln!(
+                s,
+                "  {:<10} {:<34} {:>#10x} {:>+#10x}  {placement}",
+                p.op.as_str(),
+                p.function.name,
+                p.function.addr,
+                site.addr - p.function.addr
+            )?;
+        }
+    }
+    Ok(s)
+}

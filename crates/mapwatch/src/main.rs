@@ -1,0 +1,11 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match mapwatch::cli::main() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("mapwatch: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

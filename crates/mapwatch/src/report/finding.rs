@@ -1,0 +1,68 @@
+//! Findings as the JSON-lines report contract describes them (see ARCHITECTURE.md):
+//! `{"kind", "map", "first": ACCESS, "second": ACCESS, ...}` with
+//! `ACCESS = {"op", "goid", "stack": ["func file:line", ...]}`.
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingKind {
+    /// Two accesses overlapped in time, one of them a write.
+    Conflict,
+    /// Two accesses that no synchronisation orders, one of them a write.
+    Race,
+}
+
+/// One side of a finding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    /// "read", "write", "delete", "iterate" or "clear".
+    pub op: String,
+    /// Goroutine id.
+    pub goid: u64,
+    /// Symbolized stack, innermost first, `function file:line`, the direct caller included.
+    pub stack: Vec<String>,
+    /// Thread id.
+    pub tid: u32,
+    /// Kernel monotonic time of the access, ns.
+    pub ts_ns: u64,
+}
+
+/// A conflict or race on one map.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Conflict or race.
+    pub kind: FindingKind,
+    /// The map header's address, `0x...`.
+    pub map: String,
+    /// The map's Go type, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_type: Option<String>,
+    /// Where the map was made (the caller of makemap), when seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_site: Option<String>,
+    /// The earlier access (for a conflict: the write in progress).
+    pub first: Access,
+    /// The later access.
+    pub second: Access,
+    /// How many times this (map site, pair of source lines) was seen.
+    pub count: u64,
+    /// The target process.
+    pub pid: u32,
+    /// The target's Go version.
+    pub go_version: String,
+}
+
+/// The op names of the report contract.
+pub fn op_name(op: gotarget::MapOp) -> &'static str {
+    use gotarget::MapOp::*;
+    match op {
+        Read => "read",
+        Write => "write",
+        Delete => "delete",
+        IterStart | IterNext => "iterate",
+        Clear => "clear",
+        Make => "make",
+    }
+}

@@ -1,0 +1,263 @@
+//! One watch: probes on a process, events read until it ends (or Ctrl-C, or a time limit),
+//! findings sent to the terminal and the report as they happen, a summary at the end.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use gotarget::GoBinary;
+
+use crate::detect::conflict::{conflict_finding, Describer, StackSource};
+use crate::detect::findings::FindingLog;
+use crate::detect::maps::MapRegistry;
+use crate::event::Record;
+use crate::probe::{Counters, Probes};
+use crate::process;
+use crate::report::jsonl::JsonlReport;
+use crate::report::terminal::{print_finding, StatusLine};
+use crate::report::Finding;
+use crate::stacks::StackResolver;
+
+/// How long the reader sleeps between looks at the ring buffer when nothing wakes it.
+const POLL: Duration = Duration::from_millis(100);
+/// Goroutine ids remembered for the "goroutines seen" figure; past this it reads "N+".
+const GOROUTINES_REMEMBERED: usize = 1 << 20;
+
+/// What the user asked of a watch.
+#[derive(Clone, Debug, Default)]
+pub struct WatchOptions {
+    /// Where to write findings as JSON lines.
+    pub report: Option<PathBuf>,
+    /// No live status line and no per-finding output on the terminal.
+    pub quiet: bool,
+    /// Stop watching after this long.
+    pub duration: Option<Duration>,
+}
+
+/// The process being watched.
+pub enum Target {
+    /// A child mapwatch started (`run`): waited for, its status returned.
+    Child(Child),
+    /// A process mapwatch attached to (`attach`).
+    Pid(i32),
+}
+
+impl Target {
+    fn pid(&self) -> i32 {
+        match self {
+            Target::Child(c) => c.id() as i32,
+            Target::Pid(p) => *p,
+        }
+    }
+}
+
+/// How a watch ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Distinct findings.
+    pub findings: Vec<Finding>,
+    /// The child's exit status (`run` only, when it ended).
+    pub exit: Option<ExitStatus>,
+    /// BPF counters at the end.
+    pub counters: Counters,
+}
+
+/// The signal that asked mapwatch to stop (0: none).
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    SIGNALLED.store(sig, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+impl StackSource for Probes {
+    fn stack(&self, id: u32) -> Vec<u64> {
+        Probes::stack(self, id)
+    }
+}
+
+/// A watch in progress.
+pub struct Session {
+    binary: Arc<GoBinary>,
+    probes: Probes,
+    opts: WatchOptions,
+    maps: MapRegistry,
+    log: FindingLog,
+    resolver: StackResolver,
+    report: Option<JsonlReport>,
+    goroutines: HashSet<u64>,
+    status: StatusLine,
+}
+
+impl Session {
+    /// A session over attached `probes` on a process running `binary`.
+    pub fn new(binary: Arc<GoBinary>, probes: Probes, opts: WatchOptions) -> Result<Session> {
+        let report = opts
+            .report
+            .as_deref()
+            .map(JsonlReport::create)
+            .transpose()?;
+        Ok(Session {
+            resolver: StackResolver::new(Arc::clone(&binary)),
+            binary,
+            probes,
+            maps: MapRegistry::default(),
+            log: FindingLog::default(),
+            report,
+            goroutines: HashSet::new(),
+            status: StatusLine::new(opts.quiet),
+            opts,
+        })
+    }
+
+    /// Watches until the target ends, a signal, or the time limit; then detaches.
+    pub fn run(mut self, mut target: Target) -> Result<Outcome> {
+        install_signal_handlers();
+        let pid = target.pid();
+        let mut reader = self.probes.reader()?;
+        let mut records = Vec::new();
+        let start = Instant::now();
+        let mut last_tick = start;
+        let mut last_counters = Counters::default();
+        let mut exit = None;
+        loop {
+            reader.drain(POLL, &mut records)?;
+            for record in records.drain(..) {
+                self.handle(record)?;
+            }
+            let sig = SIGNALLED.swap(0, Ordering::SeqCst);
+            match &mut target {
+                Target::Child(child) => {
+                    if sig != 0 {
+                        // The child decides how to end; its exit ends the watch.
+                        unsafe { libc::kill(pid, sig) };
+                    }
+                    if let Some(status) = child.try_wait()? {
+                        exit = Some(status);
+                        break;
+                    }
+                }
+                Target::Pid(_) => {
+                    if sig != 0 || !process::is_alive(pid) {
+                        break;
+                    }
+                }
+            }
+            if self.opts.duration.is_some_and(|d| start.elapsed() >= d) {
+                break;
+            }
+            if last_tick.elapsed() >= Duration::from_secs(1) {
+                let counters = self.probes.counters()?;
+                let rate = (counters.total_ops() - last_counters.total_ops()) as f64
+                    / last_tick.elapsed().as_secs_f64();
+                self.status.draw(&format!(
+                    "mapwatch: pid {pid} | {rate:.0} map ops/s | {} maps | {} goroutines | {} findings | {} drops",
+                    self.maps.len(),
+                    self.goroutines.len(),
+                    self.log.findings().len(),
+                    counters.drops
+                ));
+                last_counters = counters;
+                last_tick = Instant::now();
+            }
+        }
+        self.probes.detach();
+        // What the target did in its last moments is still in the ring buffer.
+        reader.drain(Duration::ZERO, &mut records)?;
+        for record in records.drain(..) {
+            self.handle(record)?;
+        }
+        let counters = self.probes.counters()?;
+        self.status.clear();
+        if reader.malformed() > 0 {
+            eprintln!(
+                "mapwatch: {} event records did not decode (layout mismatch)",
+                reader.malformed()
+            );
+        }
+        self.print_summary(pid, start.elapsed(), &counters, exit);
+        if let Some(report) = &mut self.report {
+            report.finish(self.log.findings())?;
+        }
+        Ok(Outcome {
+            findings: self.log.findings().to_vec(),
+            exit,
+            counters,
+        })
+    }
+
+    fn handle(&mut self, record: Record) -> Result<()> {
+        let (ev, writer) = match record {
+            Record::Op(ev) => (ev, None),
+            Record::Conflict(ev, w) => (ev, Some(w)),
+        };
+        self.maps.observe(&ev);
+        if self.goroutines.len() < GOROUTINES_REMEMBERED {
+            self.goroutines.insert(ev.goid);
+        }
+        let Some(writer) = writer else { return Ok(()) };
+        let mut describer = Describer {
+            binary: &self.binary,
+            resolver: &mut self.resolver,
+            stacks: &self.probes,
+            maps: &self.maps,
+        };
+        let finding = conflict_finding(&ev, &writer, &mut describer, &self.binary.go_version().raw);
+        if let Some(new) = self.log.add(finding) {
+            if let Some(report) = &mut self.report {
+                report.append(new)?;
+            }
+            if !self.opts.quiet {
+                self.status.clear();
+                print_finding(&mut std::io::stderr(), new);
+            }
+        }
+        Ok(())
+    }
+
+    fn print_summary(&self, pid: i32, elapsed: Duration, c: &Counters, exit: Option<ExitStatus>) {
+        let by_op: Vec<String> = gotarget::MapOp::ALL
+            .iter()
+            .map(|&op| (op, c.ops[op as usize]))
+            .filter(|&(_, n)| n > 0)
+            .map(|(op, n)| format!("{op} {n}"))
+            .collect();
+        let goroutines = if self.goroutines.len() >= GOROUTINES_REMEMBERED {
+            format!("{}+", GOROUTINES_REMEMBERED)
+        } else {
+            self.goroutines.len().to_string()
+        };
+        eprintln!(
+            "mapwatch: watched pid {pid} ({}) for {:.1}s: {} map ops ({}), {} maps, {goroutines} goroutines, {} findings ({} occurrences), {} events dropped",
+            self.binary.go_version().raw,
+            elapsed.as_secs_f64(),
+            c.total_ops(),
+            if by_op.is_empty() { "none".to_string() } else { by_op.join(", ") },
+            self.maps.len(),
+            self.log.findings().len(),
+            self.log.occurrences(),
+            c.drops,
+        );
+        if c.drops > 0 {
+            eprintln!(
+                "mapwatch: warning: {} events were dropped (ring buffer full); op counts stay exact, but findings in those events were missed",
+                c.drops
+            );
+        }
+        if let Some(status) = exit {
+            eprintln!("mapwatch: target {}", process::describe_exit(status));
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! mapwatch as a user runs it: real Go programs, real probes, the real kernel.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use common::{findings, go_binary, ops_in_summary, run_mapwatch, scratch};
+use gobuild::TEST_VERSIONS;
+use mapwatch::report::FindingKind;
+
+fn has_frame(stack: &[String], function: &str, file: &str) -> bool {
+    stack
+        .iter()
+        .any(|f| f.starts_with(function) && f.contains(file))
+}
+
+/// Runs the racy program until the Go runtime kills it, and checks the report holds both sides.
+fn conflict_is_reported(version: &str, stripped: bool, mode: &str) {
+    let bin = common::build(gobuild::Build::new(version, "conflict").stripped(stripped));
+    let dir = scratch(&format!("conflict-{version}-{stripped}-{mode}"));
+    let report = dir.join("report.jsonl");
+    // The overlap is timing-dependent; a few tries make a miss vanishingly unlikely.
+    for attempt in 1..=3 {
+        let out = run_mapwatch(&[
+            "run",
+            "--report",
+            report.to_str().unwrap(),
+            "--",
+            bin.to_str().unwrap(),
+            mode,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !stderr.contains("fatal error: concurrent map") {
+            eprintln!("attempt {attempt}: no crash this time");
+            continue;
+        }
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "mapwatch exits with Go's fatal-error status"
+        );
+        let found = findings(&report);
+        assert!(
+            !found.is_empty(),
+            "the runtime crashed on a conflict but the report is empty"
+        );
+        let f = &found[0];
+        assert_eq!(f.kind, FindingKind::Conflict);
+        assert_ne!(f.first.goid, f.second.goid);
+        assert!(f.map.starts_with("0x"));
+        assert_eq!(
+            f.map_type.as_deref().filter(|_| !stripped),
+            if stripped { None } else { Some("map[int]int") }
+        );
+        let site = f.map_site.as_deref().unwrap_or("");
+        assert!(
+            site.contains("conflict/main.go"),
+            "map site {site:?} is the package-level make"
+        );
+        assert_eq!(f.first.op, "write");
+        assert!(
+            has_frame(&f.first.stack, "main.writer", "conflict/main.go"),
+            "{:?}",
+            f.first.stack
+        );
+        let second_fn = if mode == "read-write" {
+            "main.reader"
+        } else {
+            "main.writer"
+        };
+        assert_eq!(
+            f.second.op,
+            if mode == "read-write" {
+                "read"
+            } else {
+                "write"
+            }
+        );
+        assert!(
+            has_frame(&f.second.stack, second_fn, "conflict/main.go"),
+            "{:?}",
+            f.second.stack
+        );
+        // Both stacks reach the goroutine's start function.
+        for a in [&f.first, &f.second] {
+            assert!(
+                a.stack.iter().any(|s| s.starts_with("main.main.func")),
+                "{:?}",
+                a.stack
+            );
+        }
+        assert!(stderr.contains("mapwatch: CONFLICT on map"));
+        return;
+    }
+    panic!("the racy program never crashed in 3 runs of 20 s");
+}
+
+#[test]
+fn write_write_conflict_is_reported_with_both_stacks() {
+    for v in TEST_VERSIONS {
+        conflict_is_reported(v, false, "write-write");
+    }
+}
+
+#[test]
+fn read_write_conflict_is_reported_with_both_stacks() {
+    for v in TEST_VERSIONS {
+        conflict_is_reported(v, false, "read-write");
+    }
+}
+
+#[test]
+fn stripped_binary_works_degraded() {
+    let v = TEST_VERSIONS[1];
+    conflict_is_reported(v, true, "write-write");
+    let bin = common::build(gobuild::Build::new(v, "allops").stripped(true));
+    let out = run_mapwatch(&["run", "--", bin.to_str().unwrap(), "100"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    assert!(
+        stderr.contains("mapwatch: degraded:"),
+        "says what is degraded"
+    );
+    assert!(ops_in_summary(&stderr) >= 1000);
+}
+
+#[test]
+fn locked_program_yields_no_conflict() {
+    for v in TEST_VERSIONS {
+        let bin = go_binary(v, "locked");
+        let dir = scratch(&format!("locked-{v}"));
+        let report = dir.join("report.jsonl");
+        let out = run_mapwatch(&[
+            "run",
+            "--fail-on-finding",
+            "--report",
+            report.to_str().unwrap(),
+            "--",
+            bin.to_str().unwrap(),
+            "50000",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "no finding, the program's own status"
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("entries 4096"));
+        assert!(findings(&report).is_empty());
+        assert!(ops_in_summary(&String::from_utf8_lossy(&out.stderr)) >= 150000);
+    }
+}
+
+#[test]
+fn run_exits_with_the_targets_status() {
+    let bin = go_binary(TEST_VERSIONS[0], "allops");
+    let out = run_mapwatch(&["run", "--", bin.to_str().unwrap(), "not-a-number-so-zero"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = run_mapwatch(&["run", "--", "/bin/sh", "-c", "exit 7"]);
+    assert_ne!(out.status.code(), Some(0), "/bin/sh is not Go: refused");
+}
+
+#[test]
+fn attach_and_detach_leave_the_target_running_with_unchanged_output() {
+    let bin = go_binary(TEST_VERSIONS[1], "longrun");
+    let plain = Command::new(&bin).args(["25", "60"]).output().unwrap();
+    assert!(plain.status.success());
+
+    let mut target = Command::new(&bin)
+        .args(["25", "60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(target.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "ready\n");
+    let pid = target.id().to_string();
+    let out = run_mapwatch(&["attach", "-p", &pid, "--duration", "0.6"]);
+    assert!(out.status.success());
+    assert!(
+        ops_in_summary(&String::from_utf8_lossy(&out.stderr)) > 10000,
+        "saw the rounds' map ops"
+    );
+    assert!(
+        target.try_wait().unwrap().is_none(),
+        "the target runs on after mapwatch detached"
+    );
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(target.wait().unwrap().success());
+    assert_eq!(
+        first + &rest,
+        String::from_utf8_lossy(&plain.stdout),
+        "output unchanged by watching"
+    );
+}
+
+#[test]
+fn attach_watches_until_the_target_exits() {
+    let bin = go_binary(TEST_VERSIONS[0], "longrun");
+    let mut target = Command::new(&bin)
+        .args(["8", "50"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(target.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let pid = target.id();
+    // Reap the target as soon as it exits, as its real parent would.
+    let reaper = std::thread::spawn(move || {
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        target.wait().unwrap()
+    });
+    let out = run_mapwatch(&["attach", "-p", &pid.to_string()]);
+    assert!(out.status.success());
+    assert!(reaper.join().unwrap().success());
+    assert!(ops_in_summary(&String::from_utf8_lossy(&out.stderr)) > 0);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let out = run_mapwatch(&["run", "--", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a Go binary"), "{stderr}");
+
+    let out = run_mapwatch(&["attach", "-p", "999999999"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no process with pid 999999999"));
+
+    let out = run_mapwatch(&["inspect", "/etc/hostname"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().count(),
+        1,
+        "one line"
+    );
+
+    let out = run_mapwatch(&["run", "--", "/nonexistent/program"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn not_root_is_refused_clearly() {
+    let bin = go_binary(TEST_VERSIONS[0], "allops");
+    let out = common::mapwatch()
+        .args(["run", "--", bin.to_str().unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs root"));
+}
+
+#[test]
+fn inspect_prints_the_probe_plan() {
+    for v in TEST_VERSIONS {
+        let bin = go_binary(v, "allops");
+        let out = run_mapwatch(&["inspect", bin.to_str().unwrap()]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("go{v}")));
+        for f in [
+            "runtime.mapassign_fast64",
+            "runtime.mapaccess1_faststr",
+            "runtime.mapdelete",
+            "runtime.mapclear",
+        ] {
+            assert!(text.contains(f), "{f} missing from:\n{text}");
+        }
+        assert!(text.contains("after stack check: push rbp"));
+    }
+}

@@ -1,0 +1,58 @@
+//! Shared by the integration tests: building Go programs, running the real mapwatch binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mapwatch::report::{jsonl, Finding};
+
+/// Builds `testdata/go/<package>` with Go `version`, panicking with the build's own message.
+pub fn go_binary(version: &str, package: &str) -> PathBuf {
+    build(gobuild::Build::new(version, package))
+}
+
+/// Builds with options (stripped, experiment, ...).
+pub fn build(b: gobuild::Build) -> PathBuf {
+    b.build().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The mapwatch binary under test.
+pub fn mapwatch() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mapwatch"))
+}
+
+/// Runs mapwatch with `args`; returns its output (stderr is where it talks).
+pub fn run_mapwatch(args: &[&str]) -> Output {
+    let out = mapwatch().args(args).output().expect("mapwatch runs");
+    eprintln!(
+        "$ mapwatch {}\n--- stdout\n{}--- stderr\n{}--- status {:?}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        out.status
+    );
+    out
+}
+
+/// A scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mapwatch-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The findings in a JSON-lines report.
+pub fn findings(report: &Path) -> Vec<Finding> {
+    jsonl::read(report).unwrap()
+}
+
+/// Map operations counted in mapwatch's summary line ("... N map ops (...)").
+pub fn ops_in_summary(stderr: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" map ops ("))
+        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
+    let before = line.split(" map ops (").next().unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
