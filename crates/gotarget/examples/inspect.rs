@@ -26,10 +26,7 @@ fn main() {
     }
     println!("  offsets: {:?}", bin.runtime_offsets());
     for p in bin.map_probe_plan() {
-        let place = match &p.site.placement {
-            gotarget::Placement::AfterStackCheck => "after-check".to_string(),
-            gotarget::Placement::Entry { reason } => format!("ENTRY ({reason})"),
-        };
+        let place = &p.site.placement;
         println!(
             "  {:<12} {:<9} {:<32} {:#x} +{:#x} file {:#x} `{}` {}{}",
             p.op.as_str(),

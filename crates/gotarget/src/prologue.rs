@@ -33,6 +33,16 @@ pub enum Placement {
     Return,
 }
 
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placement::AfterStackCheck => f.write_str("after stack check (emulated)"),
+            Placement::Entry { reason } => write!(f, "entry (single-stepped: {reason})"),
+            Placement::Return => f.write_str("return (single-stepped)"),
+        }
+    }
+}
+
 /// Outcome of decoding a prologue: offset from the entry, placement, instruction text.
 pub(crate) struct Decoded {
     pub offset: u64,
