@@ -49,7 +49,7 @@ pub fn capture(mut cmd: Command, policy: SitePolicy) -> Result<Capture> {
             break status;
         }
     };
-    reader.drain(Duration::ZERO, &mut records)?;
+    reader.drain_all(&mut records)?;
     let counters = probes.counters()?;
     let stdout = stdout.join().unwrap_or_default();
     Ok(Capture {

@@ -15,6 +15,7 @@ pub const CONFLICT_EVENT_SIZE: usize = EVENT_SIZE + WRITER_SIZE;
 
 const F_WRITING: u8 = 0x01;
 const F_CONFLICT: u8 = 0x02;
+const F_RUNTIME: u8 = 0x04;
 
 /// Attach cookie: which op a probe reports and how its key is passed (`COOKIE_*` in event.h).
 pub fn cookie(op: MapOp, key_mode: KeyMode) -> u64 {
@@ -79,6 +80,9 @@ pub struct MapEvent {
     pub op: MapOp,
     /// The map's write-in-progress flag was set when this access began.
     pub saw_writing: bool,
+    /// Not an operation but the Go runtime's own "concurrent map ..." fatal error, raised by
+    /// this goroutine during its operation `op` on `map`.
+    pub runtime_fatal: bool,
 }
 
 /// The write that was in progress when a conflicting access began.
@@ -184,6 +188,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         cpu,
         op: op(raw_op)?,
         saw_writing: flags & F_WRITING != 0,
+        runtime_fatal: flags & F_RUNTIME != 0,
     };
     let is_conflict = flags & F_CONFLICT != 0;
     if is_conflict != (bytes.len() == CONFLICT_EVENT_SIZE) {

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use anyhow::Result;
-use gotarget::{GoBinary, MapAbi, MapOp, OffsetSource, Placement};
+use gotarget::{GoBinary, MapAbi, MapOp, OffsetSource};
 
 /// Short name of a map implementation.
 pub fn abi_name(abi: MapAbi) -> &'static str {
@@ -35,8 +35,8 @@ pub fn describe(binary: &GoBinary) -> Result<String> {
     writeln!(s, "probes:")?;
     writeln!(
         s,
-        "  {:<10} {:<34} {:>10} {:>10}  {}",
-        "op", "function", "entry", "probe", "placement"
+        "  {:<10} {:<34} {:>10} {:>10}  placement",
+        "op", "function", "entry", "probe"
     )?;
     for p in binary.map_probe_plan() {
         let sites = if p.op == MapOp::Make {
@@ -45,17 +45,9 @@ pub fn describe(binary: &GoBinary) -> Result<String> {
             vec![p.site.clone()]
         };
         for site in sites {
-            let placement = match (&p.skip, &site.placement) {
-                (Some(why), _) => format!("skipped: {why}"),
-                (None, Placement::AfterStackCheck) => {
-                    format!("after stack check: {} (emulated)", site.instruction)
-                }
-                (None, Placement::Entry { reason }) => {
-                    format!("entry: {} (single-stepped: {reason})", site.instruction)
-                }
-                (None, Placement::Return) => {
-                    format!("return: {} (single-stepped)", site.instruction)
-                }
+            let placement = match &p.skip {
+                Some(why) => format!("skipped: {why}"),
+                None => format!("{}: `{}`", site.placement, site.instruction),
             };
             writeln!(
                 s,

@@ -15,7 +15,7 @@ use crate::detect::conflict::{conflict_finding, Describer, StackSource};
 use crate::detect::findings::FindingLog;
 use crate::detect::maps::MapRegistry;
 use crate::event::Record;
-use crate::probe::{Counters, Probes};
+use crate::probe::{Counters, Probes, BATCH};
 use crate::process;
 use crate::report::jsonl::JsonlReport;
 use crate::report::terminal::{print_finding, StatusLine};
@@ -132,8 +132,14 @@ impl Session {
         let mut last_tick = start;
         let mut last_counters = Counters::default();
         let mut exit = None;
+        let mut wait = POLL;
         loop {
-            reader.drain(POLL, &mut records)?;
+            // Behind the producer: read on without waiting.
+            wait = if reader.drain(wait, &mut records)? == BATCH {
+                Duration::ZERO
+            } else {
+                POLL
+            };
             for record in records.drain(..) {
                 self.handle(record)?;
             }
@@ -173,13 +179,14 @@ impl Session {
                 last_tick = Instant::now();
             }
         }
+        // Counted up to the end of the watch, not through the detach.
+        let counters = self.probes.counters()?;
         self.probes.detach();
         // What the target did in its last moments is still in the ring buffer.
-        reader.drain(Duration::ZERO, &mut records)?;
+        reader.drain_all(&mut records)?;
         for record in records.drain(..) {
             self.handle(record)?;
         }
-        let counters = self.probes.counters()?;
         self.status.clear();
         if reader.malformed() > 0 {
             eprintln!(
@@ -207,7 +214,16 @@ impl Session {
         if self.goroutines.len() < GOROUTINES_REMEMBERED {
             self.goroutines.insert(ev.goid);
         }
-        let Some(writer) = writer else { return Ok(()) };
+        let Some(writer) = writer else {
+            if ev.runtime_fatal {
+                self.status.clear();
+                eprintln!(
+                    "mapwatch: the Go runtime caught goroutine {} in a conflict on map {:#x}, but no other goroutine's write to it was recorded",
+                    ev.goid, ev.map
+                );
+            }
+            return Ok(());
+        };
         let mut describer = Describer {
             binary: &self.binary,
             resolver: &mut self.resolver,

@@ -31,6 +31,7 @@ enum key_mode {
 
 #define EVENT_F_WRITING 0x01  /* the map's write-in-progress flag was set at this access */
 #define EVENT_F_CONFLICT 0x02 /* ...by another goroutine: the record is a struct conflict_event */
+#define EVENT_F_RUNTIME 0x04  /* the Go runtime itself detected it (it is about to kill the target) */
 
 /* One map operation, 64 bytes. */
 struct event {
@@ -57,6 +58,21 @@ struct writer {
 	__u32 tid;
 	__u8 op;
 	__u8 pad[7];
+};
+
+/* A map's two most recent writers from different goroutines: when the current one is the
+ * goroutine asking, the write in progress is the previous one's. */
+struct writers {
+	struct writer cur;
+	struct writer prev;
+};
+
+/* The last map operation begun on a CPU, for the runtime's fatal error to name its map. */
+struct last_op {
+	__u64 map;
+	__u32 tid;
+	__u8 op;
+	__u8 pad[3];
 };
 
 /* An access that found another goroutine's write in progress on the same map. */

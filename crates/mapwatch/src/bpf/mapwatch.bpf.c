@@ -31,8 +31,17 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
-	__type(value, struct writer);
+	__type(value, struct writers);
 } writers SEC(".maps");
+
+/* Per CPU: the last map operation begun there, so a probe on the runtime's fatal error (same
+ * thread, moments later) knows which map it is about. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct last_op);
+} last_ops SEC(".maps");
 
 /* Per-CPU counters: operations by op, and records lost to a full ring buffer. */
 struct {
@@ -92,53 +101,40 @@ static __always_inline __u64 wake_flags(int urgent)
 #define IS_WRITE 0x2     /* record this access as the map's current writer */
 #define WANT_STACK 0x4   /* take the user stack even without a conflict */
 
-static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, unsigned int what)
+/* The write in progress on `map` by a goroutine other than `goid`, if one is recorded. */
+static __always_inline struct writer *other_writer(__u64 map, __u64 goid)
 {
-	__u64 cookie = bpf_get_attach_cookie(ctx);
-	__u8 op = COOKIE_OP(cookie);
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 goid = read_u64(ctx->r14 + cfg.goid_offset);
-	__u64 now = bpf_ktime_get_ns();
-	__u64 ret = read_u64(ctx->rsp);
-	struct writer *other = 0;
-	__u8 flags = 0;
+	struct writers *w = bpf_map_lookup_elem(&writers, &map);
+	if (!w)
+		return 0;
+	if (w->cur.goid != goid)
+		return &w->cur;
+	if (w->prev.op && w->prev.goid != goid)
+		return &w->prev;
+	return 0;
+}
 
-	count(&op_counts, op);
-
-	if ((what & CHECK_WRITER) && map) {
-		__u8 flag = 0;
-		bpf_probe_read_user(&flag, sizeof(flag), (const void *)(map + cfg.write_flag_offset));
-		if (flag & cfg.write_flag_mask) {
-			flags |= EVENT_F_WRITING;
-			other = bpf_map_lookup_elem(&writers, &map);
-			if (other && other->goid == goid)
-				other = 0;
-		}
+static __always_inline void remember_writer(__u64 map, struct writer *self)
+{
+	struct writers *w = bpf_map_lookup_elem(&writers, &map);
+	if (!w) {
+		struct writers fresh = { .cur = *self };
+		bpf_map_update_elem(&writers, &map, &fresh, BPF_ANY);
+		return;
 	}
+	if (w->cur.goid != self->goid)
+		w->prev = w->cur;
+	w->cur = *self;
+}
 
-	__s32 stack_id = -1;
-	if ((what & WANT_STACK) || other)
-		stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+struct access {
+	__u64 map, type, goid, ret, key, now, pid_tgid;
+	__s32 stack_id;
+	__u8 op, flags;
+};
 
-	/* Copy the partner before our own update replaces it. */
-	struct writer partner = {};
-	if (other) {
-		partner = *other;
-		flags |= EVENT_F_CONFLICT;
-	}
-
-	if ((what & IS_WRITE) && map) {
-		struct writer self = {
-			.goid = goid,
-			.ret = ret,
-			.ts = now,
-			.stack_id = stack_id,
-			.tid = (__u32)pid_tgid,
-			.op = op,
-		};
-		bpf_map_update_elem(&writers, &map, &self, BPF_ANY);
-	}
-
+static __always_inline int emit(struct access *a, struct writer *other)
+{
 	struct event *e;
 	if (other)
 		e = bpf_ringbuf_reserve(&events, sizeof(struct conflict_event), 0);
@@ -148,22 +144,78 @@ static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, un
 		count(&drops, 0);
 		return 0;
 	}
-	e->ts = now;
-	e->map = map;
-	e->type = type;
-	e->goid = goid;
-	e->ret = ret;
-	e->key = read_key(ctx, COOKIE_KEY_MODE(cookie));
-	e->pid = pid_tgid >> 32;
-	e->tid = (__u32)pid_tgid;
-	e->stack_id = stack_id;
+	e->ts = a->now;
+	e->map = a->map;
+	e->type = a->type;
+	e->goid = a->goid;
+	e->ret = a->ret;
+	e->key = a->key;
+	e->pid = a->pid_tgid >> 32;
+	e->tid = (__u32)a->pid_tgid;
+	e->stack_id = a->stack_id;
 	e->cpu = (__u16)bpf_get_smp_processor_id();
-	e->op = op;
-	e->flags = flags;
-	if (other)
-		((struct conflict_event *)e)->other = partner;
+	e->op = a->op;
+	e->flags = a->flags;
+	if (other) {
+		e->flags |= EVENT_F_CONFLICT;
+		((struct conflict_event *)e)->other = *other;
+	}
 	bpf_ringbuf_submit(e, wake_flags(other != 0));
 	return 0;
+}
+
+static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, unsigned int what)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	struct access a = {
+		.map = map,
+		.type = type,
+		.goid = read_u64(ctx->r14 + cfg.goid_offset),
+		.ret = read_u64(ctx->rsp),
+		.key = read_key(ctx, COOKIE_KEY_MODE(cookie)),
+		.now = bpf_ktime_get_ns(),
+		.pid_tgid = bpf_get_current_pid_tgid(),
+		.stack_id = -1,
+		.op = COOKIE_OP(cookie),
+	};
+	struct writer *found = 0;
+	struct writer partner = {};
+
+	count(&op_counts, a.op);
+	__u32 zero = 0;
+	struct last_op *last = bpf_map_lookup_elem(&last_ops, &zero);
+	if (last) {
+		last->map = map;
+		last->tid = (__u32)a.pid_tgid;
+		last->op = a.op;
+	}
+
+	if ((what & CHECK_WRITER) && map) {
+		__u8 flag = 0;
+		bpf_probe_read_user(&flag, sizeof(flag), (const void *)(map + cfg.write_flag_offset));
+		if (flag & cfg.write_flag_mask) {
+			a.flags |= EVENT_F_WRITING;
+			found = other_writer(map, a.goid);
+			if (found)
+				partner = *found; /* copied before our own update replaces it */
+		}
+	}
+
+	if ((what & WANT_STACK) || found)
+		a.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+
+	if ((what & IS_WRITE) && map) {
+		struct writer self = {
+			.goid = a.goid,
+			.ret = a.ret,
+			.ts = a.now,
+			.stack_id = a.stack_id,
+			.tid = (__u32)a.pid_tgid,
+			.op = a.op,
+		};
+		remember_writer(map, &self);
+	}
+	return emit(&a, found ? &partner : 0);
 }
 
 /* mapaccess1/2*: (type AX, map BX, key CX[, DI]) */
@@ -200,4 +252,44 @@ SEC("uprobe")
 int on_make_return(struct pt_regs *ctx)
 {
 	return record(ctx, ctx->rax, 0, WANT_STACK);
+}
+
+/* The runtime's fatal error (runtime.fatal, or internal/runtime/maps.fatal on Swiss maps):
+ * (message AX, length BX). When it is a map conflict the runtime found ("concurrent map
+ * writes", "... read and map write", "... iteration and map write"), report this goroutine and
+ * the map's other writer before the runtime kills the process: Go prints only one side. */
+SEC("uprobe")
+int on_fatal(struct pt_regs *ctx)
+{
+	static const char prefix[] = "concurrent map";
+	char msg[sizeof(prefix) - 1] = {};
+	if (ctx->rbx < sizeof(msg) || bpf_probe_read_user(msg, sizeof(msg), (const void *)ctx->rax))
+		return 0;
+	for (int i = 0; i < sizeof(msg); i++)
+		if (msg[i] != prefix[i])
+			return 0;
+
+	__u32 zero = 0;
+	struct last_op *last = bpf_map_lookup_elem(&last_ops, &zero);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!last || last->tid != (__u32)pid_tgid || !last->map)
+		return 0; /* the thread moved CPU since its map call: nothing reliable to say */
+	__u64 map = last->map;
+	last->map = 0; /* report once: maps.fatal calls runtime.fatal, and both may be probed */
+	struct access a = {
+		.map = map,
+		.goid = read_u64(ctx->r14 + cfg.goid_offset),
+		.ret = read_u64(ctx->rsp),
+		.now = bpf_ktime_get_ns(),
+		.pid_tgid = pid_tgid,
+		.op = last->op,
+		.flags = EVENT_F_RUNTIME,
+	};
+	a.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+	struct writer *found = other_writer(a.map, a.goid);
+	struct writer partner = {};
+	if (!found)
+		return emit(&a, 0);
+	partner = *found;
+	return emit(&a, &partner);
 }

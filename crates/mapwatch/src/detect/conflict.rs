@@ -75,6 +75,12 @@ impl Describer<'_> {
             map_site,
             first,
             second,
+            detected_by: if ev.runtime_fatal {
+                "go-runtime"
+            } else {
+                "mapwatch"
+            }
+            .to_string(),
             count: 1,
             pid: ev.pid,
             go_version: go_version.to_string(),

@@ -77,6 +77,7 @@ mod tests {
             map_site: Some("main.main main.go:10".into()),
             first: access(first_line),
             second: access(second_line),
+            detected_by: "mapwatch".into(),
             count: 1,
             pid: 1,
             go_version: "go1.25.5".into(),

@@ -27,7 +27,7 @@ pub struct MapRegistry {
 impl MapRegistry {
     /// Records what `ev` tells about its map.
     pub fn observe(&mut self, ev: &MapEvent) {
-        if ev.map == 0 {
+        if ev.map == 0 || ev.runtime_fatal {
             return;
         }
         let key = (ev.pid, ev.map);
@@ -87,6 +87,7 @@ mod tests {
             cpu: 0,
             op,
             saw_writing: false,
+            runtime_fatal: false,
         }
     }
 

@@ -11,7 +11,7 @@ use gotarget::{GoBinary, MapOp, Placement};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, UprobeOpts};
 
-pub use ringbuf::EventReader;
+pub use ringbuf::{EventReader, BATCH};
 
 use crate::event::{self, KeyMode, OP_SLOTS};
 
@@ -24,11 +24,24 @@ use skel::{MapwatchSkel, MapwatchSkelBuilder};
 /// picks events up (waking on every event costs ~2 µs per op instead of ~0.65 µs here).
 const WAKE_BYTES: u64 = 1 << 20;
 
+/// The runtime functions that print "fatal error: concurrent map ..." and kill the process
+/// (Swiss maps call the second, which calls the first).
+const RUNTIME_FATAL: [&str; 2] = ["runtime.fatal", "internal/runtime/maps.fatal"];
+
+/// What a probe reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// A map operation of this class.
+    Map(MapOp),
+    /// The runtime's own detection of a map conflict, just before it kills the process.
+    RuntimeFatal,
+}
+
 /// One uprobe as attached.
 #[derive(Clone, Debug)]
 pub struct AttachedProbe {
-    /// The op class it reports.
-    pub op: MapOp,
+    /// What it reports.
+    pub kind: ProbeKind,
     /// The Go function it sits in.
     pub function: String,
     /// Its virtual address.
@@ -136,21 +149,16 @@ impl Probes {
             }
             let key_mode = KeyMode::for_variant(probe.op, probe.variant);
             let cookie = event::cookie(probe.op, key_mode);
-            if probe.op == MapOp::Make {
+            let sites = if probe.op == MapOp::Make {
                 // The new map is known only when makemap returns: probe its RET instructions
                 // (never a uretprobe: those crash Go).
-                for site in binary.return_sites(&probe.function)? {
-                    self.attach_one(probe.op, &probe.function.name, &site, exe, pid, cookie)?;
-                }
+                binary.return_sites(&probe.function)?
             } else {
-                self.attach_one(
-                    probe.op,
-                    &probe.function.name,
-                    &probe.site,
-                    exe,
-                    pid,
-                    cookie,
-                )?;
+                vec![probe.site]
+            };
+            for site in &sites {
+                let kind = ProbeKind::Map(probe.op);
+                self.attach_one(kind, &probe.function.name, site, exe, pid, cookie)?;
             }
         }
         if self.links.is_empty() {
@@ -159,12 +167,19 @@ impl Probes {
                 binary.path().display()
             );
         }
+        for f in RUNTIME_FATAL
+            .iter()
+            .filter_map(|name| binary.function(name))
+        {
+            let site = binary.probe_site(&f)?;
+            self.attach_one(ProbeKind::RuntimeFatal, &f.name, &site, exe, pid, 0)?;
+        }
         Ok(())
     }
 
     fn attach_one(
         &mut self,
-        op: MapOp,
+        kind: ProbeKind,
         function: &str,
         site: &gotarget::ProbeSite,
         exe: &Path,
@@ -172,12 +187,13 @@ impl Probes {
         cookie: u64,
     ) -> Result<()> {
         let progs = &self.skel.progs;
-        let prog = match op {
-            MapOp::Read => &progs.on_read,
-            MapOp::Write | MapOp::Delete | MapOp::Clear => &progs.on_write,
-            MapOp::IterStart => &progs.on_iter_start,
-            MapOp::IterNext => &progs.on_iter_next,
-            MapOp::Make => &progs.on_make_return,
+        let prog = match kind {
+            ProbeKind::Map(MapOp::Read) => &progs.on_read,
+            ProbeKind::Map(MapOp::Write | MapOp::Delete | MapOp::Clear) => &progs.on_write,
+            ProbeKind::Map(MapOp::IterStart) => &progs.on_iter_start,
+            ProbeKind::Map(MapOp::IterNext) => &progs.on_iter_next,
+            ProbeKind::Map(MapOp::Make) => &progs.on_make_return,
+            ProbeKind::RuntimeFatal => &progs.on_fatal,
         };
         let opts = UprobeOpts {
             cookie,
@@ -188,17 +204,25 @@ impl Probes {
             .with_context(|| format!("cannot attach a uprobe to {function} at {:#x}", site.addr))?;
         self.links.push(link);
         self.attached.push(AttachedProbe {
-            op,
+            kind,
             function: function.to_string(),
             addr: site.addr,
-            emulated: matches!(site.placement, Placement::AfterStackCheck),
+            emulated: site.placement == Placement::AfterStackCheck
+                || site.instruction == "push rbp",
         });
         Ok(())
     }
 
     /// Removes every uprobe; the target runs on as if never watched.
     pub fn detach(&mut self) {
-        self.links.clear();
+        // Each removal waits out an RCU grace period (~0.1 s here); one after another, two
+        // dozen probes take seconds, during which the ring buffer overflows. In parallel they
+        // take one.
+        std::thread::scope(|scope| {
+            for link in self.links.drain(..) {
+                scope.spawn(move || drop(link));
+            }
+        });
     }
 
     /// Whether uprobes are attached now.

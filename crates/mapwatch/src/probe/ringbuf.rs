@@ -12,6 +12,9 @@ use libbpf_rs::{MapCore, RingBuffer, RingBufferBuilder};
 
 use crate::event::{decode, Record};
 
+/// Records taken per [`EventReader::drain`]: ~16 MB of events, a fraction of a second of work.
+pub const BATCH: usize = 1 << 18;
+
 #[derive(Default)]
 struct Inbox {
     records: Vec<Record>,
@@ -46,14 +49,22 @@ impl EventReader {
     }
 
     /// Waits up to `timeout` for a wake-up, then moves every pending record into `out`.
-    pub fn drain(&mut self, timeout: Duration, out: &mut Vec<Record>) -> Result<()> {
+    /// Returns how many records were taken (a full [`BATCH`] means more are waiting).
+    pub fn drain(&mut self, timeout: Duration, out: &mut Vec<Record>) -> Result<usize> {
         self.ring
             .poll(timeout)
             .context("polling the event ring buffer")?;
         self.ring
             .consume()
             .context("reading the event ring buffer")?;
+        let taken = self.inbox.borrow().records.len();
         out.append(&mut self.inbox.borrow_mut().records);
+        Ok(taken)
+    }
+
+    /// Takes everything pending, without waiting (the final read after the target is gone).
+    pub fn drain_all(&mut self, out: &mut Vec<Record>) -> Result<()> {
+        while self.drain(Duration::ZERO, out)? == BATCH {}
         Ok(())
     }
 

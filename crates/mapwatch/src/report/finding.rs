@@ -46,6 +46,9 @@ pub struct Finding {
     pub first: Access,
     /// The later access.
     pub second: Access,
+    /// Who saw it: "mapwatch" (an access began during another goroutine's write) or
+    /// "go-runtime" (the runtime's own check fired; it kills the process right after).
+    pub detected_by: String,
     /// How many times this (map site, pair of source lines) was seen.
     pub count: u64,
     /// The target process.
