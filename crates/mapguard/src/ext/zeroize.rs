@@ -1,0 +1,112 @@
+//! Wiping secrets on removal (feature `zeroize`).
+//!
+//! These methods overwrite a value with zeroes (via [`Zeroize`]) in the table
+//! slot itself, under the shard lock, before the slot is freed, instead of
+//! handing the value back. Caveat: when a table grows or shrinks, hashbrown
+//! moves entries to a new allocation and frees the old one without wiping it.
+//! Store secrets behind a pointer (`Box<Secret>`, or `zeroize::Zeroizing<Box<_>>`)
+//! so that only the pointer is ever moved and the secret bytes stay in one
+//! place until wiped.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+
+use zeroize::Zeroize;
+
+use crate::ShardedMap;
+
+impl<K, V, S> ShardedMap<K, V, S>
+where
+    K: Hash + Eq,
+    V: Zeroize,
+    S: BuildHasher,
+{
+    /// Removes the entry, wiping its value in place first; returns whether it
+    /// was present.
+    ///
+    /// ```
+    /// let tokens: mapguard::ShardedMap<u32, Vec<u8>> = mapguard::ShardedMap::new();
+    /// tokens.insert(1, vec![7; 32]);
+    /// assert!(tokens.remove_zeroized(&1));
+    /// assert!(!tokens.contains_key(&1));
+    /// ```
+    pub fn remove_zeroized<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove_wiping(key, V::zeroize)
+    }
+
+    /// Inserts `value`, wiping the value it replaces in place; returns whether
+    /// one was replaced.
+    ///
+    /// ```
+    /// let keys: mapguard::ShardedMap<&str, Vec<u8>> = mapguard::ShardedMap::new();
+    /// assert!(!keys.insert_zeroizing("api", b"old".to_vec()));
+    /// assert!(keys.insert_zeroizing("api", b"new".to_vec()));
+    /// assert_eq!(keys.get_cloned("api").unwrap(), b"new");
+    /// ```
+    pub fn insert_zeroizing(&self, key: K, value: V) -> bool {
+        self.insert_wiping(key, value, V::zeroize)
+    }
+
+    /// Keeps the entries for which `f` returns `true`, wiping the others'
+    /// values in place (each shard atomically).
+    ///
+    /// ```
+    /// let keys: mapguard::ShardedMap<u8, Vec<u8>> = (0..4).map(|i| (i, vec![i])).collect();
+    /// keys.retain_zeroizing(|k, _| *k < 2);
+    /// assert_eq!(keys.len(), 2);
+    /// ```
+    pub fn retain_zeroizing(&self, f: impl FnMut(&K, &V) -> bool) {
+        self.retain_wiping(f, V::zeroize);
+    }
+
+    /// Wipes and removes every entry.
+    ///
+    /// ```
+    /// let keys: mapguard::ShardedMap<u8, Vec<u8>> = [(1, vec![1, 2])].into_iter().collect();
+    /// keys.clear_zeroized();
+    /// assert!(keys.is_empty());
+    /// ```
+    pub fn clear_zeroized(&self) {
+        self.retain_wiping(|_, _| false, V::zeroize);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use zeroize::Zeroize;
+
+    use crate::ShardedMap;
+
+    /// Records what it held when wiped, to prove the wipe ran on the stored value.
+    #[derive(Clone)]
+    struct Probe(u32, Arc<Mutex<Vec<u32>>>);
+
+    impl Zeroize for Probe {
+        fn zeroize(&mut self) {
+            self.1.lock().unwrap().push(self.0);
+            self.0 = 0;
+        }
+    }
+
+    #[test]
+    fn wipes_removed_replaced_and_retained_out_values() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let map: ShardedMap<u32, Probe> = ShardedMap::new();
+        for i in 1..=4 {
+            map.insert(i, Probe(i * 10, Arc::clone(&log)));
+        }
+        assert!(map.remove_zeroized(&1));
+        assert!(map.insert_zeroizing(2, Probe(99, Arc::clone(&log))));
+        map.retain_zeroizing(|k, _| *k != 3);
+        map.clear_zeroized();
+        let mut wiped = log.lock().unwrap().clone();
+        wiped.sort();
+        assert_eq!(wiped, vec![10, 20, 30, 40, 99]);
+    }
+}

@@ -1,0 +1,102 @@
+//! Concurrent maps for services that cannot lose updates.
+//!
+//! mapguard answers the production incidents of concurrent maps: the crash of
+//! an unsynchronised map, an update silently lost by get-then-set, a cache
+//! stampede after a delete, stale reads while a map grows, a deadlock through a
+//! guard held too long, and contention nobody could see. It does so with an API
+//! in which those bugs can't be written:
+//!
+//! - **No guards.** Values are reached through closures ([`ShardedMap::read`],
+//!   [`ShardedMap::update`], [`ShardedMap::compute`]) or returned owned
+//!   ([`ShardedMap::get_cloned`]); nothing that holds a lock can be kept across
+//!   an `.await` or forgotten.
+//! - **Atomic read-modify-write.** `update` and `compute` run under the entry's
+//!   lock; [`ShardedMap::compare_and_update`] does optimistic updates across an
+//!   `.await` or a network call with per-entry versions.
+//! - **Re-entry is an error, not a hang.** A closure that calls back into a
+//!   blocking method of the same map panics at once, naming both calls; the
+//!   `try_*` methods return [`WouldBlock`] instead of waiting.
+//! - **No stampede.** [`ShardedMap::get_or_load`] runs one load per missing key
+//!   however many callers arrive, shares its value or error, survives a
+//!   panicking loader, and can remember misses for a TTL.
+//! - **Resizing is invisible.** A shard's table only grows or shrinks under its
+//!   exclusive lock; a [`SnapshotMap`] publishes whole immutable copies.
+//! - **Self-reporting.** [`ShardedMap::stats`] gives exact per-shard counts of
+//!   reads, writes and contended lock acquisitions, sampled wait and hold time
+//!   histograms, and the hottest keys; feature `prometheus` exports them.
+//!
+//! # Which engine for which workload
+//!
+//! | workload | engine | why |
+//! |---|---|---|
+//! | general purpose: sessions, counters, caches with steady writes | [`ShardedMap`] | writes lock one shard of many; reads take a shared lock |
+//! | read-mostly, rarely changed: config, routing tables, feature flags | [`SnapshotMap`] | reads are wait-free and never contend; every write copies the map |
+//! | several keys must change together, visible at once | [`SnapshotMap::write_batch`] | one atomic publication |
+//! | expensive values loaded on miss | either, with `get_or_load` | single flight, negative caching |
+//! | a value edited across an `.await` | either, with `compare_and_update` | optimistic, no lock held |
+//!
+//! Rules of thumb: with more than about one write per thousand reads, or more
+//! than a few thousand entries and regular writes, use [`ShardedMap`] (a
+//! [`SnapshotMap`] write costs O(n)). If you need a consistent view of the
+//! whole map, use [`SnapshotMap::snapshot`]; [`ShardedMap::iter`] is consistent
+//! per shard only.
+//!
+//! ```
+//! use mapguard::{Compute, ShardedMap, SnapshotMap};
+//!
+//! // A shared order book: read-modify-write without lost updates.
+//! let orders: ShardedMap<u64, &str> = ShardedMap::new();
+//! orders.insert(1, "placed");
+//! orders.compute(1, |status| match status {
+//!     Some(&"placed") => Compute::Set("paid"),
+//!     _ => Compute::Keep,
+//! });
+//! assert_eq!(orders.get_cloned(&1), Some("paid"));
+//!
+//! // Configuration: wait-free reads, atomic multi-key changes.
+//! let config: SnapshotMap<&str, u32> = SnapshotMap::new();
+//! config.write_batch(|tx| {
+//!     tx.insert("timeout_ms", 500);
+//!     tx.insert("retries", 3);
+//! });
+//! let view = config.snapshot(); // consistent; unaffected by later writes
+//! assert_eq!(view.get("retries"), Some(&3));
+//! ```
+//!
+//! # Features
+//!
+//! - `serde`: `Serialize`/`Deserialize` for both engines (as maps).
+//! - `rayon`: `ShardedMap::par_iter` and `Snapshot::par_iter`.
+//! - `zeroize`: `remove_zeroized`, `insert_zeroizing`, `retain_zeroizing`,
+//!   `clear_zeroized` for values that hold secrets.
+//! - `prometheus`: `ShardedMap::register` exports the telemetry through
+//!   prometheus-client.
+//!
+//! # Guarantees and limits
+//!
+//! Every operation on one key is linearizable (tested against a Wing–Gong
+//! checker). The crate has no `unsafe` code (`#![forbid(unsafe_code)]`), so
+//! there is nothing for Miri to check in it. Locks are not poisoned: a
+//! panicking closure leaves the map usable (the value may be half-updated by
+//! the closure itself). Calling *another* map from inside a closure is allowed;
+//! two threads doing so in opposite orders can still deadlock, as with any two
+//! locks, so keep closures short and free of other locking.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod api;
+mod ext;
+mod loader;
+mod reentry;
+mod sharded;
+mod snapshot;
+mod sync;
+mod telemetry;
+
+pub use api::{Compute, Conflict, WouldBlock};
+pub use sharded::{Iter, ShardedMap, ShardedMapBuilder};
+pub use snapshot::{Batch, Snapshot, SnapshotMap, SnapshotMapBuilder, SnapshotStats};
+pub use telemetry::{Histogram, HotKey, MapStats, ShardStats};
+
+/// The default hasher of both engines: foldhash's fast, randomly seeded one.
+pub type DefaultHashBuilder = foldhash::fast::RandomState;

@@ -1,0 +1,256 @@
+//! One shard: a hashbrown table behind a read-write lock, its version clock, and
+//! its telemetry, in one cache-padded block.
+//!
+//! Every access goes through [`Shard::read`] / [`Shard::write`] (or their `try_`
+//! forms), which is where contention is counted and sampled. A table only ever
+//! grows or shrinks inside `write`, under the exclusive lock, so no reader can
+//! observe a half-moved table.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use hashbrown::HashTable;
+use parking_lot::RwLock;
+
+use crate::api::WouldBlock;
+use crate::telemetry::recorder::ShardTelemetry;
+
+/// Tables at or below this capacity are never shrunk automatically: shrinking a
+/// small table saves nothing and would make insert/remove cycles reallocate.
+const MIN_AUTO_SHRINK_CAPACITY: usize = 64;
+
+/// A stored entry. The hash is kept so resizing never re-hashes keys (and never
+/// runs user `Hash` code under the lock).
+#[derive(Clone)]
+pub(crate) struct Slot<K, V> {
+    pub(crate) hash: u64,
+    pub(crate) key: K,
+    pub(crate) value: V,
+    pub(crate) version: u64,
+}
+
+pub(crate) fn slot_hash<K, V>(slot: &Slot<K, V>) -> u64 {
+    slot.hash
+}
+
+/// The data under a shard's lock.
+pub(crate) struct Table<K, V> {
+    pub(crate) slots: HashTable<Slot<K, V>>,
+    /// Source of entry versions: bumped by every write to any entry of the
+    /// shard, never reset, so a version is never reused for the same key even
+    /// across remove and re-insert (no ABA for `compare_and_update`).
+    pub(crate) clock: u64,
+    /// Write operations, counted under the exclusive lock (a plain add, not an
+    /// atomic read-modify-write) and mirrored into the telemetry on unlock.
+    writes: u64,
+}
+
+impl<K, V> Table<K, V> {
+    pub(crate) fn next_version(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Gives memory back after mass removal: when fewer than a quarter of the
+    /// slots are used, shrink to twice the length (hysteresis: the table must
+    /// lose half again before the next shrink, or double before it grows).
+    pub(crate) fn maybe_shrink(&mut self) {
+        let (len, cap) = (self.slots.len(), self.slots.capacity());
+        if cap > MIN_AUTO_SHRINK_CAPACITY && len < cap / 4 {
+            self.slots.shrink_to(len * 2, slot_hash);
+        }
+    }
+}
+
+/// What the caller tells the shard about this access, for telemetry.
+#[derive(Clone, Copy)]
+pub(crate) struct Probe {
+    /// Count this operation at all (the map's telemetry switch).
+    pub(crate) telemetry: bool,
+    /// Time it and offer its key hash to the hot-key sketch.
+    pub(crate) sampled: bool,
+    /// The key's hash, when the operation has one key.
+    pub(crate) hash: Option<u64>,
+}
+
+pub(crate) struct Shard<K, V> {
+    lock: RwLock<Table<K, V>>,
+    /// Mirrors of the table's length and capacity, updated under the write lock,
+    /// so `len()` and `stats()` never take a lock.
+    len: AtomicUsize,
+    capacity: AtomicUsize,
+    pub(crate) telemetry: ShardTelemetry,
+}
+
+impl<K, V> Shard<K, V> {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let slots = HashTable::with_capacity(capacity);
+        let cap = slots.capacity();
+        Shard {
+            lock: RwLock::new(Table {
+                slots,
+                clock: 0,
+                writes: 0,
+            }),
+            len: AtomicUsize::new(0),
+            capacity: AtomicUsize::new(cap),
+            telemetry: ShardTelemetry::default(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Relaxed)
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity.load(Relaxed)
+    }
+
+    /// Runs `f` under the shared lock, waiting for it if needed.
+    pub(crate) fn read<R>(&self, probe: Probe, f: impl FnOnce(&Table<K, V>) -> R) -> R {
+        if probe.telemetry {
+            self.telemetry.reads.fetch_add(1, Relaxed);
+        }
+        let guard = match self.lock.try_read() {
+            Some(guard) => {
+                self.uncontended(probe);
+                guard
+            }
+            None => self.contended(probe, || self.lock.read()),
+        };
+        let held = self.held_since(probe);
+        let result = f(&guard);
+        drop(guard);
+        self.record_hold(held);
+        result
+    }
+
+    /// Runs `f` under the shared lock if it can be had without waiting.
+    pub(crate) fn try_read<R>(
+        &self,
+        probe: Probe,
+        f: impl FnOnce(&Table<K, V>) -> R,
+    ) -> Result<R, WouldBlock> {
+        let Some(guard) = self.lock.try_read() else {
+            if probe.telemetry {
+                self.telemetry.contended.fetch_add(1, Relaxed);
+            }
+            return Err(WouldBlock);
+        };
+        if probe.telemetry {
+            self.telemetry.reads.fetch_add(1, Relaxed);
+        }
+        self.uncontended(probe);
+        let held = self.held_since(probe);
+        let result = f(&guard);
+        drop(guard);
+        self.record_hold(held);
+        Ok(result)
+    }
+
+    /// Runs `f` under the exclusive lock, waiting for it if needed.
+    pub(crate) fn write<R>(&self, probe: Probe, f: impl FnOnce(&mut Table<K, V>) -> R) -> R {
+        let mut guard = match self.lock.try_write() {
+            Some(guard) => {
+                self.uncontended(probe);
+                guard
+            }
+            None => self.contended(probe, || self.lock.write()),
+        };
+        let held = self.held_since(probe);
+        // The mirrors must be refreshed even when `f` panics (it may have
+        // inserted before panicking), hence the guard-like closure.
+        let result = {
+            let table = &mut *guard;
+            table.writes += u64::from(probe.telemetry);
+            let mirror = MirrorOnDrop { shard: self, table };
+            f(&mut *mirror.table)
+        };
+        drop(guard);
+        self.record_hold(held);
+        result
+    }
+
+    /// Runs `f` under the exclusive lock if it can be had without waiting.
+    pub(crate) fn try_write<R>(
+        &self,
+        probe: Probe,
+        f: impl FnOnce(&mut Table<K, V>) -> R,
+    ) -> Result<R, WouldBlock> {
+        let Some(mut guard) = self.lock.try_write() else {
+            if probe.telemetry {
+                self.telemetry.contended.fetch_add(1, Relaxed);
+            }
+            return Err(WouldBlock);
+        };
+        self.uncontended(probe);
+        let held = self.held_since(probe);
+        let result = {
+            let table = &mut *guard;
+            table.writes += u64::from(probe.telemetry);
+            let mirror = MirrorOnDrop { shard: self, table };
+            f(&mut *mirror.table)
+        };
+        drop(guard);
+        self.record_hold(held);
+        Ok(result)
+    }
+
+    fn uncontended(&self, probe: Probe) {
+        if probe.sampled && probe.telemetry {
+            self.telemetry.wait.record(Duration::ZERO);
+        }
+    }
+
+    #[cold]
+    fn contended<G>(&self, probe: Probe, acquire: impl FnOnce() -> G) -> G {
+        if !probe.telemetry {
+            return acquire();
+        }
+        self.telemetry.contended.fetch_add(1, Relaxed);
+        if probe.sampled {
+            let start = Instant::now();
+            let guard = acquire();
+            self.telemetry.wait.record(start.elapsed());
+            guard
+        } else {
+            acquire()
+        }
+    }
+
+    fn held_since(&self, probe: Probe) -> Option<Instant> {
+        if !(probe.sampled && probe.telemetry) {
+            return None;
+        }
+        if let Some(hash) = probe.hash {
+            self.telemetry.offer_hot(hash);
+        }
+        Some(Instant::now())
+    }
+
+    fn record_hold(&self, since: Option<Instant>) {
+        if let Some(since) = since {
+            self.telemetry.hold.record(since.elapsed());
+        }
+    }
+}
+
+/// Refreshes the shard's length/capacity mirrors when the write closure ends,
+/// normally or by unwinding.
+struct MirrorOnDrop<'a, K, V> {
+    shard: &'a Shard<K, V>,
+    table: &'a mut Table<K, V>,
+}
+
+impl<K, V> Drop for MirrorOnDrop<'_, K, V> {
+    fn drop(&mut self) {
+        self.shard.len.store(self.table.slots.len(), Relaxed);
+        self.shard
+            .capacity
+            .store(self.table.slots.capacity(), Relaxed);
+        self.shard
+            .telemetry
+            .writes
+            .store(self.table.writes, Relaxed);
+    }
+}

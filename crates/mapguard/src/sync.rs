@@ -1,0 +1,97 @@
+//! The blocking primitives of the crate's own protocols, swappable for loom's.
+//!
+//! Everything that parks a thread on a protocol this crate invented (single-flight
+//! waiting, the snapshot writer lock) goes through this module, so that
+//! `RUSTFLAGS="--cfg loom"` swaps in loom's model-checked versions and the loom
+//! tests explore every interleaving. The shard `RwLock`s stay parking_lot ones even
+//! under loom: a shard lock is never held across a loom yield point (no shard
+//! lock is held while waiting on anything), so loom never needs to see it.
+//!
+//! The API is parking_lot's (no poisoning: `lock()` returns the guard, a condvar
+//! waits on `&mut guard`), emulated over loom's std-like one.
+
+#[cfg(not(loom))]
+pub(crate) use parking_lot::{Condvar, Mutex};
+
+#[cfg(not(loom))]
+pub(crate) fn current_thread_id() -> std::thread::ThreadId {
+    std::thread::current().id()
+}
+
+#[cfg(loom)]
+pub(crate) use self::loom_shim::{current_thread_id, Condvar, Mutex};
+
+#[cfg(loom)]
+mod loom_shim {
+    use std::ops::{Deref, DerefMut};
+
+    pub(crate) fn current_thread_id() -> loom::thread::ThreadId {
+        loom::thread::current().id()
+    }
+
+    /// loom's mutex with parking_lot's interface (poisoning ignored: a panic while
+    /// holding it leaves the data as it was, like parking_lot).
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            let guard = self
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            MutexGuard(Some(guard))
+        }
+
+        pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+            match self.0.try_lock() {
+                Ok(guard) => Some(MutexGuard(Some(guard))),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(MutexGuard(Some(p.into_inner()))),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            }
+        }
+    }
+
+    /// The `Option` lets [`Condvar::wait`] move the inner guard out and back.
+    pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+
+    impl<T> Deref for MutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            self.0.as_ref().expect("guard present outside wait")
+        }
+    }
+
+    impl<T> DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            self.0.as_mut().expect("guard present outside wait")
+        }
+    }
+
+    #[derive(Debug)]
+    pub(crate) struct Condvar(loom::sync::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Condvar(loom::sync::Condvar::new())
+        }
+
+        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+            let inner = guard.0.take().expect("guard present before wait");
+            let inner = self
+                .0
+                .wait(inner)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            guard.0 = Some(inner);
+        }
+
+        pub(crate) fn notify_all(&self) -> usize {
+            self.0.notify_all();
+            0
+        }
+    }
+}

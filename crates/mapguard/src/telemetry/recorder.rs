@@ -1,0 +1,162 @@
+//! The per-shard counters that operations bump, and their snapshot into
+//! [`ShardStats`](super::ShardStats).
+//!
+//! Cost model: every operation does one relaxed `fetch_add` on a counter that
+//! sits in the shard's own cache-padded block (the line the lock word already
+//! brought into this core's cache). Timing (`Instant::now`, two histogram
+//! buckets) and the hot-key sketch run for one operation in
+//! [`SAMPLE_EVERY`](crate::reentry::SAMPLE_EVERY) per thread only, and the sketch
+//! is skipped rather than waited for when another thread is updating it.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::{Histogram, HotKey};
+
+/// Number of log2 buckets: bucket `i` counts durations in `[2^i, 2^(i+1))` ns,
+/// bucket 0 also holds 0 ns; the last one is open-ended (about 17 minutes up).
+pub(crate) const BUCKETS: usize = 40;
+
+/// How many candidate keys each shard's sketch tracks.
+pub(crate) const HOT_KEYS_PER_SHARD: usize = 8;
+
+/// A lock-free log2 histogram of durations.
+#[derive(Debug)]
+pub(crate) struct AtomicHistogram {
+    buckets: [AtomicU64; BUCKETS],
+    sum_ns: AtomicU64,
+}
+
+impl AtomicHistogram {
+    fn new() -> Self {
+        AtomicHistogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn record(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = (63 - ns.max(1).leading_zeros() as usize).min(BUCKETS - 1);
+        self.buckets[bucket].fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(ns, Relaxed);
+    }
+
+    fn snapshot(&self) -> Histogram {
+        Histogram {
+            buckets: self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            sum_ns: self.sum_ns.load(Relaxed),
+        }
+    }
+}
+
+/// Space-saving top-k (Metwally et al.): k counters; an unseen key takes over
+/// the smallest counter and inherits its count, so a key whose true sampled
+/// frequency exceeds 1/k of the samples is guaranteed to be present.
+#[derive(Debug, Default)]
+pub(crate) struct SpaceSaving {
+    slots: Vec<HotKey>,
+}
+
+impl SpaceSaving {
+    pub(crate) fn offer(&mut self, hash: u64) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.hash == hash) {
+            slot.sampled_count += 1;
+        } else if self.slots.len() < HOT_KEYS_PER_SHARD {
+            self.slots.push(HotKey {
+                hash,
+                sampled_count: 1,
+            });
+        } else if let Some(min) = self.slots.iter_mut().min_by_key(|s| s.sampled_count) {
+            min.hash = hash;
+            min.sampled_count += 1;
+        }
+    }
+
+    fn top(&self) -> Vec<HotKey> {
+        let mut top = self.slots.clone();
+        top.sort_by_key(|k| std::cmp::Reverse(k.sampled_count));
+        top
+    }
+}
+
+/// One shard's counters.
+#[derive(Debug)]
+pub(crate) struct ShardTelemetry {
+    pub(crate) reads: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) contended: AtomicU64,
+    pub(crate) wait: AtomicHistogram,
+    pub(crate) hold: AtomicHistogram,
+    hot: Mutex<SpaceSaving>,
+}
+
+impl Default for ShardTelemetry {
+    fn default() -> Self {
+        ShardTelemetry {
+            reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            contended: AtomicU64::new(0),
+            wait: AtomicHistogram::new(),
+            hold: AtomicHistogram::new(),
+            hot: Mutex::new(SpaceSaving::default()),
+        }
+    }
+}
+
+impl ShardTelemetry {
+    /// Feeds a sampled key hash to the sketch, unless another thread is at it.
+    pub(crate) fn offer_hot(&self, hash: u64) {
+        if let Some(mut hot) = self.hot.try_lock() {
+            hot.offer(hash);
+        }
+    }
+
+    pub(crate) fn snapshot(&self, index: usize, len: usize, capacity: usize) -> super::ShardStats {
+        super::ShardStats {
+            index,
+            len,
+            capacity,
+            reads: self.reads.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+            contended: self.contended.load(Relaxed),
+            wait: self.wait.snapshot(),
+            hold: self.hold.snapshot(),
+            hot_keys: self.hot.lock().top(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_by_power_of_two() {
+        let h = AtomicHistogram::new();
+        h.record(Duration::from_nanos(0));
+        h.record(Duration::from_nanos(1));
+        h.record(Duration::from_nanos(3));
+        h.record(Duration::from_nanos(1024));
+        let s = h.snapshot();
+        assert_eq!(s.buckets[0], 2);
+        assert_eq!(s.buckets[1], 1);
+        assert_eq!(s.buckets[10], 1);
+        assert_eq!(s.count(), 4);
+        assert_eq!(s.sum_ns, 1028);
+    }
+
+    #[test]
+    fn space_saving_keeps_the_heavy_hitter() {
+        let mut s = SpaceSaving::default();
+        for i in 0..10_000u64 {
+            // Key 7 is a third of the traffic; the rest is spread over 1000 keys.
+            s.offer(if i % 3 == 0 { 7 } else { 100 + i % 1000 });
+        }
+        let top = s.top();
+        assert_eq!(top[0].hash, 7);
+        assert!(top[0].sampled_count >= 3334);
+    }
+}
