@@ -273,6 +273,6 @@ fn inspect_prints_the_probe_plan() {
         ] {
             assert!(text.contains(f), "{f} missing from:\n{text}");
         }
-        assert!(text.contains("after stack check: push rbp"));
+        assert!(text.contains("after stack check (emulated): `push rbp`"));
     }
 }
