@@ -1,8 +1,8 @@
 //! mapwatch-overhead: the cost per probed map operation, measured in one run, interleaved:
-//! no probe, a naive entry probe (bpftrace's placement: the first instruction, which the
-//! kernel single-steps), and mapwatch's placement (after the stack check, on an emulated
-//! `push rbp`) with full events. The Go program times its own loop, so process start-up and
-//! attach time don't count. Needs root.
+//! no probe; a naive entry probe (bpftrace's placement: the first instruction, which the
+//! kernel single-steps); a program that does nothing at mapwatch's placement (the kernel's own
+//! cost there: the floor under any program); and mapwatch's placement with full events. The Go
+//! program times its own loop, so process start-up and attach time don't count. Needs root.
 //!
 //! cargo bench -p mapwatch --bench mapwatch-overhead [-- ROUNDS]
 
@@ -11,9 +11,32 @@ use std::process::Command;
 use mapwatch::capture::capture;
 use mapwatch::probe::SitePolicy;
 
-/// Ops per run; the entry probe costs ~16 µs per op here, so it gets fewer.
-const OPS: u64 = 2_000_000;
+/// Ops per run; the entry probe is several times dearer per op, so it gets fewer.
+const OPS: u64 = 1_000_000;
 const ENTRY_OPS: u64 = 200_000;
+
+/// How a run is probed.
+#[derive(Clone, Copy)]
+enum Probe {
+    None,
+    Sites(SitePolicy),
+}
+
+const PROBES: [(&str, Probe); 4] = [
+    ("no probe", Probe::None),
+    (
+        "entry probe (bpftrace-style, single-stepped)",
+        Probe::Sites(SitePolicy::FunctionEntry),
+    ),
+    (
+        "empty program after the stack check (floor)",
+        Probe::Sites(SitePolicy::PlannedEmpty),
+    ),
+    (
+        "mapwatch (after the stack check, with events)",
+        Probe::Sites(SitePolicy::Planned),
+    ),
+];
 
 fn ns_per_op(stdout: &str) -> f64 {
     stdout
@@ -28,6 +51,31 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// One timed run of `mapbench OP`; returns ns/op and the events and drops mapwatch counted.
+fn run(bin: &std::path::Path, op: &str, probe: Probe) -> (f64, u64, u64) {
+    let ops = match probe {
+        Probe::Sites(SitePolicy::FunctionEntry) => ENTRY_OPS,
+        _ => OPS,
+    };
+    let mut cmd = Command::new(bin);
+    cmd.args([op, &ops.to_string()]);
+    match probe {
+        Probe::None => {
+            let out = cmd.output().unwrap();
+            (ns_per_op(&String::from_utf8_lossy(&out.stdout)), 0, 0)
+        }
+        Probe::Sites(policy) => {
+            let run = capture(cmd, policy).unwrap();
+            let events = if policy == SitePolicy::Planned {
+                run.records.len() as u64
+            } else {
+                0
+            };
+            (ns_per_op(&run.stdout), events, run.counters.drops)
+        }
+    }
+}
+
 fn main() {
     let rounds: usize = std::env::args()
         .filter_map(|a| a.parse().ok())
@@ -40,61 +88,51 @@ fn main() {
     let bin = gobuild::Build::new("1.25.5", "mapbench")
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let (mut plain, mut entry, mut planned) = (Vec::new(), Vec::new(), Vec::new());
-    let mut events = 0u64;
-    let mut drops = 0u64;
-    for round in 1..=rounds {
-        let out = Command::new(&bin)
-            .args(["read", &OPS.to_string()])
-            .output()
-            .unwrap();
-        plain.push(ns_per_op(&String::from_utf8_lossy(&out.stdout)));
-
-        let mut cmd = Command::new(&bin);
-        cmd.args(["read", &ENTRY_OPS.to_string()]);
-        let run = capture(cmd, SitePolicy::FunctionEntry).unwrap();
-        entry.push(ns_per_op(&run.stdout));
-
-        let mut cmd = Command::new(&bin);
-        cmd.args(["read", &OPS.to_string()]);
-        let run = capture(cmd, SitePolicy::Planned).unwrap();
-        planned.push(ns_per_op(&run.stdout));
-        events += run.records.len() as u64;
-        drops += run.counters.drops;
-        eprintln!(
-            "round {round}/{rounds}: plain {:.1} ns/op, entry probe {:.1} ns/op, mapwatch {:.1} ns/op",
-            plain[round - 1],
-            entry[round - 1],
-            planned[round - 1]
+    println!(
+        "mapwatch-overhead: map[int]int ops, Go 1.25.5, median of {rounds} interleaved rounds"
+    );
+    let mut last_line = String::new();
+    for op in ["read", "write"] {
+        let mut samples = vec![Vec::new(); PROBES.len()];
+        let (mut events, mut drops) = (0, 0);
+        for round in 1..=rounds {
+            let mut line = format!("{op} round {round}/{rounds}:");
+            for (i, &(_, probe)) in PROBES.iter().enumerate() {
+                let (ns, e, d) = run(&bin, op, probe);
+                samples[i].push(ns);
+                events += e;
+                drops += d;
+                line += &format!(" {ns:.1}");
+            }
+            eprintln!("{line} ns/op");
+        }
+        let ns: Vec<f64> = samples.into_iter().map(median).collect();
+        let plain = ns[0];
+        println!("\n{op}s:");
+        println!(
+            "  {:<48} {:>10} {:>14}",
+            "placement", "ns/op", "probe cost/op"
+        );
+        for (&(name, _), &v) in PROBES.iter().zip(&ns) {
+            let cost = if v == plain {
+                "-".to_string()
+            } else {
+                format!("{:.2} µs", (v - plain) / 1000.0)
+            };
+            println!("  {name:<48} {v:>10.1} {cost:>14}");
+        }
+        println!("  events read by mapwatch: {events}, dropped: {drops}");
+        let (entry, floor, mapwatch) = (ns[1] - plain, ns[2] - plain, ns[3] - plain);
+        println!(
+            "  mapwatch's program adds {:.2} µs to the kernel's {:.2} µs per probe",
+            (mapwatch - floor) / 1000.0,
+            floor / 1000.0
+        );
+        last_line += &format!(
+            "{op}: mapwatch {:.2} µs/op, {:.1}x cheaper than the entry probe; ",
+            mapwatch / 1000.0,
+            entry / mapwatch
         );
     }
-    let (plain, entry, planned) = (median(plain), median(entry), median(planned));
-    let entry_cost = entry - plain;
-    let planned_cost = planned - plain;
-    println!(
-        "mapwatch-overhead: map[int]int reads, Go 1.25.5, median of {rounds} interleaved rounds"
-    );
-    println!(
-        "{:<44} {:>12} {:>16}",
-        "placement", "ns/op", "probe cost/op"
-    );
-    println!("{:<44} {:>12.1} {:>16}", "no probe", plain, "-");
-    println!(
-        "{:<44} {:>12.1} {:>13.2} µs",
-        "entry probe (bpftrace-style, single-stepped)",
-        entry,
-        entry_cost / 1000.0
-    );
-    println!(
-        "{:<44} {:>12.1} {:>13.2} µs",
-        "mapwatch (after stack check, with events)",
-        planned,
-        planned_cost / 1000.0
-    );
-    println!("events read: {events}, dropped: {drops}");
-    println!(
-        "mapwatch costs {:.2} µs per probed op, {:.1}x cheaper than the entry probe",
-        planned_cost / 1000.0,
-        entry_cost / planned_cost
-    );
+    println!("\n{}", last_line.trim_end_matches("; "));
 }

@@ -9,9 +9,11 @@ use gotarget::MapOp;
 /// Size of `struct event` in `bpf/event.h`.
 pub const EVENT_SIZE: usize = 64;
 /// Size of `struct writer` in `bpf/event.h`.
-pub const WRITER_SIZE: usize = 40;
+pub const WRITER_SIZE: usize = 56;
+/// Frames per stack in a conflict (`STACK_DEPTH` in `bpf/event.h`).
+pub const STACK_DEPTH: usize = 48;
 /// Size of `struct conflict_event` in `bpf/event.h`.
-pub const CONFLICT_EVENT_SIZE: usize = EVENT_SIZE + WRITER_SIZE;
+pub const CONFLICT_EVENT_SIZE: usize = EVENT_SIZE + WRITER_SIZE + 8 + 2 * STACK_DEPTH * 8;
 
 const F_WRITING: u8 = 0x01;
 const F_CONFLICT: u8 = 0x02;
@@ -72,8 +74,6 @@ pub struct MapEvent {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
-    /// Id of the user stack in the BPF stack map, if one was taken.
-    pub stack_id: Option<u32>,
     /// CPU it ran on.
     pub cpu: u16,
     /// What the operation was.
@@ -94,8 +94,10 @@ pub struct InFlightWrite {
     pub ret: u64,
     /// When the write began, kernel monotonic ns.
     pub ts: u64,
-    /// The writer's user stack id.
-    pub stack_id: Option<u32>,
+    /// The writer's user stack at the conflict: the map function's probe address, then
+    /// return addresses (the direct caller first). Two or three frames only when the writer
+    /// had already returned from its caller by then.
+    pub stack: Vec<u64>,
     /// The writer's thread.
     pub tid: u32,
     /// The write's op (write, delete, clear).
@@ -108,7 +110,14 @@ pub enum Record {
     /// An ordinary map operation.
     Op(MapEvent),
     /// An access that found another goroutine's write in progress on the same map.
-    Conflict(MapEvent, InFlightWrite),
+    Conflict {
+        /// The access.
+        access: MapEvent,
+        /// Its user stack: the probe address, then return addresses.
+        stack: Vec<u64>,
+        /// The write it found in progress.
+        writer: InFlightWrite,
+    },
 }
 
 /// A record that does not match the layout in event.h.
@@ -146,18 +155,24 @@ impl Reader<'_> {
         self.0 = &self.0[1..];
         v
     }
-}
-
-fn stack_id(raw: u32) -> Option<u32> {
-    // bpf_get_stackid returns a negative errno when it took no stack.
-    (raw as i32 >= 0).then_some(raw)
+    fn skip(&mut self, n: usize) {
+        self.0 = &self.0[n..];
+    }
+    /// A `STACK_DEPTH` array of which the first `depth` entries are used.
+    fn stack(&mut self, depth: usize) -> Result<Vec<u64>, DecodeError> {
+        if depth > STACK_DEPTH {
+            return Err(DecodeError(format!("stack depth {depth}")));
+        }
+        let frames: Vec<u64> = (0..STACK_DEPTH).map(|_| self.u64()).collect();
+        Ok(frames[..depth].to_vec())
+    }
 }
 
 fn op(raw: u8) -> Result<MapOp, DecodeError> {
     MapOp::from_u8(raw).ok_or_else(|| DecodeError(format!("unknown op {raw}")))
 }
 
-/// Decodes one ring buffer record.
+/// Decodes one ring buffer record: a `struct event` or `struct conflict_event`.
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     if bytes.len() != EVENT_SIZE && bytes.len() != CONFLICT_EVENT_SIZE {
         return Err(DecodeError(format!("{} bytes", bytes.len())));
@@ -171,10 +186,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let key = r.u64();
     let pid = r.u32();
     let tid = r.u32();
-    let stack = r.u32();
     let cpu = r.u16();
     let raw_op = r.u8();
     let flags = r.u8();
+    r.u32(); // padding
     let event = MapEvent {
         ts,
         map,
@@ -184,7 +199,6 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         key,
         pid,
         tid,
-        stack_id: stack_id(stack),
         cpu,
         op: op(raw_op)?,
         saw_writing: flags & F_WRITING != 0,
@@ -199,38 +213,62 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     if !is_conflict {
         return Ok(Record::Op(event));
     }
-    let other = InFlightWrite {
-        goid: r.u64(),
-        ret: r.u64(),
-        ts: r.u64(),
-        stack_id: stack_id(r.u32()),
-        tid: r.u32(),
-        op: op(r.u8())?,
-    };
-    Ok(Record::Conflict(event, other))
+    let goid = r.u64();
+    let _ip = r.u64(); // also the first frame of the stack below
+    let ret = r.u64();
+    let _fp = r.u64();
+    let _caller_ret = r.u64();
+    let ts = r.u64();
+    let tid = r.u32();
+    let writer_op = op(r.u8())?;
+    r.skip(3);
+    let depth = r.u32() as usize;
+    let writer_depth = r.u32() as usize;
+    let stack = r.stack(depth)?;
+    let writer_stack = r.stack(writer_depth)?;
+    Ok(Record::Conflict {
+        access: event,
+        stack,
+        writer: InFlightWrite {
+            goid,
+            ret,
+            ts,
+            stack: writer_stack,
+            tid,
+            op: writer_op,
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn raw_event(op: u8, flags: u8, stack: i32) -> Vec<u8> {
+    fn raw_event(op: u8, flags: u8) -> Vec<u8> {
         let mut b = Vec::new();
         for v in [1u64, 0xc000, 0x4a0000, 7, 0x401234, 42] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&100u32.to_le_bytes());
         b.extend_from_slice(&101u32.to_le_bytes());
-        b.extend_from_slice(&stack.to_le_bytes());
         b.extend_from_slice(&1u16.to_le_bytes());
         b.push(op);
         b.push(flags);
+        b.extend_from_slice(&[0; 4]);
+        b
+    }
+
+    fn raw_stack(frames: &[u64]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for i in 0..STACK_DEPTH {
+            b.extend_from_slice(&frames.get(i).copied().unwrap_or(0).to_le_bytes());
+        }
         b
     }
 
     #[test]
     fn decodes_an_op() {
-        let Record::Op(e) = decode(&raw_event(2, 0, -14)).unwrap() else {
+        let Record::Op(e) = decode(&raw_event(2, 0)).unwrap() else {
             panic!("not an op")
         };
         assert_eq!(e.op, MapOp::Write);
@@ -238,39 +276,50 @@ mod tests {
             (e.map, e.goid, e.ret, e.key, e.pid, e.tid),
             (0xc000, 7, 0x401234, 42, 100, 101)
         );
-        assert_eq!(e.stack_id, None);
         assert!(!e.saw_writing);
     }
 
     #[test]
     fn decodes_a_conflict() {
-        let mut b = raw_event(1, F_WRITING | F_CONFLICT, 5);
-        for v in [9u64, 0x405555, 77] {
+        let mut b = raw_event(1, F_WRITING | F_CONFLICT);
+        for v in [9u64, 0x401000, 0x405555, 0xc000123, 0x406666, 77] {
             b.extend_from_slice(&v.to_le_bytes());
         }
-        b.extend_from_slice(&3i32.to_le_bytes());
         b.extend_from_slice(&102u32.to_le_bytes());
         b.push(2);
-        b.extend_from_slice(&[0; 7]);
-        let Record::Conflict(e, w) = decode(&b).unwrap() else {
+        b.extend_from_slice(&[0; 3]);
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&2u32.to_le_bytes());
+        b.extend(raw_stack(&[0x402000, 0x401234, 0x407777]));
+        b.extend(raw_stack(&[0x401000, 0x405555]));
+        assert_eq!(b.len(), CONFLICT_EVENT_SIZE);
+        let Record::Conflict {
+            access: e,
+            stack,
+            writer: w,
+        } = decode(&b).unwrap()
+        else {
             panic!("not a conflict")
         };
+        assert_eq!((e.op, e.saw_writing), (MapOp::Read, true));
+        assert_eq!(stack, [0x402000, 0x401234, 0x407777]);
         assert_eq!(
-            (e.op, e.stack_id, e.saw_writing),
-            (MapOp::Read, Some(5), true)
+            (w.goid, w.ret, w.ts, w.tid, w.op),
+            (9, 0x405555, 77, 102, MapOp::Write)
         );
-        assert_eq!(
-            (w.goid, w.ret, w.ts, w.stack_id, w.tid, w.op),
-            (9, 0x405555, 77, Some(3), 102, MapOp::Write)
-        );
+        assert_eq!(w.stack, [0x401000, 0x405555]);
+        // A depth past the array is malformed.
+        let depth_at = EVENT_SIZE + WRITER_SIZE;
+        b[depth_at..depth_at + 4].copy_from_slice(&99u32.to_le_bytes());
+        assert!(decode(&b).is_err());
     }
 
     #[test]
     fn rejects_malformed_records() {
         assert!(decode(&[0; 10]).is_err());
-        assert!(decode(&raw_event(99, 0, 0)).is_err());
+        assert!(decode(&raw_event(99, 0)).is_err());
         // Conflict flag on a short record.
-        assert!(decode(&raw_event(1, F_CONFLICT, 0)).is_err());
+        assert!(decode(&raw_event(1, F_CONFLICT)).is_err());
         // 0 is never an op: a zeroed record is invalid.
         assert!(decode(&[0; EVENT_SIZE]).is_err());
     }

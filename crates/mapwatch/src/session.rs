@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use gotarget::GoBinary;
 
-use crate::detect::conflict::{conflict_finding, Describer, StackSource};
+use crate::detect::conflict::{conflict_finding, Describer};
 use crate::detect::findings::FindingLog;
 use crate::detect::maps::MapRegistry;
 use crate::event::Record;
@@ -79,12 +79,6 @@ fn install_signal_handlers() {
         unsafe {
             libc::signal(sig, on_signal as *const () as libc::sighandler_t);
         }
-    }
-}
-
-impl StackSource for Probes {
-    fn stack(&self, id: u32) -> Vec<u64> {
-        Probes::stack(self, id)
     }
 }
 
@@ -206,15 +200,19 @@ impl Session {
     }
 
     fn handle(&mut self, record: Record) -> Result<()> {
-        let (ev, writer) = match record {
+        let (ev, conflict) = match record {
             Record::Op(ev) => (ev, None),
-            Record::Conflict(ev, w) => (ev, Some(w)),
+            Record::Conflict {
+                access,
+                stack,
+                writer,
+            } => (access, Some((stack, writer))),
         };
         self.maps.observe(&ev);
         if self.goroutines.len() < GOROUTINES_REMEMBERED {
             self.goroutines.insert(ev.goid);
         }
-        let Some(writer) = writer else {
+        let Some((stack, writer)) = conflict else {
             if ev.runtime_fatal {
                 self.status.clear();
                 eprintln!(
@@ -227,10 +225,15 @@ impl Session {
         let mut describer = Describer {
             binary: &self.binary,
             resolver: &mut self.resolver,
-            stacks: &self.probes,
             maps: &self.maps,
         };
-        let finding = conflict_finding(&ev, &writer, &mut describer, &self.binary.go_version().raw);
+        let finding = conflict_finding(
+            &ev,
+            &stack,
+            &writer,
+            &mut describer,
+            &self.binary.go_version().raw,
+        );
         if let Some(new) = self.log.add(finding) {
             if let Some(report) = &mut self.report {
                 report.append(new)?;

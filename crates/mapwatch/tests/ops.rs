@@ -47,7 +47,9 @@ fn watch_allops(version: &str) -> Run {
         .into_iter()
         .map(|r| match r {
             Record::Op(e) => e,
-            Record::Conflict(e, _) => panic!("a single goroutine cannot conflict: {e:?}"),
+            Record::Conflict { access, .. } => {
+                panic!("a single goroutine cannot conflict: {access:?}")
+            }
         })
         .collect();
     Run { events, maps }

@@ -43,21 +43,24 @@ struct event {
 	__u64 key;    /* the key (fast variants) or its first 8 bytes */
 	__u32 pid;
 	__u32 tid;
-	__s32 stack_id; /* user stack in the `stacks` map, < 0 when not taken */
 	__u16 cpu;
 	__u8 op;
 	__u8 flags;
+	__u32 pad;
 };
 
-/* The write in progress on a map, as last recorded at a write's entry. */
+/* A map's write as recorded when it began: enough to walk the writer's stack later, while it
+ * is still inside the write (its callers' frames are intact until they return). */
 struct writer {
 	__u64 goid;
-	__u64 ret;
+	__u64 ip;   /* the probe address, in the map function */
+	__u64 ret;  /* *RSP: the direct caller */
+	__u64 fp;   /* RBP at the probe: the caller's frame pointer */
+	__u64 caller_ret; /* *(fp + 8) when the write began: the frame is intact while it still holds this */
 	__u64 ts;
-	__s32 stack_id;
 	__u32 tid;
 	__u8 op;
-	__u8 pad[7];
+	__u8 pad[3];
 };
 
 /* A map's two most recent writers from different goroutines: when the current one is the
@@ -67,18 +70,33 @@ struct writers {
 	struct writer prev;
 };
 
-/* The last map operation begun on a CPU, for the runtime's fatal error to name its map. */
+/* The map operation a thread began last, for the runtime's fatal error to name its map. */
 struct last_op {
 	__u64 map;
-	__u32 tid;
 	__u8 op;
-	__u8 pad[3];
+	__u8 pad[7];
 };
 
-/* An access that found another goroutine's write in progress on the same map. */
+/* Per CPU: counters. */
+struct cpu_state {
+	__u64 ops[OP_SLOTS]; /* operations seen, by op */
+	__u64 drops;         /* records lost to a full ring buffer */
+	__u64 events;        /* records sent (paces the reader's wake-ups) */
+};
+
+/* Frames per stack in a conflict: the probe address, the direct caller, then the
+ * frame-pointer chain. */
+#define STACK_DEPTH 48
+
+/* An access that found another goroutine's write in progress on the same map, with both
+ * user stacks (innermost first; `depth` entries used). */
 struct conflict_event {
 	struct event ev;
 	struct writer other;
+	__u32 depth;
+	__u32 other_depth;
+	__u64 stack[STACK_DEPTH];
+	__u64 other_stack[STACK_DEPTH];
 };
 
 /* Read-only configuration, set before load from the target's offsets. */
@@ -88,7 +106,7 @@ struct config {
 	__u32 iter_map_offset;  /* hiter.h / maps.Iter.m */
 	__u8 write_flag_mask;   /* hashWriting (4) / any bit (0xff) */
 	__u8 pad[3];
-	__u64 wake_bytes;       /* wake the reader only once this much is pending */
+	__u64 wake_mask;        /* wake the reader once per (wake_mask + 1) events per CPU */
 };
 
 #endif

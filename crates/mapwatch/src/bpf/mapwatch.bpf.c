@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /* mapwatch's uprobe programs: one per operation class, attached just after each map entry
- * point's stack check (the `push rbp` the kernel emulates, ~0.5 us, instead of the entry
- * instruction it would single-step, ~16 us). Never a uretprobe: they crash Go. */
+ * point's stack check (the `push rbp` the kernel emulates, instead of the entry instruction it
+ * would single-step at ~10x the cost). Never a uretprobe: they crash Go.
+ *
+ * The hot path (every map operation) is one per-CPU lookup, three user-memory reads and a
+ * 64-byte ring buffer record; a write adds a hash lookup. Stacks are walked only on a conflict:
+ * the access's own, and the in-progress writer's from the frame pointer it recorded. */
 #include <linux/bpf.h>
 #include <linux/ptrace.h>
 #include <bpf/bpf_helpers.h>
@@ -16,15 +20,6 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
-/* User stacks of writes and of conflicting accesses (reads take none: they are the hot path). */
-#define STACK_DEPTH 64
-struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, STACK_DEPTH * sizeof(__u64));
-	__uint(max_entries, 16384);
-} stacks SEC(".maps");
-
 /* Per map: the last write that began on it. While the map's write flag is set, that write is
  * the one in progress (every write passes through a probe before it sets the flag). */
 struct {
@@ -34,35 +29,28 @@ struct {
 	__type(value, struct writers);
 } writers SEC(".maps");
 
-/* Per CPU: the last map operation begun there, so a probe on the runtime's fatal error (same
- * thread, moments later) knows which map it is about. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
+	__type(value, struct cpu_state);
+} cpu_states SEC(".maps");
+
+/* Per thread: the map operation it began last, so a probe on the runtime's fatal error (same
+ * thread, moments later) knows which map it is about. Other threads' operations can't push it
+ * out, whatever CPU they share. */
+struct task_struct;
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct last_op);
 } last_ops SEC(".maps");
 
-/* Per-CPU counters: operations by op, and records lost to a full ring buffer. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, OP_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} op_counts SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} drops SEC(".maps");
-
-static __always_inline void count(void *counters, __u32 index)
+static __always_inline struct cpu_state *this_cpu(void)
 {
-	__u64 *n = bpf_map_lookup_elem(counters, &index);
-	if (n)
-		*n += 1;
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&cpu_states, &zero);
 }
 
 static __always_inline __u64 read_u64(__u64 addr)
@@ -85,21 +73,39 @@ static __always_inline __u64 read_key(struct pt_regs *ctx, __u8 mode)
 	}
 }
 
-/* Lazy wake-up: the reader polls on a timer, so it is woken only when a lot is pending,
- * or at once for a conflict (the Go runtime is likely to kill the target right after). */
-static __always_inline __u64 wake_flags(int urgent)
+/* Return addresses up the frame-pointer chain from `fp` into out[2..]: Go keeps frame
+ * pointers on amd64. Stops at the end of the chain or memory it cannot read. */
+static __always_inline __u32 walk_frames(__u64 fp, __u64 *out)
 {
-	if (urgent)
-		return BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wake_bytes)
-		return 0;
-	return BPF_RB_NO_WAKEUP;
+	__u32 n = 2;
+	for (int i = 2; i < STACK_DEPTH; i++) {
+		__u64 frame[2]; /* saved frame pointer, return address */
+		if (!fp || bpf_probe_read_user(frame, sizeof(frame), (const void *)fp) || !frame[1])
+			break;
+		out[i] = frame[1];
+		n = i + 1;
+		fp = frame[0];
+	}
+	return n;
+}
+
+/* The writer's stack, walked now from the frame pointer it recorded. Valid while the frame
+ * still holds the return address it held when the write began; if not, the writer has since
+ * returned from its caller, and only the two frames recorded then are certain. */
+static __always_inline __u32 writer_stack(const struct writer *w, __u64 *out)
+{
+	out[0] = w->ip;
+	out[1] = w->ret;
+	if (read_u64(w->fp + 8) != w->caller_ret) {
+		out[2] = w->caller_ret;
+		return w->caller_ret ? 3 : 2;
+	}
+	return walk_frames(w->fp, out);
 }
 
 /* What a probe does besides emitting its event. */
 #define CHECK_WRITER 0x1 /* look for another goroutine's write in progress */
 #define IS_WRITE 0x2     /* record this access as the map's current writer */
-#define WANT_STACK 0x4   /* take the user stack even without a conflict */
 
 /* The write in progress on `map` by a goroutine other than `goid`, if one is recorded. */
 static __always_inline struct writer *other_writer(__u64 map, __u64 goid)
@@ -114,7 +120,7 @@ static __always_inline struct writer *other_writer(__u64 map, __u64 goid)
 	return 0;
 }
 
-static __always_inline void remember_writer(__u64 map, struct writer *self)
+static __always_inline void remember_writer(__u64 map, const struct writer *self)
 {
 	struct writers *w = bpf_map_lookup_elem(&writers, &map);
 	if (!w) {
@@ -129,21 +135,11 @@ static __always_inline void remember_writer(__u64 map, struct writer *self)
 
 struct access {
 	__u64 map, type, goid, ret, key, now, pid_tgid;
-	__s32 stack_id;
 	__u8 op, flags;
 };
 
-static __always_inline int emit(struct access *a, struct writer *other)
+static __always_inline void fill(struct event *e, const struct access *a)
 {
-	struct event *e;
-	if (other)
-		e = bpf_ringbuf_reserve(&events, sizeof(struct conflict_event), 0);
-	else
-		e = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
-	if (!e) {
-		count(&drops, 0);
-		return 0;
-	}
 	e->ts = a->now;
 	e->map = a->map;
 	e->type = a->type;
@@ -152,20 +148,53 @@ static __always_inline int emit(struct access *a, struct writer *other)
 	e->key = a->key;
 	e->pid = a->pid_tgid >> 32;
 	e->tid = (__u32)a->pid_tgid;
-	e->stack_id = a->stack_id;
 	e->cpu = (__u16)bpf_get_smp_processor_id();
 	e->op = a->op;
 	e->flags = a->flags;
-	if (other) {
-		e->flags |= EVENT_F_CONFLICT;
-		((struct conflict_event *)e)->other = *other;
+}
+
+/* An ordinary record. The reader polls on a timer and is woken only once per
+ * cfg.wake_mask + 1 records per CPU, so it keeps up without a wake-up per event. */
+static __always_inline int emit(struct cpu_state *st, const struct access *a)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		st->drops++;
+		return 0;
 	}
-	bpf_ringbuf_submit(e, wake_flags(other != 0));
+	fill(e, a);
+	__u64 n = ++st->events;
+	bpf_ringbuf_submit(e, (n & cfg.wake_mask) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+/* A conflict, with both stacks, sent at once: the Go runtime is likely to kill the target
+ * right after. `ctx` is the access's probe. */
+static __always_inline int emit_conflict(struct pt_regs *ctx, struct cpu_state *st,
+					 const struct access *a, const struct writer *other)
+{
+	struct conflict_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		st->drops++;
+		return 0;
+	}
+	fill(&e->ev, a);
+	e->ev.flags |= EVENT_F_CONFLICT;
+	e->other = *other;
+	e->stack[0] = ctx->rip;
+	e->stack[1] = a->ret;
+	e->depth = walk_frames(ctx->rbp, e->stack);
+	e->other_depth = writer_stack(other, e->other_stack);
+	st->events++;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
 
 static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, unsigned int what)
 {
+	struct cpu_state *st = this_cpu();
+	if (!st)
+		return 0;
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	struct access a = {
 		.map = map,
@@ -175,47 +204,48 @@ static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, un
 		.key = read_key(ctx, COOKIE_KEY_MODE(cookie)),
 		.now = bpf_ktime_get_ns(),
 		.pid_tgid = bpf_get_current_pid_tgid(),
-		.stack_id = -1,
 		.op = COOKIE_OP(cookie),
 	};
-	struct writer *found = 0;
-	struct writer partner = {};
-
-	count(&op_counts, a.op);
-	__u32 zero = 0;
-	struct last_op *last = bpf_map_lookup_elem(&last_ops, &zero);
+	st->ops[a.op & (OP_SLOTS - 1)]++;
+	struct last_op *last = bpf_task_storage_get(&last_ops, bpf_get_current_task_btf(), 0,
+						    BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (last) {
 		last->map = map;
-		last->tid = (__u32)a.pid_tgid;
 		last->op = a.op;
 	}
+	if (!map)
+		return emit(st, &a);
 
-	if ((what & CHECK_WRITER) && map) {
+	struct writer partner;
+	int found = 0;
+	if (what & CHECK_WRITER) {
 		__u8 flag = 0;
 		bpf_probe_read_user(&flag, sizeof(flag), (const void *)(map + cfg.write_flag_offset));
 		if (flag & cfg.write_flag_mask) {
 			a.flags |= EVENT_F_WRITING;
-			found = other_writer(map, a.goid);
-			if (found)
-				partner = *found; /* copied before our own update replaces it */
+			struct writer *w = other_writer(map, a.goid);
+			if (w) {
+				partner = *w; /* copied before our own update replaces it */
+				found = 1;
+			}
 		}
 	}
-
-	if ((what & WANT_STACK) || found)
-		a.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-
-	if ((what & IS_WRITE) && map) {
+	if (what & IS_WRITE) {
 		struct writer self = {
 			.goid = a.goid,
+			.ip = ctx->rip,
 			.ret = a.ret,
+			.fp = ctx->rbp,
+			.caller_ret = read_u64(ctx->rbp + 8),
 			.ts = a.now,
-			.stack_id = a.stack_id,
 			.tid = (__u32)a.pid_tgid,
 			.op = a.op,
 		};
 		remember_writer(map, &self);
 	}
-	return emit(&a, found ? &partner : 0);
+	if (found)
+		return emit_conflict(ctx, st, &a, &partner);
+	return emit(st, &a);
 }
 
 /* mapaccess1/2*: (type AX, map BX, key CX[, DI]) */
@@ -229,14 +259,14 @@ int on_read(struct pt_regs *ctx)
 SEC("uprobe")
 int on_write(struct pt_regs *ctx)
 {
-	return record(ctx, ctx->rbx, ctx->rax, CHECK_WRITER | IS_WRITE | WANT_STACK);
+	return record(ctx, ctx->rbx, ctx->rax, CHECK_WRITER | IS_WRITE);
 }
 
 /* mapiterinit / mapIterStart: (type AX, map BX, iterator CX) */
 SEC("uprobe")
 int on_iter_start(struct pt_regs *ctx)
 {
-	return record(ctx, ctx->rbx, ctx->rax, CHECK_WRITER | WANT_STACK);
+	return record(ctx, ctx->rbx, ctx->rax, CHECK_WRITER);
 }
 
 /* mapiternext / mapIterNext: (iterator AX); the iterator holds the map. */
@@ -251,7 +281,7 @@ int on_iter_next(struct pt_regs *ctx)
 SEC("uprobe")
 int on_make_return(struct pt_regs *ctx)
 {
-	return record(ctx, ctx->rax, 0, WANT_STACK);
+	return record(ctx, ctx->rax, 0, 0);
 }
 
 /* The runtime's fatal error (runtime.fatal, or internal/runtime/maps.fatal on Swiss maps):
@@ -269,11 +299,10 @@ int on_fatal(struct pt_regs *ctx)
 		if (msg[i] != prefix[i])
 			return 0;
 
-	__u32 zero = 0;
-	struct last_op *last = bpf_map_lookup_elem(&last_ops, &zero);
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!last || last->tid != (__u32)pid_tgid || !last->map)
-		return 0; /* the thread moved CPU since its map call: nothing reliable to say */
+	struct cpu_state *st = this_cpu();
+	struct last_op *last = bpf_task_storage_get(&last_ops, bpf_get_current_task_btf(), 0, 0);
+	if (!st || !last || !last->map)
+		return 0;
 	__u64 map = last->map;
 	last->map = 0; /* report once: maps.fatal calls runtime.fatal, and both may be probed */
 	struct access a = {
@@ -281,15 +310,22 @@ int on_fatal(struct pt_regs *ctx)
 		.goid = read_u64(ctx->r14 + cfg.goid_offset),
 		.ret = read_u64(ctx->rsp),
 		.now = bpf_ktime_get_ns(),
-		.pid_tgid = pid_tgid,
+		.pid_tgid = bpf_get_current_pid_tgid(),
 		.op = last->op,
 		.flags = EVENT_F_RUNTIME,
 	};
-	a.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-	struct writer *found = other_writer(a.map, a.goid);
-	struct writer partner = {};
-	if (!found)
-		return emit(&a, 0);
-	partner = *found;
-	return emit(&a, &partner);
+	struct writer *found = other_writer(map, a.goid);
+	if (!found) {
+		emit(st, &a);
+		return 0;
+	}
+	struct writer partner = *found;
+	return emit_conflict(ctx, st, &a, &partner);
+}
+
+/* Does nothing: the benchmark's measure of what the kernel's uprobe itself costs. */
+SEC("uprobe")
+int on_nothing(struct pt_regs *ctx)
+{
+	return 0;
 }

@@ -9,40 +9,31 @@ use crate::event::{InFlightWrite, MapEvent};
 use crate::report::{op_name, Access, Finding, FindingKind};
 use crate::stacks::StackResolver;
 
-/// Where user stacks recorded by the probes can be read back.
-pub trait StackSource {
-    /// Instruction pointers of stack `id`, innermost first (empty if unknown).
-    fn stack(&self, id: u32) -> Vec<u64>;
-}
-
 /// Everything needed to describe an access and its map in source terms.
 pub struct Describer<'a> {
     /// The target binary (type names).
     pub binary: &'a GoBinary,
     /// Symbolizer.
     pub resolver: &'a mut StackResolver,
-    /// Stacks recorded by the probes.
-    pub stacks: &'a dyn StackSource,
     /// Map identities.
     pub maps: &'a MapRegistry,
 }
 
 impl Describer<'_> {
-    /// One access, its stack symbolized.
+    /// One access, its stack (`ips`: the probe address, then return addresses) symbolized.
     pub fn access(
         &mut self,
         op: MapOp,
         goid: u64,
-        stack_id: Option<u32>,
+        ips: &[u64],
         ret: u64,
         tid: u32,
         ts: u64,
     ) -> Access {
-        let ips = stack_id.map(|id| self.stacks.stack(id)).unwrap_or_default();
         Access {
             op: op_name(op).to_string(),
             goid,
-            stack: self.resolver.stack(&ips, ret),
+            stack: self.resolver.stack(ips, ret),
             tid,
             ts_ns: ts,
         }
@@ -88,9 +79,10 @@ impl Describer<'_> {
     }
 }
 
-/// The finding for an access `ev` that found `writer`'s write in progress.
+/// The finding for an access `ev` (its stack `ips`) that found `writer`'s write in progress.
 pub fn conflict_finding(
     ev: &MapEvent,
+    ips: &[u64],
     writer: &InFlightWrite,
     d: &mut Describer<'_>,
     go_version: &str,
@@ -98,11 +90,11 @@ pub fn conflict_finding(
     let first = d.access(
         writer.op,
         writer.goid,
-        writer.stack_id,
+        &writer.stack,
         writer.ret,
         writer.tid,
         writer.ts,
     );
-    let second = d.access(ev.op, ev.goid, ev.stack_id, ev.ret, ev.tid, ev.ts);
+    let second = d.access(ev.op, ev.goid, ips, ev.ret, ev.tid, ev.ts);
     d.finding(FindingKind::Conflict, ev, first, second, go_version)
 }

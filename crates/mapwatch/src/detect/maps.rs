@@ -83,7 +83,6 @@ mod tests {
             key: 0,
             pid: 10,
             tid: 10,
-            stack_id: None,
             cpu: 0,
             op,
             saw_writing: false,

@@ -20,9 +20,9 @@ mod skel {
 }
 use skel::{MapwatchSkel, MapwatchSkelBuilder};
 
-/// Pending ring buffer bytes that wake the reader early; below it the reader's poll timer
-/// picks events up (waking on every event costs ~2 µs per op instead of ~0.65 µs here).
-const WAKE_BYTES: u64 = 1 << 20;
+/// Records per CPU between wake-ups of the reader (a power of two); between them the reader's
+/// poll timer picks records up. Waking on every event would cost ~1.5 µs more per op here.
+const WAKE_EVERY: u64 = 4096;
 
 /// The runtime functions that print "fatal error: concurrent map ..." and kill the process
 /// (Swiss maps call the second, which calls the first).
@@ -57,6 +57,9 @@ pub enum SitePolicy {
     Planned,
     /// The function's first instruction, as bpftrace and most tools place it (single-stepped).
     FunctionEntry,
+    /// The plan's sites, running a program that does nothing: the kernel's own cost of a
+    /// probe there, the floor under any program's (the benchmark measures it).
+    PlannedEmpty,
 }
 
 fn entry_site(binary: &GoBinary, f: &gotarget::Function) -> Result<gotarget::ProbeSite> {
@@ -76,6 +79,7 @@ fn entry_site(binary: &GoBinary, f: &gotarget::Function) -> Result<gotarget::Pro
 /// A uprobe to attach: what it reports, where, and the cookie its program reads.
 struct PlannedSite {
     kind: ProbeKind,
+    program: BpfProgram,
     function: String,
     site: gotarget::ProbeSite,
     cookie: u64,
@@ -90,6 +94,8 @@ enum BpfProgram {
     IterNext,
     MakeReturn,
     Fatal,
+    /// Does nothing ([`SitePolicy::PlannedEmpty`]).
+    Nothing,
 }
 
 fn program_for(kind: ProbeKind) -> BpfProgram {
@@ -159,7 +165,7 @@ impl Probes {
         cfg.write_flag_offset = offsets.write_flag.offset;
         cfg.write_flag_mask = offsets.write_flag.mask;
         cfg.iter_map_offset = offsets.iter_map_offset;
-        cfg.wake_bytes = WAKE_BYTES;
+        cfg.wake_mask = WAKE_EVERY - 1;
         if kernel_has_uprobe_multi() {
             let progs = &mut open.progs;
             for prog in [
@@ -169,6 +175,7 @@ impl Probes {
                 &mut progs.on_iter_next,
                 &mut progs.on_make_return,
                 &mut progs.on_fatal,
+                &mut progs.on_nothing,
             ] {
                 prog.set_attach_type(ProgramAttachType::TraceUprobeMulti);
             }
@@ -214,6 +221,7 @@ impl Probes {
             };
             sites.extend(placed.into_iter().map(|site| PlannedSite {
                 kind: ProbeKind::Map(probe.op),
+                program: program_for(ProbeKind::Map(probe.op)),
                 function: probe.function.name.clone(),
                 site,
                 cookie,
@@ -231,10 +239,16 @@ impl Probes {
         {
             sites.push(PlannedSite {
                 kind: ProbeKind::RuntimeFatal,
+                program: BpfProgram::Fatal,
                 site: binary.probe_site(&f)?,
                 function: f.name,
                 cookie: 0,
             });
+        }
+        if policy == SitePolicy::PlannedEmpty {
+            for site in &mut sites {
+                site.program = BpfProgram::Nothing;
+            }
         }
         if kernel_has_uprobe_multi() {
             self.attach_grouped(&sites, exe, pid)?;
@@ -258,14 +272,11 @@ impl Probes {
     /// RCU grace period (~80 ms here), and the kernel does removals one at a time; a multi link
     /// waits once for all its uprobes, so detaching takes six waits instead of one per site.
     fn attach_grouped(&mut self, sites: &[PlannedSite], exe: &Path, pid: i32) -> Result<()> {
-        let mut programs: Vec<BpfProgram> = sites.iter().map(|s| program_for(s.kind)).collect();
+        let mut programs: Vec<BpfProgram> = sites.iter().map(|s| s.program).collect();
         programs.sort();
         programs.dedup();
         for program in programs {
-            let group: Vec<&PlannedSite> = sites
-                .iter()
-                .filter(|s| program_for(s.kind) == program)
-                .collect();
+            let group: Vec<&PlannedSite> = sites.iter().filter(|s| s.program == program).collect();
             let opts = UprobeMultiOpts {
                 offsets: group.iter().map(|s| s.site.file_offset as usize).collect(),
                 cookies: group.iter().map(|s| s.cookie).collect(),
@@ -289,7 +300,7 @@ impl Probes {
             ..Default::default()
         };
         let link = self
-            .program(program_for(s.kind))
+            .program(s.program)
             .attach_uprobe_with_opts(pid, exe, s.site.file_offset as usize, opts)
             .with_context(|| {
                 format!(
@@ -310,6 +321,7 @@ impl Probes {
             BpfProgram::IterNext => &progs.on_iter_next,
             BpfProgram::MakeReturn => &progs.on_make_return,
             BpfProgram::Fatal => &progs.on_fatal,
+            BpfProgram::Nothing => &progs.on_nothing,
         }
     }
 
@@ -333,46 +345,34 @@ impl Probes {
         EventReader::new(&self.skel.maps.events)
     }
 
-    /// Per-op counts and drops so far.
-    pub fn counters(&self) -> Result<Counters> {
-        let mut counters = Counters::default();
-        for (i, slot) in counters.ops.iter_mut().enumerate() {
-            *slot = sum_percpu(&self.skel.maps.op_counts, i as u32)?;
-        }
-        counters.drops = sum_percpu(&self.skel.maps.drops, 0)?;
-        Ok(counters)
-    }
-
-    /// The instruction pointers of user stack `id`, innermost first.
-    pub fn stack(&self, id: u32) -> Vec<u64> {
-        let Ok(Some(bytes)) = self
+    fn cpu_states(&self) -> Result<Vec<Vec<u8>>> {
+        Ok(self
             .skel
             .maps
-            .stacks
-            .lookup(&id.to_ne_bytes(), MapFlags::ANY)
-        else {
-            return Vec::new();
-        };
-        bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
-            .take_while(|&ip| ip != 0)
-            .collect()
+            .cpu_states
+            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .context("cannot read the BPF per-CPU state")?
+            .unwrap_or_default())
     }
-}
 
-fn sum_percpu(map: &dyn MapCore, index: u32) -> Result<u64> {
-    let values = map
-        .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)
-        .context("cannot read a BPF counter")?
-        .unwrap_or_default();
-    Ok(values
-        .iter()
-        .filter_map(|v| {
-            v.get(..8)
-                .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
-        })
-        .sum())
+    /// Per-op counts and drops so far, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters> {
+        let per_cpu = self.cpu_states()?;
+        let mut counters = Counters::default();
+        for state in &per_cpu {
+            // struct cpu_state: ops[OP_SLOTS], then drops (event.h).
+            let word = |i: usize| {
+                state
+                    .get(i * 8..i * 8 + 8)
+                    .map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+            };
+            for (i, slot) in counters.ops.iter_mut().enumerate() {
+                *slot += word(i);
+            }
+            counters.drops += word(OP_SLOTS);
+        }
+        Ok(counters)
+    }
 }
 
 fn explain_load_error(e: libbpf_rs::Error) -> anyhow::Error {

@@ -1,7 +1,7 @@
 //! Reading the event ring buffer.
 //!
-//! The BPF side wakes the reader only for conflicts or when a lot is pending, so a poll that
-//! times out must still consume what is there: `drain` polls, then consumes.
+//! The BPF side wakes the reader only for conflicts or every few thousand events, so a poll
+//! that times out must still consume what is there: `drain` polls, then consumes.
 
 use std::cell::RefCell;
 use std::rc::Rc;
