@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up everything and runs every test: formatting, clippy, the workspace's unit and
+# integration tests (real eBPF on the real kernel, real Go binaries from Go 1.21 to 1.27),
+# and the library's loom models. Needs root (the eBPF tests load programs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "test: the eBPF integration tests need root: sudo $0" >&2
+    exit 1
+fi
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "setup"
+scripts/setup.sh --all-go
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo test (workspace)"
+# The conflict tests need two goroutines truly in parallel: don't crowd the 2 cores.
+cargo test --workspace -- --test-threads=1
+
+if [ -x scripts/test-mapguard.sh ]; then
+    step "mapguard: features and loom models"
+    scripts/test-mapguard.sh
+fi
