@@ -5,6 +5,6 @@ set -euo pipefail
 version=$1; shift
 root=${MAPGUARD_GO_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/mapguard/go}
 go="$root/$version/go/bin/go"
-[ -x "$go" ] || { echo "Go $version is not installed; run scripts/setup.sh --all-go" >&2; exit 1; }
+[ -x "$go" ] || { echo "Go $version is not installed; run scripts/setup.sh --tests" >&2; exit 1; }
 cd "$(dirname "$0")/../testdata/go"
 GOTOOLCHAIN=local CGO_ENABLED=0 exec "$go" "$@"

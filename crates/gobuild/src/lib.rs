@@ -16,7 +16,7 @@ use std::process::Command;
 /// Go versions the integration tests build with: classic maps (1.22) and Swiss maps (1.25).
 pub const TEST_VERSIONS: [&str; 2] = ["1.22.10", "1.25.5"];
 
-/// Every Go version mapwatch supports, as installed by `scripts/setup.sh --all-go`.
+/// Every Go version mapwatch supports, as installed by `scripts/setup.sh --tests`.
 pub const ALL_VERSIONS: [&str; 7] = [
     "1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3",
 ];
@@ -37,7 +37,7 @@ impl fmt::Display for BuildError {
         match self {
             BuildError::MissingToolchain { version, expected } => write!(
                 f,
-                "Go {version} is not installed (looked for {}); run scripts/setup.sh --all-go",
+                "Go {version} is not installed (looked for {}); run scripts/setup.sh --tests",
                 expected.display()
             ),
             BuildError::Failed { command, stderr } => write!(f, "`{command}` failed:\n{stderr}"),

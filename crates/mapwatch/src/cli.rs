@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use gotarget::GoBinary;
 
+use crate::export::metrics;
 use crate::probe::Probes;
 use crate::process::{self, StoppedChild};
 use crate::session::{Outcome, Session, Target, WatchOptions};
@@ -60,15 +61,27 @@ struct WatchArgs {
     /// No live status line and no findings on the terminal (the summary stays).
     #[arg(short, long)]
     quiet: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics while watching: a PORT (on 127.0.0.1)
+    /// or ADDRESS:PORT.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Allow --metrics on an address other than loopback.
+    #[arg(long, requires = "metrics")]
+    metrics_allow_remote: bool,
 }
 
 impl WatchArgs {
-    fn options(&self) -> WatchOptions {
-        WatchOptions {
+    fn options(&self) -> Result<WatchOptions> {
+        Ok(WatchOptions {
             report: self.report.clone(),
             quiet: self.quiet,
             duration: self.duration.map(Duration::from_secs_f64),
-        }
+            metrics: self
+                .metrics
+                .as_deref()
+                .map(|spec| metrics::parse_addr(spec, self.metrics_allow_remote))
+                .transpose()?,
+        })
     }
 }
 
@@ -92,11 +105,12 @@ pub fn main() -> Result<u8> {
 fn run(watch: &WatchArgs, command: &[OsString]) -> Result<u8> {
     process::require_root()?;
     let (program, args) = command.split_first().expect("clap requires a command");
+    let options = watch.options()?;
     let stopped = StoppedChild::spawn(program, args)?;
     let pid = stopped.pid();
-    let prepared = prepare(pid);
-    let (binary, probes) = match prepared {
-        Ok(p) => p,
+    let session = prepare(pid).and_then(|(binary, probes)| Session::new(binary, probes, options));
+    let session = match session {
+        Ok(s) => s,
         Err(e) => {
             // It never ran a single instruction: nothing is lost by not starting it.
             stopped.kill();
@@ -104,15 +118,16 @@ fn run(watch: &WatchArgs, command: &[OsString]) -> Result<u8> {
         }
     };
     let child = stopped.resume()?;
-    let outcome = Session::new(binary, probes, watch.options())?.run(Target::Child(child))?;
+    let outcome = session.run(Target::Child(child))?;
     let code = outcome.exit.map(process::exit_code).unwrap_or(0);
     Ok(finding_code(watch, &outcome).unwrap_or(code.clamp(0, 255) as u8))
 }
 
 fn attach(pid: i32, watch: &WatchArgs) -> Result<u8> {
     process::require_root()?;
+    let options = watch.options()?;
     let (binary, probes) = prepare(pid)?;
-    let outcome = Session::new(binary, probes, watch.options())?.run(Target::Pid(pid))?;
+    let outcome = Session::new(binary, probes, options)?.run(Target::Pid(pid))?;
     Ok(finding_code(watch, &outcome).unwrap_or(0))
 }
 

@@ -8,6 +8,7 @@ pub mod capture;
 pub mod cli;
 pub mod detect;
 pub mod event;
+pub mod export;
 pub mod inspect;
 pub mod probe;
 pub mod process;

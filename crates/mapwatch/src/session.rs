@@ -2,6 +2,7 @@
 //! findings sent to the terminal and the report as they happen, a summary at the end.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -15,6 +16,7 @@ use crate::detect::conflict::{conflict_finding, Describer};
 use crate::detect::findings::FindingLog;
 use crate::detect::maps::MapRegistry;
 use crate::event::Record;
+use crate::export::metrics::{Metrics, MetricsServer};
 use crate::probe::{Counters, Probes, BATCH};
 use crate::process;
 use crate::report::jsonl::JsonlReport;
@@ -36,6 +38,8 @@ pub struct WatchOptions {
     pub quiet: bool,
     /// Stop watching after this long.
     pub duration: Option<Duration>,
+    /// Serve Prometheus metrics at this address while watching.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The process being watched.
@@ -93,6 +97,7 @@ pub struct Session {
     report: Option<JsonlReport>,
     goroutines: HashSet<u64>,
     status: StatusLine,
+    metrics: Option<(Metrics, MetricsServer)>,
 }
 
 impl Session {
@@ -103,7 +108,18 @@ impl Session {
             .as_deref()
             .map(JsonlReport::create)
             .transpose()?;
+        let metrics = match opts.metrics {
+            Some(addr) => {
+                let metrics = Metrics::new();
+                metrics.set_watching(true, probes.attached().len());
+                let server = metrics.serve(addr)?;
+                eprintln!("mapwatch: metrics at http://{}/metrics", server.addr());
+                Some((metrics, server))
+            }
+            None => None,
+        };
         Ok(Session {
+            metrics,
             resolver: StackResolver::new(Arc::clone(&binary)),
             binary,
             probes,
@@ -162,6 +178,7 @@ impl Session {
                 let counters = self.probes.counters()?;
                 let rate = (counters.total_ops() - last_counters.total_ops()) as f64
                     / last_tick.elapsed().as_secs_f64();
+                self.update_metrics(&counters);
                 self.status.draw(&format!(
                     "mapwatch: pid {pid} | {rate:.0} map ops/s | {} maps | {} goroutines | {} findings | {} drops",
                     self.maps.len(),
@@ -188,6 +205,10 @@ impl Session {
                 reader.malformed()
             );
         }
+        self.update_metrics(&counters);
+        if let Some((metrics, _)) = &self.metrics {
+            metrics.set_watching(false, 0);
+        }
         self.print_summary(pid, start.elapsed(), &counters, exit);
         if let Some(report) = &mut self.report {
             report.finish(self.log.findings())?;
@@ -208,7 +229,12 @@ impl Session {
                 writer,
             } => (access, Some((stack, writer))),
         };
-        self.maps.observe(&ev);
+        let made_at = self.maps.observe(&ev).and_then(|info| info.made_at);
+        if let Some((metrics, _)) = &mut self.metrics {
+            if !ev.runtime_fatal {
+                metrics.count_op(ev.op, made_at);
+            }
+        }
         if self.goroutines.len() < GOROUTINES_REMEMBERED {
             self.goroutines.insert(ev.goid);
         }
@@ -234,6 +260,9 @@ impl Session {
             &mut describer,
             &self.binary.go_version().raw,
         );
+        if let Some((metrics, _)) = &self.metrics {
+            metrics.count_finding(&finding);
+        }
         if let Some(new) = self.log.add(finding) {
             if let Some(report) = &mut self.report {
                 report.append(new)?;
@@ -244,6 +273,15 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    fn update_metrics(&mut self, counters: &Counters) {
+        if let Some((metrics, _)) = &mut self.metrics {
+            let resolver = &mut self.resolver;
+            metrics.update(counters, self.goroutines.len(), self.maps.len(), |ret| {
+                resolver.call_site_line(ret)
+            });
+        }
     }
 
     fn print_summary(&self, pid: i32, elapsed: Duration, c: &Counters, exit: Option<ExitStatus>) {

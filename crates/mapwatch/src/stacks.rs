@@ -45,6 +45,11 @@ impl StackResolver {
         self.frames_at(ret.saturating_sub(1))
     }
 
+    /// The innermost frame of the call that returns to `ret`: `function file:line`.
+    pub fn call_site_line(&mut self, ret: u64) -> Option<String> {
+        self.call_site(ret).first().cloned()
+    }
+
     /// The full stack of a probed access: `ips` from the kernel's walk (the probe address
     /// first, then return addresses), with the direct caller `ret` spliced in when missing.
     pub fn stack(&mut self, ips: &[u64], ret: u64) -> Vec<String> {

@@ -3,8 +3,8 @@
  * point's stack check (the `push rbp` the kernel emulates, instead of the entry instruction it
  * would single-step at ~10x the cost). Never a uretprobe: they crash Go.
  *
- * The hot path (every map operation) is one per-CPU lookup, three user-memory reads and a
- * 64-byte ring buffer record; a write adds a hash lookup. Stacks are walked only on a conflict:
+ * The hot path (every map operation) is a per-CPU and a per-thread lookup, three user-memory
+ * reads and a 64-byte ring buffer record; a write adds a hash lookup. Stacks are walked only on a conflict:
  * the access's own, and the in-progress writer's from the frame pointer it recorded. */
 #include <linux/bpf.h>
 #include <linux/ptrace.h>

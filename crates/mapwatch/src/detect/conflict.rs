@@ -58,7 +58,7 @@ impl Describer<'_> {
             .flatten();
         let map_site = info
             .and_then(|i| i.made_at)
-            .and_then(|ret| self.resolver.call_site(ret).first().cloned());
+            .and_then(|ret| self.resolver.call_site_line(ret));
         Finding {
             kind,
             map: format!("{:#x}", ev.map),

@@ -25,27 +25,24 @@ pub struct MapRegistry {
 }
 
 impl MapRegistry {
-    /// Records what `ev` tells about its map.
-    pub fn observe(&mut self, ev: &MapEvent) {
+    /// Records what `ev` tells about its map; returns what is now known of it.
+    pub fn observe(&mut self, ev: &MapEvent) -> Option<&MapInfo> {
         if ev.map == 0 || ev.runtime_fatal {
-            return;
+            return None;
         }
-        let key = (ev.pid, ev.map);
+        let info = self.maps.entry((ev.pid, ev.map)).or_default();
         if ev.op == MapOp::Make {
-            self.maps.insert(
-                key,
-                MapInfo {
-                    made_at: Some(ev.ret),
-                    ..MapInfo::default()
-                },
-            );
-            return;
+            *info = MapInfo {
+                made_at: Some(ev.ret),
+                ..MapInfo::default()
+            };
+        } else {
+            info.ops += 1;
+            if info.type_addr == 0 {
+                info.type_addr = ev.map_type;
+            }
         }
-        let info = self.maps.entry(key).or_default();
-        info.ops += 1;
-        if info.type_addr == 0 {
-            info.type_addr = ev.map_type;
-        }
+        Some(info)
     }
 
     /// What is known of the map at `map` in process `pid`.

@@ -14,6 +14,16 @@ pub enum FindingKind {
     Race,
 }
 
+impl FindingKind {
+    /// The name in the report's `kind` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Conflict => "conflict",
+            FindingKind::Race => "race",
+        }
+    }
+}
+
 /// One side of a finding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Access {
