@@ -140,3 +140,92 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+fn deploy_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_unit_tests() {
+    let promtool = which("promtool").expect(
+        "promtool is not installed: run scripts/setup.sh --tests (Debian package prometheus)",
+    );
+    let dir = deploy_dir().join("prometheus");
+    for args in [
+        &["check", "rules", "mapwatch-rules.yml"][..],
+        &["test", "rules", "mapwatch-rules.test.yml"][..],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Every `mapwatch_*` series the rules and the dashboard query is one mapwatch exports, so a
+/// renamed metric can't silently empty a panel or mute an alert.
+#[test]
+fn rules_and_dashboard_query_only_exported_metrics() {
+    use mapwatch::export::metrics::Metrics;
+    use mapwatch::probe::Counters;
+    use mapwatch::report::{Access, Finding, FindingKind};
+
+    // Labelled families are listed only once they have a member: give each one.
+    let mut metrics = Metrics::new();
+    metrics.count_op(gotarget::MapOp::Read, None);
+    metrics.update(&Counters::default(), 0, 0, |_| None);
+    let access = Access {
+        op: "read".into(),
+        goid: 1,
+        stack: vec![],
+        tid: 1,
+        ts_ns: 0,
+    };
+    metrics.count_finding(&Finding {
+        kind: FindingKind::Conflict,
+        map: "0x1".into(),
+        map_type: None,
+        map_site: None,
+        first: access.clone(),
+        second: access,
+        detected_by: "mapwatch".into(),
+        count: 1,
+        pid: 1,
+        go_version: "go1.25.5".into(),
+    });
+    let exported = metrics.encode();
+    let families: Vec<&str> = exported
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for file in [
+        "prometheus/mapwatch-rules.yml",
+        "prometheus/mapwatch-rules.test.yml",
+        "grafana/mapwatch-dashboard.json",
+    ] {
+        let text = std::fs::read_to_string(deploy_dir().join(file)).unwrap();
+        let mut queried = 0;
+        for (at, _) in text.match_indices("mapwatch_") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = name.strip_suffix("_total").unwrap_or(&name);
+            assert!(
+                families.contains(&family),
+                "{file} queries {name}, which mapwatch does not export (it has {families:?})"
+            );
+            queried += 1;
+        }
+        assert!(queried > 0, "{file} queries no mapwatch metric");
+    }
+}
