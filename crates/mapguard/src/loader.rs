@@ -105,6 +105,20 @@ enum Role<V> {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
+    /// [`SingleFlight::load`] for a loader that always finds a value (`get_or_load`).
+    pub(crate) fn load_value<B, E, F>(&self, backing: &B, key: K, load: F) -> Result<V, Arc<E>>
+    where
+        B: Backing<K, V>,
+        E: Send + Sync + 'static,
+        F: FnOnce(&K) -> Result<V, E>,
+    {
+        match self.load(backing, key, false, |k| load(k).map(Some)) {
+            Ok(Some(value)) => Ok(value),
+            Ok(None) => unreachable!("a value load never ends in Ok(None)"),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Forgets a cached miss for `key`.
     pub(crate) fn forget_miss(&self, key: &K) {
         self.table.lock().misses.remove(key);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use hashbrown::HashTable;
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockWriteGuard};
 
 use crate::api::WouldBlock;
 use crate::telemetry::recorder::ShardTelemetry;
@@ -150,13 +150,39 @@ impl<K, V> Shard<K, V> {
 
     /// Runs `f` under the exclusive lock, waiting for it if needed.
     pub(crate) fn write<R>(&self, probe: Probe, f: impl FnOnce(&mut Table<K, V>) -> R) -> R {
-        let mut guard = match self.lock.try_write() {
+        let guard = match self.lock.try_write() {
             Some(guard) => {
                 self.uncontended(probe);
                 guard
             }
             None => self.contended(probe, || self.lock.write()),
         };
+        self.write_locked(probe, guard, f)
+    }
+
+    /// Runs `f` under the exclusive lock if it can be had without waiting.
+    pub(crate) fn try_write<R>(
+        &self,
+        probe: Probe,
+        f: impl FnOnce(&mut Table<K, V>) -> R,
+    ) -> Result<R, WouldBlock> {
+        let Some(guard) = self.lock.try_write() else {
+            if probe.telemetry {
+                self.telemetry.contended.fetch_add(1, Relaxed);
+            }
+            return Err(WouldBlock);
+        };
+        self.uncontended(probe);
+        Ok(self.write_locked(probe, guard, f))
+    }
+
+    /// Runs `f` under the exclusive lock `guard`, then releases it.
+    fn write_locked<R>(
+        &self,
+        probe: Probe,
+        mut guard: RwLockWriteGuard<'_, Table<K, V>>,
+        f: impl FnOnce(&mut Table<K, V>) -> R,
+    ) -> R {
         let held = self.held_since(probe);
         // The mirrors must be refreshed even when `f` panics (it may have
         // inserted before panicking), hence the guard-like closure.
@@ -169,31 +195,6 @@ impl<K, V> Shard<K, V> {
         drop(guard);
         self.record_hold(held);
         result
-    }
-
-    /// Runs `f` under the exclusive lock if it can be had without waiting.
-    pub(crate) fn try_write<R>(
-        &self,
-        probe: Probe,
-        f: impl FnOnce(&mut Table<K, V>) -> R,
-    ) -> Result<R, WouldBlock> {
-        let Some(mut guard) = self.lock.try_write() else {
-            if probe.telemetry {
-                self.telemetry.contended.fetch_add(1, Relaxed);
-            }
-            return Err(WouldBlock);
-        };
-        self.uncontended(probe);
-        let held = self.held_since(probe);
-        let result = {
-            let table = &mut *guard;
-            table.writes += u64::from(probe.telemetry);
-            let mirror = MirrorOnDrop { shard: self, table };
-            f(&mut *mirror.table)
-        };
-        drop(guard);
-        self.record_hold(held);
-        Ok(result)
     }
 
     fn uncontended(&self, probe: Probe) {

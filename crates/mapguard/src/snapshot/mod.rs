@@ -597,11 +597,7 @@ where
         if let Some(outer) = reentry::is_inside(self.id) {
             reentry::reentry_panic("SnapshotMap::get_or_load", outer);
         }
-        match self.flights.load(self, key, false, |k| load(k).map(Some)) {
-            Ok(Some(value)) => Ok(value),
-            Ok(None) => unreachable!("a value load never ends in Ok(None)"),
-            Err(error) => Err(error),
-        }
+        self.flights.load_value(self, key, load)
     }
 
     /// Like [`get_or_load`](Self::get_or_load) for keys that may not exist; with
