@@ -4,7 +4,8 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 use common::{findings, go_binary, ops_in_summary, run_mapwatch, scratch};
 use gobuild::TEST_VERSIONS;
@@ -161,14 +162,10 @@ fn run_exits_with_the_targets_status() {
     assert_ne!(out.status.code(), Some(0), "/bin/sh is not Go: refused");
 }
 
-#[test]
-fn attach_and_detach_leave_the_target_running_with_unchanged_output() {
-    let bin = go_binary(TEST_VERSIONS[1], "longrun");
-    let plain = Command::new(&bin).args(["25", "60"]).output().unwrap();
-    assert!(plain.status.success());
-
-    let mut target = Command::new(&bin)
-        .args(["25", "60"])
+/// Starts `longrun ROUNDS ROUND_MS` and waits until it is running (its "ready" line, returned).
+fn start_longrun(bin: &Path, args: [&str; 2]) -> (Child, BufReader<ChildStdout>, String) {
+    let mut target = Command::new(bin)
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -176,6 +173,16 @@ fn attach_and_detach_leave_the_target_running_with_unchanged_output() {
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
     assert_eq!(first, "ready\n");
+    (target, stdout, first)
+}
+
+#[test]
+fn attach_and_detach_leave_the_target_running_with_unchanged_output() {
+    let bin = go_binary(TEST_VERSIONS[1], "longrun");
+    let plain = Command::new(&bin).args(["25", "60"]).output().unwrap();
+    assert!(plain.status.success());
+
+    let (mut target, mut stdout, first) = start_longrun(&bin, ["25", "60"]);
     let pid = target.id().to_string();
     let out = run_mapwatch(&["attach", "-p", &pid, "--duration", "0.6"]);
     assert!(out.status.success());
@@ -200,14 +207,7 @@ fn attach_and_detach_leave_the_target_running_with_unchanged_output() {
 #[test]
 fn attach_watches_until_the_target_exits() {
     let bin = go_binary(TEST_VERSIONS[0], "longrun");
-    let mut target = Command::new(&bin)
-        .args(["8", "50"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(target.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
+    let (mut target, mut stdout, _) = start_longrun(&bin, ["8", "50"]);
     let pid = target.id();
     // Reap the target as soon as it exits, as its real parent would.
     let reaper = std::thread::spawn(move || {

@@ -140,6 +140,9 @@ impl Counters {
 /// Loaded BPF programs and their uprobes on one process.
 pub struct Probes {
     skel: MapwatchSkel<'static>,
+    /// Whether the programs were loaded for uprobe-multi links (decided at load: the attach
+    /// type is fixed then, and attaching must match it).
+    multi_links: bool,
     links: Vec<Link>,
     attached: Vec<AttachedProbe>,
 }
@@ -166,7 +169,8 @@ impl Probes {
         cfg.write_flag_mask = offsets.write_flag.mask;
         cfg.iter_map_offset = offsets.iter_map_offset;
         cfg.wake_mask = WAKE_EVERY - 1;
-        if kernel_has_uprobe_multi() {
+        let multi_links = kernel_has_uprobe_multi();
+        if multi_links {
             let progs = &mut open.progs;
             for prog in [
                 &mut progs.on_read,
@@ -183,6 +187,7 @@ impl Probes {
         let skel = open.load().map_err(explain_load_error)?;
         Ok(Probes {
             skel,
+            multi_links,
             links: Vec::new(),
             attached: Vec::new(),
         })
@@ -250,7 +255,7 @@ impl Probes {
                 site.program = BpfProgram::Nothing;
             }
         }
-        if kernel_has_uprobe_multi() {
+        if self.multi_links {
             self.attach_grouped(&sites, exe, pid)?;
         } else {
             for site in &sites {
