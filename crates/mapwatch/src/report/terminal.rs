@@ -4,30 +4,31 @@ use std::io::{IsTerminal, Write};
 
 use super::Finding;
 
-/// Prints a finding for a person, both stacks included.
+/// Prints a finding for a person, both stacks included, in one write: the target shares the
+/// terminal (and dies printing its own traceback right then), and a finding written piecemeal
+/// comes out interleaved with it.
 pub fn print_finding(out: &mut dyn Write, f: &Finding) {
-    let kind = match f.kind {
-        super::FindingKind::Conflict => "CONFLICT",
-        super::FindingKind::Race => "RACE",
-    };
+    use std::fmt::Write as _;
+    let kind = f.kind.as_str().to_ascii_uppercase();
     let ty = f.map_type.as_deref().unwrap_or("map of unknown type");
     let site = f
         .map_site
         .as_deref()
         .map(|s| format!(", made at {s}"))
         .unwrap_or_default();
-    let _ = writeln!(out, "mapwatch: {kind} on map {} ({ty}{site})", f.map);
+    let mut text = format!("mapwatch: {kind} on map {} ({ty}{site})\n", f.map);
     for (label, a) in [("first", &f.first), ("second", &f.second)] {
         let during = if label == "first" && f.kind == super::FindingKind::Conflict {
             " (in progress)"
         } else {
             ""
         };
-        let _ = writeln!(out, "  goroutine {} {}{during}:", a.goid, a.op);
+        let _ = writeln!(text, "  goroutine {} {}{during}:", a.goid, a.op);
         for frame in &a.stack {
-            let _ = writeln!(out, "      {frame}");
+            let _ = writeln!(text, "      {frame}");
         }
     }
+    let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
 
