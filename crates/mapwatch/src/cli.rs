@@ -45,6 +45,8 @@ enum Command {
         /// Path to the Go binary.
         binary: PathBuf,
     },
+    /// Turn a JSON-lines report (--report) into a self-contained HTML page.
+    Report(ReportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -68,6 +70,18 @@ struct WatchArgs {
     /// Allow --metrics on an address other than loopback.
     #[arg(long, requires = "metrics")]
     metrics_allow_remote: bool,
+    /// Write an HTML report (findings, heatmaps, ops over time) to FILE at the end.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// The findings, as JSON lines (what --report writes).
+    findings: PathBuf,
+    /// Where to write the HTML page.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
 }
 
 impl WatchArgs {
@@ -81,6 +95,7 @@ impl WatchArgs {
                 .as_deref()
                 .map(|spec| metrics::parse_addr(spec, self.metrics_allow_remote))
                 .transpose()?,
+            html: self.html.clone(),
         })
     }
 }
@@ -99,6 +114,11 @@ pub fn main() -> Result<u8> {
         }
         Command::Run { watch, command } => run(&watch, &command),
         Command::Attach { pid, watch } => attach(pid, &watch),
+        Command::Report(args) => {
+            crate::report::html::write_from_report(&args.findings, &args.output)?;
+            eprintln!("mapwatch: HTML report in {}", args.output.display());
+            Ok(0)
+        }
     }
 }
 

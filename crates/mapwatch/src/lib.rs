@@ -10,6 +10,7 @@ pub mod detect;
 pub mod event;
 pub mod export;
 pub mod inspect;
+pub mod opcount;
 pub mod probe;
 pub mod process;
 pub mod report;

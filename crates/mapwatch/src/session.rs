@@ -1,5 +1,6 @@
 //! One watch: probes on a process, events read until it ends (or Ctrl-C, or a time limit),
-//! findings sent to the terminal and the report as they happen, a summary at the end.
+//! findings sent to the terminal and the report as they happen, a summary at the end (and the
+//! HTML report, when asked for).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -17,8 +18,10 @@ use crate::detect::findings::FindingLog;
 use crate::detect::maps::MapRegistry;
 use crate::event::Record;
 use crate::export::metrics::{Metrics, MetricsServer};
+use crate::opcount::{OpSeries, OpTally};
 use crate::probe::{Counters, Probes, BATCH};
 use crate::process;
+use crate::report::html;
 use crate::report::jsonl::JsonlReport;
 use crate::report::terminal::{print_finding, StatusLine};
 use crate::report::Finding;
@@ -40,6 +43,8 @@ pub struct WatchOptions {
     pub duration: Option<Duration>,
     /// Serve Prometheus metrics at this address while watching.
     pub metrics: Option<SocketAddr>,
+    /// Write the HTML report here at the end.
+    pub html: Option<PathBuf>,
 }
 
 /// The process being watched.
@@ -98,6 +103,12 @@ pub struct Session {
     goroutines: HashSet<u64>,
     status: StatusLine,
     metrics: Option<(Metrics, MetricsServer)>,
+    /// Map operations by op and map site since the last tick.
+    tally: OpTally,
+    /// Operations per second per map site, kept for the HTML report.
+    series: Option<OpSeries>,
+    /// The target's executable (read while the process exists: `/proc/PID/exe` goes with it).
+    executable: PathBuf,
 }
 
 impl Session {
@@ -118,7 +129,10 @@ impl Session {
             }
             None => None,
         };
+        let executable =
+            std::fs::read_link(binary.path()).unwrap_or_else(|_| binary.path().to_path_buf());
         Ok(Session {
+            executable,
             metrics,
             resolver: StackResolver::new(Arc::clone(&binary)),
             binary,
@@ -128,6 +142,9 @@ impl Session {
             report,
             goroutines: HashSet::new(),
             status: StatusLine::new(opts.quiet),
+            tally: OpTally::default(),
+            series: opts.html.as_ref().map(|_| OpSeries::default()),
+
             opts,
         })
     }
@@ -178,7 +195,7 @@ impl Session {
                 let counters = self.probes.counters()?;
                 let rate = (counters.total_ops() - last_counters.total_ops()) as f64
                     / last_tick.elapsed().as_secs_f64();
-                self.update_metrics(&counters);
+                self.flush_ops(start.elapsed(), &counters);
                 self.status.draw(&format!(
                     "mapwatch: pid {pid} | {rate:.0} map ops/s | {} maps | {} goroutines | {} findings | {} drops",
                     self.maps.len(),
@@ -205,7 +222,7 @@ impl Session {
                 reader.malformed()
             );
         }
-        self.update_metrics(&counters);
+        self.flush_ops(start.elapsed(), &counters);
         if let Some((metrics, _)) = &self.metrics {
             metrics.set_watching(false, 0);
         }
@@ -213,6 +230,7 @@ impl Session {
         if let Some(report) = &mut self.report {
             report.finish(self.log.findings())?;
         }
+        self.write_html(pid)?;
         Ok(Outcome {
             findings: self.log.findings().to_vec(),
             exit,
@@ -230,10 +248,8 @@ impl Session {
             } => (access, Some((stack, writer))),
         };
         let made_at = self.maps.observe(&ev).and_then(|info| info.made_at);
-        if let Some((metrics, _)) = &mut self.metrics {
-            if !ev.runtime_fatal {
-                metrics.count_op(ev.op, made_at);
-            }
+        if !ev.runtime_fatal {
+            self.tally.count(ev.op, made_at);
         }
         if self.goroutines.len() < GOROUTINES_REMEMBERED {
             self.goroutines.insert(ev.goid);
@@ -275,13 +291,42 @@ impl Session {
         Ok(())
     }
 
-    fn update_metrics(&mut self, counters: &Counters) {
-        if let Some((metrics, _)) = &mut self.metrics {
-            let resolver = &mut self.resolver;
-            metrics.update(counters, self.goroutines.len(), self.maps.len(), |ret| {
-                resolver.call_site_line(ret)
-            });
+    /// Hands the operations counted since the last tick to the metrics and the series (as
+    /// the second that just ended, `elapsed` into the watch).
+    fn flush_ops(&mut self, elapsed: Duration, counters: &Counters) {
+        let resolver = &mut self.resolver;
+        let ops = self.tally.drain(|ret| resolver.call_site_line(ret));
+        if let Some(series) = &mut self.series {
+            series.add_all(
+                (elapsed.as_secs_f64().ceil() as u64).saturating_sub(1),
+                &ops,
+            );
         }
+        if let Some((metrics, _)) = &mut self.metrics {
+            metrics.add_ops(&ops);
+            metrics.update(counters, self.goroutines.len(), self.maps.len());
+        }
+    }
+
+    fn write_html(&self, pid: i32) -> Result<()> {
+        let (Some(path), Some(series)) = (&self.opts.html, &self.series) else {
+            return Ok(());
+        };
+        let title = format!(
+            "pid {pid}: {} ({})",
+            self.executable.display(),
+            self.binary.go_version().raw
+        );
+        html::write(
+            path,
+            &html::Page {
+                title: &title,
+                findings: self.log.findings(),
+                ops: html::OpsOverTime::Series(series),
+            },
+        )?;
+        eprintln!("mapwatch: HTML report in {}", path.display());
+        Ok(())
     }
 
     fn print_summary(&self, pid: i32, elapsed: Duration, c: &Counters, exit: Option<ExitStatus>) {

@@ -175,13 +175,18 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
 #[test]
 fn rules_and_dashboard_query_only_exported_metrics() {
     use mapwatch::export::metrics::Metrics;
+    use mapwatch::opcount::{SiteOps, UNKNOWN_SITE};
     use mapwatch::probe::Counters;
     use mapwatch::report::{Access, Finding, FindingKind};
 
     // Labelled families are listed only once they have a member: give each one.
     let mut metrics = Metrics::new();
-    metrics.count_op(gotarget::MapOp::Read, None);
-    metrics.update(&Counters::default(), 0, 0, |_| None);
+    metrics.add_ops(&[SiteOps {
+        op: gotarget::MapOp::Read,
+        site: UNKNOWN_SITE.into(),
+        count: 1,
+    }]);
+    metrics.update(&Counters::default(), 0, 0);
     let access = Access {
         op: "read".into(),
         goid: 1,

@@ -2,17 +2,14 @@
 //! findings by kind and site, events and drops, probes, watched processes, goroutines and maps
 //! tracked, in the OpenMetrics text format, served over HTTP at `/metrics`.
 //!
-//! Per-event work stays a hash-map increment keyed by (op, allocation site address); the
-//! labelled counters are brought up to date once a second and at the end, where the site
-//! addresses are symbolized (cached) into `function file:line`.
+//! Per-event work stays in the session's [`OpTally`](crate::opcount::OpTally); its drained,
+//! symbolized counts reach the labelled counters once a second and at the end.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context, Result};
-use gotarget::MapOp;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -20,12 +17,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::opcount::SiteOps;
+pub use crate::opcount::UNKNOWN_SITE;
 use crate::probe::Counters;
 use crate::report::{op_name, Finding};
-
-/// The `map_site` label of maps whose making was not seen (made before the watch began, or
-/// by compiler-generated code without a runtime call).
-pub const UNKNOWN_SITE: &str = "unknown";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
@@ -50,8 +45,6 @@ pub struct Metrics {
     processes: Gauge,
     goroutines: Gauge,
     maps: Gauge,
-    /// Operations by (op, allocation site return address; 0: unknown) not yet in `map_ops`.
-    pending: HashMap<(MapOp, u64), u64>,
     /// BPF totals already added to `events` and `drops` (counters only go up by deltas).
     seen: Counters,
 }
@@ -116,14 +109,19 @@ impl Metrics {
             processes,
             goroutines,
             maps,
-            pending: HashMap::new(),
             seen: Counters::default(),
         }
     }
 
-    /// Counts one operation on a map made at `made_at` (a return address into its maker).
-    pub fn count_op(&mut self, op: MapOp, made_at: Option<u64>) {
-        *self.pending.entry((op, made_at.unwrap_or(0))).or_default() += 1;
+    /// Adds map operations drained from the session's tally.
+    pub fn add_ops(&self, ops: &[SiteOps]) {
+        for o in ops {
+            let labels = OpLabels {
+                op: op_name(o.op).to_string(),
+                map_site: o.site.clone(),
+            };
+            self.map_ops.get_or_create(&labels).inc_by(o.count);
+        }
     }
 
     /// Counts one occurrence of `finding`.
@@ -144,27 +142,8 @@ impl Metrics {
         self.probes.set(if watching { probes as i64 } else { 0 });
     }
 
-    /// Brings the labelled counters and gauges up to date; `site_name` symbolizes a map's
-    /// allocation site from the return address into its maker.
-    pub fn update(
-        &mut self,
-        counters: &Counters,
-        goroutines: usize,
-        maps: usize,
-        mut site_name: impl FnMut(u64) -> Option<String>,
-    ) {
-        for ((op, made_at), n) in self.pending.drain() {
-            let map_site = if made_at == 0 {
-                UNKNOWN_SITE.to_string()
-            } else {
-                site_name(made_at).unwrap_or_else(|| UNKNOWN_SITE.to_string())
-            };
-            let labels = OpLabels {
-                op: op_name(op).to_string(),
-                map_site,
-            };
-            self.map_ops.get_or_create(&labels).inc_by(n);
-        }
+    /// Brings the event counters and gauges up to date.
+    pub fn update(&mut self, counters: &Counters, goroutines: usize, maps: usize) {
         self.events
             .inc_by(counters.total_ops().saturating_sub(self.seen.total_ops()));
         self.drops
@@ -271,7 +250,9 @@ impl Drop for MetricsServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::opcount::OpTally;
     use crate::report::{Access, FindingKind};
+    use gotarget::MapOp;
 
     fn access(op: &str) -> Access {
         Access {
@@ -312,15 +293,17 @@ mod tests {
         };
         m.count_finding(&finding);
         m.count_finding(&finding);
-        m.count_op(MapOp::Read, None);
-        m.count_op(MapOp::Write, Some(0x401000));
-        m.count_op(MapOp::Write, Some(0x401000));
+        let mut tally = OpTally::default();
+        tally.count(MapOp::Read, None);
+        tally.count(MapOp::Write, Some(0x401000));
+        tally.count(MapOp::Write, Some(0x401000));
         let mut counters = Counters::default();
         counters.ops[MapOp::Read as usize] = 5;
         counters.drops = 3;
         m.set_watching(true, 19);
         let site = |ret: u64| (ret == 0x401000).then(|| "main.NewStore main.go:28".to_string());
-        m.update(&counters, 4, 2, site);
+        m.add_ops(&tally.drain(site));
+        m.update(&counters, 4, 2);
         let text = m.encode();
         for line in [
             r#"mapwatch_findings_total{kind="conflict",map_site="main.NewStore main.go:28"} 2"#,
@@ -337,7 +320,7 @@ mod tests {
         }
         // Totals from BPF grow by deltas.
         counters.ops[MapOp::Read as usize] = 7;
-        m.update(&counters, 4, 2, site);
+        m.update(&counters, 4, 2);
         assert!(m.encode().contains("mapwatch_events_total 7"));
         assert!(m
             .encode()

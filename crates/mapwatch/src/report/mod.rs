@@ -1,6 +1,8 @@
-//! Where findings go: the JSON-lines report and the terminal.
+//! Where findings go: the JSON-lines report, the terminal, and the HTML report.
 
 mod finding;
+pub mod heatmap;
+pub mod html;
 pub mod jsonl;
 pub mod terminal;
 
