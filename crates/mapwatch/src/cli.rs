@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use gotarget::GoBinary;
 
+use crate::export::audit::{self, AuditLog, AuditOptions};
 use crate::export::metrics;
 use crate::probe::Probes;
 use crate::process::{self, StoppedChild};
@@ -73,6 +74,38 @@ struct WatchArgs {
     /// Write an HTML report (findings, heatmaps, ops over time) to FILE at the end.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    #[command(flatten)]
+    audit: AuditArgs,
+}
+
+#[derive(Args, Debug)]
+struct AuditArgs {
+    /// Append findings as JSON lines, tagged with the platform, to DIR/<platform tag>/ (for a SIEM).
+    #[arg(long, value_name = "DIR")]
+    audit: Option<PathBuf>,
+    /// Also record map operations in the audit log (sampled: see --audit-ops-sample).
+    #[arg(long, requires = "audit")]
+    audit_ops: bool,
+    /// Keep 1 map operation in N in the audit log.
+    #[arg(long, value_name = "N", requires = "audit_ops", default_value_t = audit::DEFAULT_OPS_SAMPLE)]
+    audit_ops_sample: u64,
+    /// Start a new audit file before one grows past BYTES.
+    #[arg(long, value_name = "BYTES", requires = "audit", default_value_t = audit::DEFAULT_MAX_BYTES)]
+    audit_max_bytes: u64,
+}
+
+impl AuditArgs {
+    fn open(&self) -> Result<Option<AuditLog>> {
+        let Some(dir) = &self.audit else {
+            return Ok(None);
+        };
+        AuditLog::open(AuditOptions {
+            dir: dir.clone(),
+            ops_sample: self.audit_ops.then_some(self.audit_ops_sample),
+            max_bytes: self.audit_max_bytes,
+        })
+        .map(Some)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -82,6 +115,9 @@ struct ReportArgs {
     /// Where to write the HTML page.
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
+    /// An audit log recorded with --audit-ops: the page then shows map operations over time.
+    #[arg(long, value_name = "DIR")]
+    audit: Option<PathBuf>,
 }
 
 impl WatchArgs {
@@ -96,6 +132,7 @@ impl WatchArgs {
                 .map(|spec| metrics::parse_addr(spec, self.metrics_allow_remote))
                 .transpose()?,
             html: self.html.clone(),
+            audit: self.audit.open()?,
         })
     }
 }
@@ -115,7 +152,11 @@ pub fn main() -> Result<u8> {
         Command::Run { watch, command } => run(&watch, &command),
         Command::Attach { pid, watch } => attach(pid, &watch),
         Command::Report(args) => {
-            crate::report::html::write_from_report(&args.findings, &args.output)?;
+            crate::report::html::write_from_report(
+                &args.findings,
+                args.audit.as_deref(),
+                &args.output,
+            )?;
             eprintln!("mapwatch: HTML report in {}", args.output.display());
             Ok(0)
         }

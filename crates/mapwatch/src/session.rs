@@ -16,7 +16,8 @@ use gotarget::GoBinary;
 use crate::detect::conflict::{conflict_finding, Describer};
 use crate::detect::findings::FindingLog;
 use crate::detect::maps::MapRegistry;
-use crate::event::Record;
+use crate::event::{MapEvent, Record};
+use crate::export::audit::{AuditLog, TargetAudit};
 use crate::export::metrics::{Metrics, MetricsServer};
 use crate::opcount::{OpSeries, OpTally};
 use crate::probe::{Counters, Probes, BATCH};
@@ -45,6 +46,8 @@ pub struct WatchOptions {
     pub metrics: Option<SocketAddr>,
     /// Write the HTML report here at the end.
     pub html: Option<PathBuf>,
+    /// Record findings (and sampled operations) in this audit log.
+    pub audit: Option<AuditLog>,
 }
 
 /// The process being watched.
@@ -109,6 +112,7 @@ pub struct Session {
     series: Option<OpSeries>,
     /// The target's executable (read while the process exists: `/proc/PID/exe` goes with it).
     executable: PathBuf,
+    audit: Option<TargetAudit>,
 }
 
 impl Session {
@@ -129,9 +133,15 @@ impl Session {
             }
             None => None,
         };
+        let audit = opts
+            .audit
+            .as_ref()
+            .map(|log| log.for_target(&binary.go_version().raw))
+            .transpose()?;
         let executable =
             std::fs::read_link(binary.path()).unwrap_or_else(|_| binary.path().to_path_buf());
         Ok(Session {
+            audit,
             executable,
             metrics,
             resolver: StackResolver::new(Arc::clone(&binary)),
@@ -250,6 +260,7 @@ impl Session {
         let made_at = self.maps.observe(&ev).and_then(|info| info.made_at);
         if !ev.runtime_fatal {
             self.tally.count(ev.op, made_at);
+            self.audit_op(&ev, made_at)?;
         }
         if self.goroutines.len() < GOROUTINES_REMEMBERED {
             self.goroutines.insert(ev.goid);
@@ -279,6 +290,9 @@ impl Session {
         if let Some((metrics, _)) = &self.metrics {
             metrics.count_finding(&finding);
         }
+        if let Some(audit) = &mut self.audit {
+            audit.finding(&finding)?;
+        }
         if let Some(new) = self.log.add(finding) {
             if let Some(report) = &mut self.report {
                 report.append(new)?;
@@ -289,6 +303,15 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Offers an operation to the audit log (which keeps one in N).
+    fn audit_op(&mut self, ev: &MapEvent, made_at: Option<u64>) -> Result<()> {
+        let Some(audit) = &mut self.audit else {
+            return Ok(());
+        };
+        let resolver = &mut self.resolver;
+        audit.op(ev, || made_at.and_then(|ret| resolver.call_site_line(ret)))
     }
 
     /// Hands the operations counted since the last tick to the metrics and the series (as

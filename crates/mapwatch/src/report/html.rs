@@ -123,18 +123,40 @@ pub fn write(path: &Path, page: &Page) -> Result<()> {
         .with_context(|| format!("cannot write the HTML report {}", path.display()))
 }
 
-/// `mapwatch report`: the page for a JSON-lines report.
-pub fn write_from_report(findings: &Path, output: &Path) -> Result<()> {
+/// `mapwatch report`: the page for a JSON-lines report, with operations over time from an
+/// audit log (those of the report's processes, when the log has any).
+pub fn write_from_report(findings: &Path, audit: Option<&Path>, output: &Path) -> Result<()> {
     let list = super::jsonl::read(findings)?;
     let title = format!("report {}", findings.display());
+    let series = match audit {
+        Some(dir) => {
+            let records = crate::export::audit::read_all(dir)?;
+            let mut pids: Vec<u32> = list.iter().map(|f| f.pid).collect();
+            if !records
+                .iter()
+                .any(|r| r.op.is_some() && pids.contains(&r.pid))
+            {
+                pids.clear();
+            }
+            Some(crate::export::audit::op_series(&records, &pids))
+        }
+        None => None,
+    };
+    let ops = match &series {
+        Some(s) if s.is_empty() => OpsOverTime::Unavailable(
+            "The audit log holds no map operations: record it with --audit-ops.",
+        ),
+        Some(s) => OpsOverTime::Series(s),
+        None => OpsOverTime::Unavailable(
+            "Map operations over time are not in a findings report: pass --audit DIR (an audit log recorded with --audit-ops), or use --html on run/attach.",
+        ),
+    };
     write(
         output,
         &Page {
             title: &title,
             findings: &list,
-            ops: OpsOverTime::Unavailable(
-                "Map operations over time are not in a findings report; pass --audit DIR with an audit log recorded with --audit-ops, or use --html on run/attach.",
-            ),
+            ops,
         },
     )
 }
