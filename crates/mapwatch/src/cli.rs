@@ -9,8 +9,9 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use gotarget::GoBinary;
 
+use crate::daemon;
 use crate::export::audit::{self, AuditLog, AuditOptions};
-use crate::export::metrics;
+use crate::export::metrics::{self, Metrics, MetricsServer};
 use crate::probe::Probes;
 use crate::process::{self, StoppedChild};
 use crate::session::{Outcome, Session, Target, WatchOptions};
@@ -48,6 +49,31 @@ enum Command {
     },
     /// Turn a JSON-lines report (--report) into a self-contained HTML page.
     Report(ReportArgs),
+    /// Watch every process whose executable matches --match (and/or the --pid list), picking
+    /// up new ones as they start, until SIGTERM or Ctrl-C.
+    Daemon(DaemonArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("targets").required(true).multiple(true).args(["matches", "pid"])))]
+struct DaemonArgs {
+    /// Watch processes whose executable path matches this regular expression.
+    #[arg(long = "match", value_name = "REGEX")]
+    matches: Option<String>,
+    /// Watch this process (repeat, or comma-separated); without --match the daemon ends
+    /// when all of them have.
+    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    pid: Vec<i32>,
+    /// How often to look for new and ended processes, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    poll_ms: u64,
+    /// No findings on the terminal (the per-process summaries stay).
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    #[command(flatten)]
+    audit: AuditArgs,
 }
 
 #[derive(Args, Debug)]
@@ -64,6 +90,17 @@ struct WatchArgs {
     /// No live status line and no findings on the terminal (the summary stays).
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    /// Write an HTML report (findings, heatmaps, ops over time) to FILE at the end.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    #[command(flatten)]
+    audit: AuditArgs,
+}
+
+#[derive(Args, Debug)]
+struct MetricsArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics while watching: a PORT (on 127.0.0.1)
     /// or ADDRESS:PORT.
     #[arg(long, value_name = "ADDR")]
@@ -71,11 +108,20 @@ struct WatchArgs {
     /// Allow --metrics on an address other than loopback.
     #[arg(long, requires = "metrics")]
     metrics_allow_remote: bool,
-    /// Write an HTML report (findings, heatmaps, ops over time) to FILE at the end.
-    #[arg(long, value_name = "FILE")]
-    html: Option<PathBuf>,
-    #[command(flatten)]
-    audit: AuditArgs,
+}
+
+impl MetricsArgs {
+    /// Starts the endpoint, if asked for; it serves until the server is dropped.
+    fn serve(&self) -> Result<Option<(Metrics, MetricsServer)>> {
+        let Some(spec) = &self.metrics else {
+            return Ok(None);
+        };
+        let addr = metrics::parse_addr(spec, self.metrics_allow_remote)?;
+        let metrics = Metrics::new();
+        let server = metrics.serve(addr)?;
+        eprintln!("mapwatch: metrics at http://{}/metrics", server.addr());
+        Ok(Some((metrics, server)))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -121,19 +167,60 @@ struct ReportArgs {
 }
 
 impl WatchArgs {
-    fn options(&self) -> Result<WatchOptions> {
-        Ok(WatchOptions {
+    /// The options of a watch, and the metrics endpoint it feeds (kept until it ends).
+    fn options(&self) -> Result<(WatchOptions, Option<MetricsServer>)> {
+        let audit = self.audit.open()?;
+        let (metrics, server) = self.metrics.serve()?.unzip();
+        let options = WatchOptions {
             report: self.report.clone(),
             quiet: self.quiet,
             duration: self.duration.map(Duration::from_secs_f64),
-            metrics: self
-                .metrics
-                .as_deref()
-                .map(|spec| metrics::parse_addr(spec, self.metrics_allow_remote))
-                .transpose()?,
+            metrics,
+            no_status_line: false,
             html: self.html.clone(),
-            audit: self.audit.open()?,
-        })
+            audit,
+        };
+        Ok((options, server))
+    }
+}
+
+impl DaemonArgs {
+    fn run(&self) -> Result<u8> {
+        process::require_root()?;
+        let matcher = self
+            .matches
+            .as_deref()
+            .map(|re| {
+                regex::Regex::new(re).map_err(|e| {
+                    // The parser's message spans lines (pattern, caret, error): keep the error.
+                    let text = e.to_string();
+                    let why = text.lines().last().unwrap_or_default();
+                    anyhow::anyhow!(
+                        "--match {re:?} is not a regular expression: {}",
+                        why.trim_start_matches("error: ")
+                    )
+                })
+            })
+            .transpose()?;
+        if self.poll_ms == 0 {
+            anyhow::bail!("--poll-ms must be at least 1");
+        }
+        let audit = self.audit.open()?;
+        let (metrics, _server) = self.metrics.serve()?.unzip();
+        let watch = WatchOptions {
+            quiet: self.quiet,
+            no_status_line: true,
+            metrics,
+            audit,
+            ..WatchOptions::default()
+        };
+        daemon::run(daemon::DaemonOptions {
+            matcher,
+            pids: self.pid.clone(),
+            poll: Duration::from_millis(self.poll_ms),
+            watch,
+        })?;
+        Ok(0)
     }
 }
 
@@ -151,6 +238,7 @@ pub fn main() -> Result<u8> {
         }
         Command::Run { watch, command } => run(&watch, &command),
         Command::Attach { pid, watch } => attach(pid, &watch),
+        Command::Daemon(args) => args.run(),
         Command::Report(args) => {
             crate::report::html::write_from_report(
                 &args.findings,
@@ -166,7 +254,7 @@ pub fn main() -> Result<u8> {
 fn run(watch: &WatchArgs, command: &[OsString]) -> Result<u8> {
     process::require_root()?;
     let (program, args) = command.split_first().expect("clap requires a command");
-    let options = watch.options()?;
+    let (options, _metrics_server) = watch.options()?;
     let stopped = StoppedChild::spawn(program, args)?;
     let pid = stopped.pid();
     let session = prepare(pid).and_then(|(binary, probes)| Session::new(binary, probes, options));
@@ -186,7 +274,7 @@ fn run(watch: &WatchArgs, command: &[OsString]) -> Result<u8> {
 
 fn attach(pid: i32, watch: &WatchArgs) -> Result<u8> {
     process::require_root()?;
-    let options = watch.options()?;
+    let (options, _metrics_server) = watch.options()?;
     let (binary, probes) = prepare(pid)?;
     let outcome = Session::new(binary, probes, options)?.run(Target::Pid(pid))?;
     Ok(finding_code(watch, &outcome).unwrap_or(0))
@@ -197,7 +285,7 @@ fn finding_code(watch: &WatchArgs, outcome: &Outcome) -> Option<u8> {
 }
 
 /// Inspects the process's binary and attaches the probes.
-fn prepare(pid: i32) -> Result<(Arc<GoBinary>, Probes)> {
+pub(crate) fn prepare(pid: i32) -> Result<(Arc<GoBinary>, Probes)> {
     let exe = process::exe_of(pid)?;
     let binary = Arc::new(GoBinary::open(&exe).with_context(|| format!("pid {pid}"))?);
     for d in binary.degradations() {

@@ -3,7 +3,6 @@
 //! HTML report, when asked for).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -18,7 +17,7 @@ use crate::detect::findings::FindingLog;
 use crate::detect::maps::MapRegistry;
 use crate::event::{MapEvent, Record};
 use crate::export::audit::{AuditLog, TargetAudit};
-use crate::export::metrics::{Metrics, MetricsServer};
+use crate::export::metrics::{Metrics, MetricsFeed};
 use crate::opcount::{OpSeries, OpTally};
 use crate::probe::{Counters, Probes, BATCH};
 use crate::process;
@@ -42,8 +41,10 @@ pub struct WatchOptions {
     pub quiet: bool,
     /// Stop watching after this long.
     pub duration: Option<Duration>,
-    /// Serve Prometheus metrics at this address while watching.
-    pub metrics: Option<SocketAddr>,
+    /// Feed these Prometheus metrics (served by the caller) while watching.
+    pub metrics: Option<Metrics>,
+    /// No live status line even on a terminal (several watches share it in the daemon).
+    pub no_status_line: bool,
     /// Write the HTML report here at the end.
     pub html: Option<PathBuf>,
     /// Record findings (and sampled operations) in this audit log.
@@ -85,7 +86,13 @@ extern "C" fn on_signal(sig: libc::c_int) {
     SIGNALLED.store(sig, Ordering::SeqCst);
 }
 
-fn install_signal_handlers() {
+/// Whether SIGINT or SIGTERM asked mapwatch to stop (once [`install_signal_handlers`] ran).
+pub fn stop_requested() -> bool {
+    SIGNALLED.load(Ordering::SeqCst) != 0
+}
+
+/// Routes SIGINT and SIGTERM to [`stop_requested`] (and, for a child, on to it).
+pub fn install_signal_handlers() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {
@@ -105,7 +112,7 @@ pub struct Session {
     report: Option<JsonlReport>,
     goroutines: HashSet<u64>,
     status: StatusLine,
-    metrics: Option<(Metrics, MetricsServer)>,
+    metrics: Option<MetricsFeed>,
     /// Map operations by op and map site since the last tick.
     tally: OpTally,
     /// Operations per second per map site, kept for the HTML report.
@@ -123,16 +130,10 @@ impl Session {
             .as_deref()
             .map(JsonlReport::create)
             .transpose()?;
-        let metrics = match opts.metrics {
-            Some(addr) => {
-                let metrics = Metrics::new();
-                metrics.set_watching(true, probes.attached().len());
-                let server = metrics.serve(addr)?;
-                eprintln!("mapwatch: metrics at http://{}/metrics", server.addr());
-                Some((metrics, server))
-            }
-            None => None,
-        };
+        let metrics = opts
+            .metrics
+            .as_ref()
+            .map(|m| m.feed(probes.attached().len()));
         let audit = opts
             .audit
             .as_ref()
@@ -151,7 +152,7 @@ impl Session {
             log: FindingLog::default(),
             report,
             goroutines: HashSet::new(),
-            status: StatusLine::new(opts.quiet),
+            status: StatusLine::new(opts.quiet || opts.no_status_line),
             tally: OpTally::default(),
             series: opts.html.as_ref().map(|_| OpSeries::default()),
 
@@ -180,9 +181,9 @@ impl Session {
             for record in records.drain(..) {
                 self.handle(record)?;
             }
-            let sig = SIGNALLED.swap(0, Ordering::SeqCst);
             match &mut target {
                 Target::Child(child) => {
+                    let sig = SIGNALLED.swap(0, Ordering::SeqCst);
                     if sig != 0 {
                         // The child decides how to end; its exit ends the watch.
                         unsafe { libc::kill(pid, sig) };
@@ -193,7 +194,8 @@ impl Session {
                     }
                 }
                 Target::Pid(_) => {
-                    if sig != 0 || !process::is_alive(pid) {
+                    // Not taken: every watch of a daemon stops on it, and the daemon too.
+                    if stop_requested() || !process::is_alive(pid) {
                         break;
                     }
                 }
@@ -233,9 +235,8 @@ impl Session {
             );
         }
         self.flush_ops(start.elapsed(), &counters);
-        if let Some((metrics, _)) = &self.metrics {
-            metrics.set_watching(false, 0);
-        }
+        // The process is no longer watched: its share of the gauges goes.
+        self.metrics = None;
         self.print_summary(pid, start.elapsed(), &counters, exit);
         if let Some(report) = &mut self.report {
             report.finish(self.log.findings())?;
@@ -287,8 +288,8 @@ impl Session {
             &mut describer,
             &self.binary.go_version().raw,
         );
-        if let Some((metrics, _)) = &self.metrics {
-            metrics.count_finding(&finding);
+        if let Some(feed) = &self.metrics {
+            feed.metrics().count_finding(&finding);
         }
         if let Some(audit) = &mut self.audit {
             audit.finding(&finding)?;
@@ -325,9 +326,9 @@ impl Session {
                 &ops,
             );
         }
-        if let Some((metrics, _)) = &mut self.metrics {
-            metrics.add_ops(&ops);
-            metrics.update(counters, self.goroutines.len(), self.maps.len());
+        if let Some(feed) = &mut self.metrics {
+            feed.metrics().add_ops(&ops);
+            feed.update(counters, self.goroutines.len(), self.maps.len());
         }
     }
 

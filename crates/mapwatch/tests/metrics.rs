@@ -180,13 +180,13 @@ fn rules_and_dashboard_query_only_exported_metrics() {
     use mapwatch::report::{Access, Finding, FindingKind};
 
     // Labelled families are listed only once they have a member: give each one.
-    let mut metrics = Metrics::new();
+    let metrics = Metrics::new();
     metrics.add_ops(&[SiteOps {
         op: gotarget::MapOp::Read,
         site: UNKNOWN_SITE.into(),
         count: 1,
     }]);
-    metrics.update(&Counters::default(), 0, 0);
+    metrics.feed(1).update(&Counters::default(), 0, 0);
     let access = Access {
         op: "read".into(),
         goid: 1,

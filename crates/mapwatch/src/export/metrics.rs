@@ -4,6 +4,10 @@
 //!
 //! Per-event work stays in the session's [`OpTally`](crate::opcount::OpTally); its drained,
 //! symbolized counts reach the labelled counters once a second and at the end.
+//!
+//! One [`Metrics`] (one endpoint) can serve many watched processes (the daemon): each watch
+//! feeds it through its own [`MetricsFeed`], which adds its deltas and, when the watch ends,
+//! takes its share of the gauges back.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -34,7 +38,8 @@ struct FindingLabels {
     map_site: String,
 }
 
-/// The metrics of one watch.
+/// The metrics of every watch of one mapwatch; clones share them.
+#[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
     map_ops: Family<OpLabels, Counter>,
@@ -45,8 +50,12 @@ pub struct Metrics {
     processes: Gauge,
     goroutines: Gauge,
     maps: Gauge,
-    /// BPF totals already added to `events` and `drops` (counters only go up by deltas).
-    seen: Counters,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -109,7 +118,6 @@ impl Metrics {
             processes,
             goroutines,
             maps,
-            seen: Counters::default(),
         }
     }
 
@@ -136,21 +144,17 @@ impl Metrics {
         self.findings.get_or_create(&labels).inc();
     }
 
-    /// Whether a process is being watched now, and through how many probes.
-    pub fn set_watching(&self, watching: bool, probes: usize) {
-        self.processes.set(i64::from(watching));
-        self.probes.set(if watching { probes as i64 } else { 0 });
-    }
-
-    /// Brings the event counters and gauges up to date.
-    pub fn update(&mut self, counters: &Counters, goroutines: usize, maps: usize) {
-        self.events
-            .inc_by(counters.total_ops().saturating_sub(self.seen.total_ops()));
-        self.drops
-            .inc_by(counters.drops.saturating_sub(self.seen.drops));
-        self.seen = *counters;
-        self.goroutines.set(goroutines as i64);
-        self.maps.set(maps as i64);
+    /// Starts feeding the metrics from a watch of one process through `probes` probes.
+    pub fn feed(&self, probes: usize) -> MetricsFeed {
+        self.processes.inc();
+        self.probes.inc_by(probes as i64);
+        MetricsFeed {
+            metrics: self.clone(),
+            seen: Counters::default(),
+            probes: probes as i64,
+            goroutines: 0,
+            maps: 0,
+        }
     }
 
     /// The OpenMetrics text of everything now.
@@ -168,6 +172,49 @@ fn encode_registry(registry: &Registry) -> String {
     let mut text = String::new();
     encode(&mut text, registry).expect("writing to a String cannot fail");
     text
+}
+
+/// One watched process's share of the [`Metrics`]: its BPF totals arrive as deltas, its gauges
+/// as its contribution to the sum over processes; dropping it takes that contribution back
+/// (the process is no longer watched).
+pub struct MetricsFeed {
+    metrics: Metrics,
+    /// BPF totals already added to `events` and `drops` (counters only go up by deltas).
+    seen: Counters,
+    probes: i64,
+    goroutines: i64,
+    maps: i64,
+}
+
+impl MetricsFeed {
+    /// The shared metrics (for op and finding counts).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Brings the event counters and this process's gauges up to date.
+    pub fn update(&mut self, counters: &Counters, goroutines: usize, maps: usize) {
+        let m = &self.metrics;
+        m.events
+            .inc_by(counters.total_ops().saturating_sub(self.seen.total_ops()));
+        m.drops
+            .inc_by(counters.drops.saturating_sub(self.seen.drops));
+        self.seen = *counters;
+        m.goroutines.inc_by(goroutines as i64 - self.goroutines);
+        self.goroutines = goroutines as i64;
+        m.maps.inc_by(maps as i64 - self.maps);
+        self.maps = maps as i64;
+    }
+}
+
+impl Drop for MetricsFeed {
+    fn drop(&mut self) {
+        let m = &self.metrics;
+        m.processes.dec();
+        m.probes.dec_by(self.probes);
+        m.goroutines.dec_by(self.goroutines);
+        m.maps.dec_by(self.maps);
+    }
 }
 
 /// Parses `--metrics`: a port (bound on 127.0.0.1) or ADDR:PORT. Anything but a loopback
@@ -278,7 +325,7 @@ mod tests {
 
     #[test]
     fn counts_reach_the_text_format() {
-        let mut m = Metrics::new();
+        let m = Metrics::new();
         let finding = Finding {
             kind: FindingKind::Conflict,
             map: "0xc000010000".into(),
@@ -300,10 +347,10 @@ mod tests {
         let mut counters = Counters::default();
         counters.ops[MapOp::Read as usize] = 5;
         counters.drops = 3;
-        m.set_watching(true, 19);
+        let mut feed = m.feed(19);
         let site = |ret: u64| (ret == 0x401000).then(|| "main.NewStore main.go:28".to_string());
         m.add_ops(&tally.drain(site));
-        m.update(&counters, 4, 2);
+        feed.update(&counters, 4, 2);
         let text = m.encode();
         for line in [
             r#"mapwatch_findings_total{kind="conflict",map_site="main.NewStore main.go:28"} 2"#,
@@ -320,7 +367,7 @@ mod tests {
         }
         // Totals from BPF grow by deltas.
         counters.ops[MapOp::Read as usize] = 7;
-        m.update(&counters, 4, 2);
+        feed.update(&counters, 4, 2);
         assert!(m.encode().contains("mapwatch_events_total 7"));
         assert!(m
             .encode()
@@ -328,9 +375,32 @@ mod tests {
     }
 
     #[test]
+    fn gauges_sum_over_watched_processes_and_drop_with_them() {
+        let m = Metrics::new();
+        let mut a = m.feed(10);
+        let mut b = m.feed(7);
+        a.update(&Counters::default(), 5, 2);
+        b.update(&Counters::default(), 3, 1);
+        b.update(&Counters::default(), 4, 1);
+        let has = |line: &str| m.encode().lines().any(|l| l == line);
+        assert!(has("mapwatch_watched_processes 2"));
+        assert!(has("mapwatch_probes 17"));
+        assert!(has("mapwatch_goroutines 9"));
+        assert!(has("mapwatch_tracked_maps 3"));
+        drop(a);
+        assert!(has("mapwatch_watched_processes 1"));
+        assert!(has("mapwatch_probes 7"));
+        assert!(has("mapwatch_goroutines 4"));
+        assert!(has("mapwatch_tracked_maps 1"));
+        drop(b);
+        assert!(has("mapwatch_watched_processes 0"));
+        assert!(has("mapwatch_probes 0"));
+    }
+
+    #[test]
     fn serves_metrics_over_http() {
         let m = Metrics::new();
-        m.set_watching(true, 3);
+        let _feed = m.feed(3);
         let server = m.serve("127.0.0.1:0".parse().unwrap()).unwrap();
         let get = |path: &str| {
             use std::io::{Read, Write};
