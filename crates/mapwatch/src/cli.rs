@@ -68,11 +68,42 @@ struct WatchArgs {
     /// Allow --metrics on an address other than loopback.
     #[arg(long, requires = "metrics")]
     metrics_allow_remote: bool,
+    /// Report conflicts only: no happens-before race analysis (and no sync probes' events).
+    #[arg(long)]
+    no_races: bool,
+    /// Watch map accesses only PCT percent of the time (attach and detach their probes each
+    /// --duty-period); synchronisation stays watched, so races are still judged right.
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    duty_cycle: Option<u8>,
+    /// Length of one duty cycle.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5.0,
+        requires = "duty_cycle"
+    )]
+    duty_period: f64,
+    /// Look for races only on maps made at FILE:LINE (repeatable), e.g. `store.go:42`.
+    #[arg(long = "map-site", value_name = "FILE:LINE")]
+    map_sites: Vec<String>,
 }
 
 impl WatchArgs {
     fn options(&self) -> Result<WatchOptions> {
+        if !(self.duty_period > 0.0 && self.duty_period.is_finite()) {
+            anyhow::bail!("--duty-period must be a positive number of seconds");
+        }
+        if let Some(bad) = self.map_sites.iter().find(|s| {
+            s.rsplit_once(':')
+                .is_none_or(|(file, line)| file.is_empty() || line.parse::<u32>().is_err())
+        }) {
+            anyhow::bail!("--map-site {bad}: expected FILE:LINE, e.g. store.go:42");
+        }
         Ok(WatchOptions {
+            races: !self.no_races,
+            duty_cycle: self.duty_cycle,
+            duty_period: Duration::from_secs_f64(self.duty_period),
+            map_sites: self.map_sites.clone(),
             report: self.report.clone(),
             quiet: self.quiet,
             duration: self.duration.map(Duration::from_secs_f64),
