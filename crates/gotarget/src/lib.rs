@@ -37,6 +37,8 @@ mod plan;
 mod prologue;
 mod rtype;
 mod symbolize;
+mod sync;
+mod syncsite;
 mod version;
 
 use std::collections::HashMap;
@@ -50,6 +52,8 @@ pub use offsets::{OffsetSource, RuntimeOffsets, WriteFlag};
 pub use plan::{MapOp, MapProbe, ProbeSite};
 pub use prologue::Placement;
 pub use symbolize::Frame;
+pub use sync::{SyncKind, SyncObject, SyncPlan, SyncProbe};
+pub use syncsite::{ObjectAddr, Reg};
 pub use version::GoVersion;
 
 use buildinfo::BuildInfo;
@@ -447,6 +451,33 @@ impl GoBinary {
             .origins
             .get_or_init(|| dwarf::subprogram_names(&d.dwarf).unwrap_or_default());
         dwarf::inlined_sites(&d.dwarf, origins, function).unwrap_or_default()
+    }
+
+    /// Whether DWARF is there to list inlined call sites.
+    pub(crate) fn has_dwarf_inlining(&self) -> bool {
+        self.dwarf.is_some()
+    }
+
+    /// Offset of `member` in struct `strukt`, from DWARF (structs in `DWARF_STRUCTS`).
+    pub(crate) fn struct_member(&self, strukt: &str, member: &str) -> Option<u64> {
+        self.dwarf.as_ref()?.index.member(strukt, member)
+    }
+
+    /// The function containing `pc`, bounds from `.gopclntab`.
+    pub(crate) fn function_at(&self, pc: u64) -> Option<Function> {
+        let f = self.pcln.find(pc)?;
+        let name = self.pcln.func_name(&f)?.to_string();
+        let end = self.pcln.func_end(&f)?;
+        Some(Function {
+            name,
+            addr: f.entry,
+            size: end.checked_sub(f.entry)?,
+        })
+    }
+
+    /// The machine code of `f`.
+    pub(crate) fn code(&self, f: &Function) -> Option<&[u8]> {
+        self.elf.read(f.addr, usize::try_from(f.size).ok()?)
     }
 
     fn detect_map_abi(&mut self) -> MapAbi {

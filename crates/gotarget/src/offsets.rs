@@ -89,6 +89,8 @@ pub(crate) const DWARF_STRUCTS: &[&str] = &[
     "internal/runtime/maps.Iter",
     "runtime.moduledata",
     "internal/abi.Type",
+    "sync.RWMutex",
+    "sync.Once",
 ];
 
 /// Offsets from DWARF, or the names of the members DWARF lacks.

@@ -31,6 +31,12 @@ pub enum Placement {
     /// On a `ret`, to see what the function returns (single-stepped; never a uretprobe,
     /// which rewrites the return address on the stack and crashes Go).
     Return,
+    /// Inside a function, for an operation the compiler inlined there (a lock's fast path):
+    /// on the operation's own instruction at `key_addr`, or on an emulated one before it.
+    Inlined {
+        /// Where the operation itself is.
+        key_addr: u64,
+    },
 }
 
 impl std::fmt::Display for Placement {
@@ -39,6 +45,7 @@ impl std::fmt::Display for Placement {
             Placement::AfterStackCheck => f.write_str("after stack check (emulated)"),
             Placement::Entry { reason } => write!(f, "entry (single-stepped: {reason})"),
             Placement::Return => f.write_str("return (single-stepped)"),
+            Placement::Inlined { key_addr } => write!(f, "inlined operation at {key_addr:#x}"),
         }
     }
 }
@@ -186,7 +193,7 @@ fn is_push_rbp(ins: &Instruction) -> bool {
 }
 
 /// Intel syntax with 0x-prefixed hex, e.g. `cmp rsp,[r14+0x10]`.
-fn format(ins: &Instruction) -> String {
+pub(crate) fn format(ins: &Instruction) -> String {
     let mut f = IntelFormatter::new();
     f.options_mut().set_hex_prefix("0x");
     f.options_mut().set_hex_suffix("");

@@ -71,6 +71,8 @@ struct DaemonArgs {
     #[arg(short, long)]
     quiet: bool,
     #[command(flatten)]
+    analysis: AnalysisArgs,
+    #[command(flatten)]
     metrics: MetricsArgs,
     #[command(flatten)]
     audit: AuditArgs,
@@ -91,12 +93,57 @@ struct WatchArgs {
     #[arg(short, long)]
     quiet: bool,
     #[command(flatten)]
+    analysis: AnalysisArgs,
+    #[command(flatten)]
     metrics: MetricsArgs,
     /// Write an HTML report (findings, heatmaps, ops over time) to FILE at the end.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
     #[command(flatten)]
     audit: AuditArgs,
+}
+
+/// How findings are looked for (the same for run, attach and every watch of the daemon).
+#[derive(Args, Debug)]
+struct AnalysisArgs {
+    /// Report conflicts only: no happens-before race analysis (and no sync probes' events).
+    #[arg(long)]
+    no_races: bool,
+    /// Watch map accesses only PCT percent of the time (attach and detach their probes each
+    /// --duty-period); synchronisation stays watched, so races are still judged right.
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    duty_cycle: Option<u8>,
+    /// Length of one duty cycle.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5.0,
+        requires = "duty_cycle"
+    )]
+    duty_period: f64,
+    /// Look for races only on maps made at FILE:LINE (repeatable), e.g. `store.go:42`.
+    #[arg(long = "map-site", value_name = "FILE:LINE")]
+    map_sites: Vec<String>,
+}
+
+impl AnalysisArgs {
+    /// Sets the analysis options of `options`, after checking them.
+    fn apply(&self, options: &mut WatchOptions) -> Result<()> {
+        if !(self.duty_period > 0.0 && self.duty_period.is_finite()) {
+            anyhow::bail!("--duty-period must be a positive number of seconds");
+        }
+        if let Some(bad) = self.map_sites.iter().find(|s| {
+            s.rsplit_once(':')
+                .is_none_or(|(file, line)| file.is_empty() || line.parse::<u32>().is_err())
+        }) {
+            anyhow::bail!("--map-site {bad}: expected FILE:LINE, e.g. store.go:42");
+        }
+        options.races = !self.no_races;
+        options.duty_cycle = self.duty_cycle;
+        options.duty_period = Duration::from_secs_f64(self.duty_period);
+        options.map_sites = self.map_sites.clone();
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -171,7 +218,7 @@ impl WatchArgs {
     fn options(&self) -> Result<(WatchOptions, Option<MetricsServer>)> {
         let audit = self.audit.open()?;
         let (metrics, server) = self.metrics.serve()?.unzip();
-        let options = WatchOptions {
+        let mut options = WatchOptions {
             report: self.report.clone(),
             quiet: self.quiet,
             duration: self.duration.map(Duration::from_secs_f64),
@@ -179,7 +226,9 @@ impl WatchArgs {
             no_status_line: false,
             html: self.html.clone(),
             audit,
+            ..WatchOptions::default()
         };
+        self.analysis.apply(&mut options)?;
         Ok((options, server))
     }
 }
@@ -207,13 +256,14 @@ impl DaemonArgs {
         }
         let audit = self.audit.open()?;
         let (metrics, _server) = self.metrics.serve()?.unzip();
-        let watch = WatchOptions {
+        let mut watch = WatchOptions {
             quiet: self.quiet,
             no_status_line: true,
             metrics,
             audit,
             ..WatchOptions::default()
         };
+        self.analysis.apply(&mut watch)?;
         daemon::run(daemon::DaemonOptions {
             matcher,
             pids: self.pid.clone(),

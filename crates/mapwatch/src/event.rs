@@ -4,7 +4,7 @@
 //! done field by field from little-endian bytes so a short or foreign record is an error, not
 //! undefined behaviour.
 
-use gotarget::MapOp;
+use gotarget::{MapOp, SyncKind};
 
 /// Size of `struct event` in `bpf/event.h`.
 pub const EVENT_SIZE: usize = 64;
@@ -104,11 +104,35 @@ pub struct InFlightWrite {
     pub op: MapOp,
 }
 
+/// One synchronisation operation seen by a probe: a happens-before edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncEvent {
+    /// Kernel monotonic time, ns.
+    pub ts: u64,
+    /// What it was.
+    pub kind: SyncKind,
+    /// The channel, lock, WaitGroup or Value; 0 when the probe could not recover it (the
+    /// detector then treats it as synchronising with everything).
+    pub object: u64,
+    /// Goroutine id (for `GoStart`, the parent).
+    pub goid: u64,
+    /// For `GoStart`, the new goroutine's id.
+    pub child: u64,
+    /// The caller (real calls) or the probed instruction (inlined operations).
+    pub pc: u64,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+}
+
 /// A decoded ring buffer record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     /// An ordinary map operation.
     Op(MapEvent),
+    /// A synchronisation operation.
+    Sync(SyncEvent),
     /// An access that found another goroutine's write in progress on the same map.
     Conflict {
         /// The access.
@@ -190,6 +214,21 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let raw_op = r.u8();
     let flags = r.u8();
     r.u32(); // padding
+    if let Some(kind) = SyncKind::from_u8(raw_op) {
+        if bytes.len() != EVENT_SIZE {
+            return Err(DecodeError("sync record with a conflict's size".into()));
+        }
+        return Ok(Record::Sync(SyncEvent {
+            ts,
+            kind,
+            object: map,
+            goid,
+            child: key,
+            pc: ret,
+            pid,
+            tid,
+        }));
+    }
     let event = MapEvent {
         ts,
         map,
@@ -312,6 +351,15 @@ mod tests {
         let depth_at = EVENT_SIZE + WRITER_SIZE;
         b[depth_at..depth_at + 4].copy_from_slice(&99u32.to_le_bytes());
         assert!(decode(&b).is_err());
+    }
+
+    #[test]
+    fn decodes_a_sync_op() {
+        let Record::Sync(e) = decode(&raw_event(SyncKind::GoStart as u8, 0)).unwrap() else {
+            panic!("not a sync op")
+        };
+        assert_eq!(e.kind, SyncKind::GoStart);
+        assert_eq!((e.object, e.goid, e.child, e.pc), (0xc000, 7, 42, 0x401234));
     }
 
     #[test]

@@ -59,5 +59,31 @@ pub fn describe(binary: &GoBinary) -> Result<String> {
             )?;
         }
     }
+    let sync = binary.sync_probe_plan();
+    let emulated = sync.probes.iter().filter(|p| p.emulated).count();
+    writeln!(
+        s,
+        "sync probes (happens-before, for races): {} ({emulated} on emulated instructions)",
+        sync.probes.len()
+    )?;
+    for p in &sync.probes {
+        writeln!(
+            s,
+            "  {:<12} {:<44} {:>#10x}  {}: `{}` object {:?}",
+            p.kind.to_string(),
+            format!("{} {}", p.function, p.call_site).trim_end(),
+            p.site.addr,
+            if p.emulated {
+                "emulated"
+            } else {
+                "single-stepped"
+            },
+            p.site.instruction,
+            p.object
+        )?;
+    }
+    for why in &sync.unobservable {
+        writeln!(s, "unobservable: {why}")?;
+    }
     Ok(s)
 }

@@ -15,6 +15,7 @@ use gotarget::GoBinary;
 use crate::detect::conflict::{conflict_finding, Describer};
 use crate::detect::findings::FindingLog;
 use crate::detect::maps::MapRegistry;
+use crate::detect::race::{race_finding, Race, RaceDetector};
 use crate::event::{MapEvent, Record};
 use crate::export::audit::{AuditLog, TargetAudit};
 use crate::export::metrics::{Metrics, MetricsFeed};
@@ -25,7 +26,7 @@ use crate::report::html;
 use crate::report::jsonl::JsonlReport;
 use crate::report::terminal::{print_finding, StatusLine};
 use crate::report::Finding;
-use crate::stacks::StackResolver;
+use crate::stacks::{is_user_function, StackResolver};
 
 /// How long the reader sleeps between looks at the ring buffer when nothing wakes it.
 const POLL: Duration = Duration::from_millis(100);
@@ -49,6 +50,25 @@ pub struct WatchOptions {
     pub html: Option<PathBuf>,
     /// Record findings (and sampled operations) in this audit log.
     pub audit: Option<AuditLog>,
+    /// Look for races (happens-before analysis) besides conflicts.
+    pub races: bool,
+    /// Map-access probes attached this share of the time (percent), with `duty_period`.
+    pub duty_cycle: Option<u8>,
+    /// Length of one duty cycle.
+    pub duty_period: Duration,
+    /// Only maps made at these source positions (`file.go:LINE`, matched as a suffix).
+    pub map_sites: Vec<String>,
+}
+
+impl WatchOptions {
+    /// Defaults with race detection on.
+    pub fn new() -> WatchOptions {
+        WatchOptions {
+            races: true,
+            duty_period: Duration::from_secs(5),
+            ..WatchOptions::default()
+        }
+    }
 }
 
 /// The process being watched.
@@ -101,6 +121,32 @@ pub fn install_signal_handlers() {
     }
 }
 
+/// Switches map-access probes on for `pct` percent of each period.
+struct DutyCycle {
+    on_for: Duration,
+    period: Duration,
+    start: Instant,
+}
+
+impl DutyCycle {
+    fn new(pct: u8, period: Duration) -> DutyCycle {
+        DutyCycle {
+            on_for: period.mul_f64(f64::from(pct.min(100)) / 100.0),
+            period,
+            start: Instant::now(),
+        }
+    }
+
+    /// Whether the probes should be on now (the first part of every period).
+    fn on_now(&mut self) -> bool {
+        let elapsed = self.start.elapsed();
+        if elapsed >= self.period {
+            self.start += self.period * (elapsed.as_nanos() / self.period.as_nanos()) as u32;
+        }
+        self.start.elapsed() < self.on_for
+    }
+}
+
 /// A watch in progress.
 pub struct Session {
     binary: Arc<GoBinary>,
@@ -120,6 +166,15 @@ pub struct Session {
     /// The target's executable (read while the process exists: `/proc/PID/exe` goes with it).
     executable: PathBuf,
     audit: Option<TargetAudit>,
+    /// The race detector, when races are looked for and can be told apart.
+    races: Option<RaceDetector>,
+    found_races: Vec<Race>,
+    /// Whether a pc's code (a map's creator, or its accessor) is user code, cached.
+    user_code: std::collections::HashMap<u64, bool>,
+    /// Whether each map (by pid, address) is watched for races, decided at its first access.
+    watched_maps: std::collections::HashMap<(u32, u64), bool>,
+    /// What limited this watch, attached to each race finding.
+    notes: Vec<String>,
 }
 
 impl Session {
@@ -141,9 +196,42 @@ impl Session {
             .transpose()?;
         let executable =
             std::fs::read_link(binary.path()).unwrap_or_else(|_| binary.path().to_path_buf());
+        let mut notes = Vec::new();
+        let races_possible = probes.sync_plan_inlined_known();
+        if opts.races && !races_possible {
+            eprintln!(
+                "mapwatch: races: off (no DWARF: inlined sync.Mutex and friends cannot be seen, so locked accesses would look like races); conflicts are still reported"
+            );
+        }
+        if opts.races && races_possible {
+            for why in probes.unobservable_sync() {
+                notes.push(format!("unobservable synchronisation: {why}"));
+            }
+            if let Some(pct) = opts.duty_cycle {
+                notes.push(format!(
+                    "sampled: map accesses watched {pct}% of the time ({:.1}s on per {:.0}s); synchronisation watched throughout",
+                    opts.duty_period.as_secs_f64() * f64::from(pct) / 100.0,
+                    opts.duty_period.as_secs_f64()
+                ));
+            }
+            if !opts.map_sites.is_empty() {
+                notes.push(format!(
+                    "sampled: only maps made at {}",
+                    opts.map_sites.join(", ")
+                ));
+            }
+            notes.push("races on maps made by (or, for maps made before the watch, used by) Go's standard library are not looked for".into());
+        }
         Ok(Session {
             audit,
             executable,
+            tally: OpTally::default(),
+            series: opts.html.as_ref().map(|_| OpSeries::default()),
+            races: (opts.races && races_possible).then(RaceDetector::new),
+            found_races: Vec::new(),
+            user_code: Default::default(),
+            watched_maps: Default::default(),
+            notes,
             metrics,
             resolver: StackResolver::new(Arc::clone(&binary)),
             binary,
@@ -153,9 +241,6 @@ impl Session {
             report,
             goroutines: HashSet::new(),
             status: StatusLine::new(opts.quiet || opts.no_status_line),
-            tally: OpTally::default(),
-            series: opts.html.as_ref().map(|_| OpSeries::default()),
-
             opts,
         })
     }
@@ -171,7 +256,14 @@ impl Session {
         let mut last_counters = Counters::default();
         let mut exit = None;
         let mut wait = POLL;
+        let mut duty = self
+            .opts
+            .duty_cycle
+            .map(|pct| DutyCycle::new(pct, self.opts.duty_period));
         loop {
+            if let Some(duty) = &mut duty {
+                self.probes.set_map_access_probes(duty.on_now())?;
+            }
             // Behind the producer: read on without waiting.
             wait = if reader.drain(wait, &mut records)? == BATCH {
                 Duration::ZERO
@@ -251,6 +343,12 @@ impl Session {
 
     fn handle(&mut self, record: Record) -> Result<()> {
         let (ev, conflict) = match record {
+            Record::Sync(ev) => {
+                if let Some(races) = &mut self.races {
+                    races.sync(&ev);
+                }
+                return Ok(());
+            }
             Record::Op(ev) => (ev, None),
             Record::Conflict {
                 access,
@@ -266,6 +364,7 @@ impl Session {
         if self.goroutines.len() < GOROUTINES_REMEMBERED {
             self.goroutines.insert(ev.goid);
         }
+        self.check_races(&ev, made_at)?;
         let Some((stack, writer)) = conflict else {
             if ev.runtime_fatal {
                 self.status.clear();
@@ -288,6 +387,11 @@ impl Session {
             &mut describer,
             &self.binary.go_version().raw,
         );
+        self.record_finding(finding)
+    }
+
+    /// Sends a finding to the metrics, and, when it is new, to the report and the terminal.
+    fn record_finding(&mut self, finding: Finding) -> Result<()> {
         if let Some(feed) = &self.metrics {
             feed.metrics().count_finding(&finding);
         }
@@ -304,6 +408,64 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Runs the race detector over a map access and records what it finds.
+    fn check_races(&mut self, ev: &MapEvent, made_at: Option<u64>) -> Result<()> {
+        if self.races.is_none() {
+            return Ok(());
+        }
+        let in_scope = self.watched_for_races(ev, made_at);
+        let mut found = std::mem::take(&mut self.found_races);
+        if let Some(races) = &mut self.races {
+            races.access(ev, in_scope, &mut found);
+        }
+        for race in found.drain(..) {
+            let mut describer = Describer {
+                binary: &self.binary,
+                resolver: &mut self.resolver,
+                maps: &self.maps,
+            };
+            let mut finding =
+                race_finding(&race, ev, &mut describer, &self.binary.go_version().raw);
+            finding.notes = self.notes.clone();
+            self.record_finding(finding)?;
+        }
+        self.found_races = found;
+        Ok(())
+    }
+
+    /// Whether `ev`'s map is one races are looked for on: made by user code (or, when its
+    /// making was not seen, first used by user code), and at a chosen site if any were given.
+    fn watched_for_races(&mut self, ev: &MapEvent, made_at: Option<u64>) -> bool {
+        if ev.op == gotarget::MapOp::Make {
+            self.watched_maps.remove(&(ev.pid, ev.map));
+            return false;
+        }
+        if let Some(&watched) = self.watched_maps.get(&(ev.pid, ev.map)) {
+            return watched;
+        }
+        let pc = made_at.unwrap_or(ev.ret);
+        let resolver = &mut self.resolver;
+        let user = *self.user_code.entry(pc).or_insert_with(|| {
+            resolver
+                .call_site(pc)
+                .first()
+                .and_then(|frame| frame.split(' ').next())
+                .is_some_and(is_user_function)
+        });
+        let chosen = self.opts.map_sites.is_empty()
+            || made_at
+                .and_then(|ret| self.resolver.call_site_line(ret))
+                .is_some_and(|line| {
+                    self.opts
+                        .map_sites
+                        .iter()
+                        .any(|s| line.ends_with(s.as_str()))
+                });
+        let watched = user && chosen;
+        self.watched_maps.insert((ev.pid, ev.map), watched);
+        watched
     }
 
     /// Offers an operation to the audit log (which keeps one in N).

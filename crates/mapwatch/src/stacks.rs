@@ -78,3 +78,31 @@ pub fn user_frame(stack: &[String]) -> Option<&str> {
         .map(String::as_str)
         .find(|f| !f.starts_with("runtime.") && !f.starts_with("internal/runtime/"))
 }
+
+/// Whether `function` (a Go symbol name, e.g. `main.(*Store).Set`, `net/http.(*conn).serve`,
+/// `github.com/x/y.F`) is outside Go's standard library: package `main`, or a package path
+/// whose first element has a dot (a module path). Races are reported on maps of such code;
+/// the standard library's own maps are guarded by synchronisation mapwatch does not all see.
+pub fn is_user_function(function: &str) -> bool {
+    match function.split_once('/') {
+        Some((first, _)) => first.contains('.'),
+        None => function.split('.').next() == Some("main"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_functions_are_main_or_module_paths() {
+        assert!(is_user_function("main.(*Store).SetStatus"));
+        assert!(is_user_function("main.main.func1"));
+        assert!(is_user_function("github.com/acme/svc/store.(*S).Get"));
+        assert!(is_user_function("mapguard.test/internal/goid.Get"));
+        assert!(!is_user_function("sync.(*Map).Load"));
+        assert!(!is_user_function("net/http.(*conn).serve"));
+        assert!(!is_user_function("runtime.mapassign_fast64"));
+        assert!(!is_user_function("vendor/golang.org/x/net/http2.F"));
+    }
+}

@@ -205,6 +205,7 @@ fn rules_and_dashboard_query_only_exported_metrics() {
         count: 1,
         pid: 1,
         go_version: "go1.25.5".into(),
+        notes: Vec::new(),
     });
     let exported = metrics.encode();
     let families: Vec<&str> = exported

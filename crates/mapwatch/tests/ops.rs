@@ -45,8 +45,9 @@ fn watch_allops(version: &str) -> Run {
     let events = run
         .records
         .into_iter()
-        .map(|r| match r {
-            Record::Op(e) => e,
+        .filter_map(|r| match r {
+            Record::Op(e) => Some(e),
+            Record::Sync(_) => None,
             Record::Conflict { access, .. } => {
                 panic!("a single goroutine cannot conflict: {access:?}")
             }

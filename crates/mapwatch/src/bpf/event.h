@@ -17,6 +17,44 @@ enum map_op {
 	OP_SLOTS = 8, /* counter slots, indexed by op */
 };
 
+/* Synchronisation operations (gotarget::SyncKind) use op values from 16 up: GoStart 16 ...
+ * ValueSwap 33. Their records are a struct event with map = the object (channel, lock,
+ * WaitGroup, Value; 0 when unknown), key = the child's goid for GoStart, ret = the caller
+ * (real calls) or the probed instruction (inlined operations). */
+#define OP_SYNC_FIRST 16
+#define OP_GO_START 16
+
+/* How a sync probe finds its object (struct sync_site.form; gotarget::ObjectAddr). */
+enum addr_form {
+	ADDR_REGS = 0,       /* base + index * scale + disp */
+	ADDR_FROM_PROBE = 1, /* probe address + disp */
+	ADDR_LOADED = 2,     /* *(base + slot) + disp */
+	ADDR_UNKNOWN = 3,    /* not recoverable: reported as object 0 */
+	ADDR_SELECT = 4,     /* selectgo: scase array in AX, nsends DI, nrecvs SI */
+	ADDR_NEW_G = 5,      /* newproc1's result in AX: parent and child goids */
+	ADDR_NONE = 6,       /* no object (goroutine exit) */
+};
+
+/* Registers by number (gotarget::Reg). */
+enum reg { R_AX, R_BX, R_CX, R_DX, R_SI, R_DI, R_BP, R_SP, R_8, R_9, R_10, R_11, R_12, R_13, R_14, R_15 };
+#define REG_NONE 0xff
+
+/* One sync probe site; the probe's attach cookie is its index in the sync_sites array. */
+struct sync_site {
+	__u8 kind;   /* op value (SyncKind) */
+	__u8 form;   /* enum addr_form */
+	__u8 base;   /* enum reg */
+	__u8 index;  /* enum reg or REG_NONE */
+	__u8 scale;
+	__u8 at_call; /* probe after a real call's stack check: *RSP is the caller */
+	__u8 pad[2];
+	__s64 disp;
+	__s64 slot;
+};
+
+/* Channels of one select reported, at most. */
+#define SELECT_CASES 8
+
 /* How the key is passed, per probe (carried in the attach cookie). */
 enum key_mode {
 	KEY_NONE = 0,  /* clear, iterate, make */
@@ -82,6 +120,7 @@ struct cpu_state {
 	__u64 ops[OP_SLOTS]; /* operations seen, by op */
 	__u64 drops;         /* records lost to a full ring buffer */
 	__u64 events;        /* records sent (paces the reader's wake-ups) */
+	__u64 sync;          /* synchronisation operations seen */
 };
 
 /* Frames per stack in a conflict: the probe address, the direct caller, then the
@@ -102,10 +141,11 @@ struct conflict_event {
 /* Read-only configuration, set before load from the target's offsets. */
 struct config {
 	__u32 goid_offset;      /* runtime.g.goid */
+	__u32 parent_goid_offset; /* runtime.g.parentGoid */
 	__u32 write_flag_offset; /* hmap.flags / maps.Map.writing */
 	__u32 iter_map_offset;  /* hiter.h / maps.Iter.m */
 	__u8 write_flag_mask;   /* hashWriting (4) / any bit (0xff) */
-	__u8 pad[3];
+	__u8 pad[7];
 	__u64 wake_mask;        /* wake the reader once per (wake_mask + 1) events per CPU */
 };
 

@@ -29,6 +29,14 @@ struct {
 	__type(value, struct writers);
 } writers SEC(".maps");
 
+/* Sync probe sites, indexed by attach cookie (sized and filled by the loader). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sync_site);
+} sync_sites SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -321,6 +329,71 @@ int on_fatal(struct pt_regs *ctx)
 	}
 	struct writer partner = *found;
 	return emit_conflict(ctx, st, &a, &partner);
+}
+
+/* A register by number (enum reg). The registers are copied to the stack first: a switch over
+ * ctx fields compiles to a variable offset into ctx, which the verifier refuses. */
+static __always_inline __u64 reg_value(struct pt_regs *ctx, __u8 r)
+{
+	__u64 regs[16] = {
+		ctx->rax, ctx->rbx, ctx->rcx, ctx->rdx, ctx->rsi, ctx->rdi, ctx->rbp, ctx->rsp,
+		ctx->r8,  ctx->r9,  ctx->r10, ctx->r11, ctx->r12, ctx->r13, ctx->r14, ctx->r15,
+	};
+	return regs[r & 15];
+}
+
+/* A synchronisation operation: a happens-before edge for the race detector. One program for
+ * all of them; the site (cookie) says which operation it is and where its object is. */
+SEC("uprobe")
+int on_sync(struct pt_regs *ctx)
+{
+	__u32 idx = (__u32)bpf_get_attach_cookie(ctx);
+	struct sync_site *s = bpf_map_lookup_elem(&sync_sites, &idx);
+	struct cpu_state *st = this_cpu();
+	if (!s || !st)
+		return 0;
+	st->sync++;
+	struct access a = {
+		.goid = read_u64(ctx->r14 + cfg.goid_offset),
+		.ret = s->at_call ? read_u64(ctx->rsp) : ctx->rip,
+		.now = bpf_ktime_get_ns(),
+		.pid_tgid = bpf_get_current_pid_tgid(),
+		.op = s->kind,
+	};
+	switch (s->form) {
+	case ADDR_REGS:
+		a.map = reg_value(ctx, s->base) + s->disp;
+		if (s->index != REG_NONE)
+			a.map += reg_value(ctx, s->index) * s->scale;
+		break;
+	case ADDR_FROM_PROBE:
+		a.map = ctx->rip + s->disp;
+		break;
+	case ADDR_LOADED:
+		a.map = read_u64(reg_value(ctx, s->base) + s->slot);
+		if (a.map)
+			a.map += s->disp;
+		break;
+	case ADDR_NEW_G:
+		/* On the system stack (R14 is g0): the new g names both goroutines. */
+		a.goid = read_u64(ctx->rax + cfg.parent_goid_offset);
+		a.key = read_u64(ctx->rax + cfg.goid_offset);
+		break;
+	case ADDR_SELECT: {
+		__u64 n = ctx->rdi + ctx->rsi;
+		for (int i = 0; i < SELECT_CASES; i++) {
+			if (i >= n)
+				break;
+			a.map = read_u64(ctx->rax + 16 * i); /* scase.c */
+			if (a.map)
+				emit(st, &a);
+		}
+		return 0;
+	}
+	default: /* ADDR_UNKNOWN, ADDR_NONE */
+		break;
+	}
+	return emit(st, &a);
 }
 
 /* Does nothing: the benchmark's measure of what the kernel's uprobe itself costs. */

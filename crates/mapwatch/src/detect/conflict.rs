@@ -75,6 +75,7 @@ impl Describer<'_> {
             count: 1,
             pid: ev.pid,
             go_version: go_version.to_string(),
+            notes: Vec::new(),
         }
     }
 }

@@ -81,6 +81,7 @@ mod tests {
             count: 1,
             pid: 1,
             go_version: "go1.25.5".into(),
+            notes: Vec::new(),
         }
     }
 

@@ -1,6 +1,8 @@
-//! From events to findings: map identities, conflicts (overlapping accesses), and the
-//! deduplicated log of findings.
+//! From events to findings: map identities, conflicts (overlapping accesses), races
+//! (accesses no synchronisation orders), and the deduplicated log of findings.
 
+pub mod clock;
 pub mod conflict;
 pub mod findings;
 pub mod maps;
+pub mod race;

@@ -456,6 +456,7 @@ mod tests {
             count: 1,
             pid: 42,
             go_version: "go1.25.5".into(),
+            notes: Vec::new(),
         };
         t.finding(&finding).unwrap();
         let part = d.join(t.tag());

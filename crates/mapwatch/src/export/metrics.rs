@@ -337,6 +337,7 @@ mod tests {
             count: 1,
             pid: 1,
             go_version: "go1.25.5".into(),
+            notes: Vec::new(),
         };
         m.count_finding(&finding);
         m.count_finding(&finding);

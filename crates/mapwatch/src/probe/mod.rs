@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
-use gotarget::{GoBinary, MapOp, Placement};
+use gotarget::{GoBinary, MapOp, ObjectAddr, Placement, SyncKind, SyncObject, SyncPlan};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, ProgramAttachType, UprobeMultiOpts, UprobeOpts};
 
@@ -35,6 +35,8 @@ pub enum ProbeKind {
     Map(MapOp),
     /// The runtime's own detection of a map conflict, just before it kills the process.
     RuntimeFatal,
+    /// A synchronisation operation (a happens-before edge for races).
+    Sync(SyncKind),
 }
 
 /// One uprobe as attached.
@@ -77,6 +79,7 @@ fn entry_site(binary: &GoBinary, f: &gotarget::Function) -> Result<gotarget::Pro
 }
 
 /// A uprobe to attach: what it reports, where, and the cookie its program reads.
+#[derive(Clone)]
 struct PlannedSite {
     kind: ProbeKind,
     program: BpfProgram,
@@ -94,8 +97,20 @@ enum BpfProgram {
     IterNext,
     MakeReturn,
     Fatal,
+    Sync,
     /// Does nothing ([`SitePolicy::PlannedEmpty`]).
     Nothing,
+}
+
+impl BpfProgram {
+    /// Programs that see map accesses (what `--duty-cycle` switches on and off; map
+    /// creation stays on so every map keeps its allocation site).
+    fn is_map_access(self) -> bool {
+        matches!(
+            self,
+            BpfProgram::Read | BpfProgram::Write | BpfProgram::IterStart | BpfProgram::IterNext
+        )
+    }
 }
 
 fn program_for(kind: ProbeKind) -> BpfProgram {
@@ -106,7 +121,37 @@ fn program_for(kind: ProbeKind) -> BpfProgram {
         ProbeKind::Map(MapOp::IterNext) => BpfProgram::IterNext,
         ProbeKind::Map(MapOp::Make) => BpfProgram::MakeReturn,
         ProbeKind::RuntimeFatal => BpfProgram::Fatal,
+        ProbeKind::Sync(_) => BpfProgram::Sync,
     }
+}
+
+/// `struct sync_site` of event.h, for one probe of the sync plan.
+fn sync_site_bytes(p: &gotarget::SyncProbe) -> [u8; 24] {
+    const REG_NONE: u8 = 0xff;
+    // (form, base, index, scale, disp, slot)
+    let (form, base, index, scale, disp, slot): (u8, u8, u8, u8, i64, i64) = match p.object {
+        SyncObject::At(ObjectAddr::Registers { base, index, disp }) => {
+            let (i, sc) = index.map_or((REG_NONE, 0), |(r, s)| (r as u8, s));
+            (0, base as u8, i, sc, disp, 0)
+        }
+        SyncObject::At(ObjectAddr::FromProbe { delta }) => (1, 0, REG_NONE, 0, delta, 0),
+        SyncObject::At(ObjectAddr::Loaded { base, slot, disp }) => {
+            (2, base as u8, REG_NONE, 0, disp, slot)
+        }
+        SyncObject::At(ObjectAddr::Unknown) => (3, 0, REG_NONE, 0, 0, 0),
+        SyncObject::SelectCases => (4, 0, REG_NONE, 0, 0, 0),
+        SyncObject::NewGoroutine => (5, 0, REG_NONE, 0, 0, 0),
+        SyncObject::None => (6, 0, REG_NONE, 0, 0, 0),
+    };
+    let at_call = matches!(
+        p.site.placement,
+        Placement::AfterStackCheck | Placement::Entry { .. }
+    );
+    let mut b = [0u8; 24];
+    b[..6].copy_from_slice(&[p.kind as u8, form, base, index, scale, at_call as u8]);
+    b[8..16].copy_from_slice(&disp.to_le_bytes());
+    b[16..24].copy_from_slice(&slot.to_le_bytes());
+    b
 }
 
 /// Whether the kernel has uprobe-multi links (Linux 6.6 and later).
@@ -128,6 +173,8 @@ pub struct Counters {
     pub ops: [u64; OP_SLOTS],
     /// Records lost because the ring buffer was full.
     pub drops: u64,
+    /// Synchronisation operations seen.
+    pub sync: u64,
 }
 
 impl Counters {
@@ -143,8 +190,13 @@ pub struct Probes {
     /// Whether the programs were loaded for uprobe-multi links (decided at load: the attach
     /// type is fixed then, and attaching must match it).
     multi_links: bool,
-    links: Vec<Link>,
+    /// Each link with the program it runs (map-access links come and go with the duty cycle).
+    links: Vec<(BpfProgram, Link)>,
     attached: Vec<AttachedProbe>,
+    sync_plan: SyncPlan,
+    /// What was attached, to attach the map-access programs again after a pause.
+    planned: Vec<PlannedSite>,
+    target: Option<(std::path::PathBuf, i32)>,
 }
 
 impl Probes {
@@ -165,10 +217,16 @@ impl Probes {
             .ok_or_else(|| anyhow!("BPF object has no read-only data section"))?
             .cfg;
         cfg.goid_offset = offsets.goid;
+        cfg.parent_goid_offset = offsets.parent_goid;
         cfg.write_flag_offset = offsets.write_flag.offset;
         cfg.write_flag_mask = offsets.write_flag.mask;
         cfg.iter_map_offset = offsets.iter_map_offset;
         cfg.wake_mask = WAKE_EVERY - 1;
+        let sync_plan = binary.sync_probe_plan();
+        open.maps
+            .sync_sites
+            .set_max_entries(sync_plan.probes.len().max(1) as u32)
+            .context("cannot size the sync site table")?;
         let multi_links = kernel_has_uprobe_multi();
         if multi_links {
             let progs = &mut open.progs;
@@ -179,18 +237,43 @@ impl Probes {
                 &mut progs.on_iter_next,
                 &mut progs.on_make_return,
                 &mut progs.on_fatal,
+                &mut progs.on_sync,
                 &mut progs.on_nothing,
             ] {
                 prog.set_attach_type(ProgramAttachType::TraceUprobeMulti);
             }
         }
         let skel = open.load().map_err(explain_load_error)?;
+        for (i, p) in sync_plan.probes.iter().enumerate() {
+            skel.maps
+                .sync_sites
+                .update(
+                    &(i as u32).to_ne_bytes(),
+                    &sync_site_bytes(p),
+                    MapFlags::ANY,
+                )
+                .context("cannot fill the sync site table")?;
+        }
         Ok(Probes {
             skel,
             multi_links,
             links: Vec::new(),
             attached: Vec::new(),
+            sync_plan,
+            planned: Vec::new(),
+            target: None,
         })
+    }
+
+    /// Whether the inlined synchronisation of the binary could be found (DWARF): without it,
+    /// locked map accesses cannot be told from races.
+    pub fn sync_plan_inlined_known(&self) -> bool {
+        self.sync_plan.inlined_known
+    }
+
+    /// The synchronisation the probes cannot see in this binary (see [`SyncPlan`]).
+    pub fn unobservable_sync(&self) -> &[String] {
+        &self.sync_plan.unobservable
     }
 
     /// Attaches a uprobe to every map entry point of `binary`, for process `pid` only.
@@ -255,22 +338,80 @@ impl Probes {
                 site.program = BpfProgram::Nothing;
             }
         }
-        if self.multi_links {
-            self.attach_grouped(&sites, exe, pid)?;
-        } else {
-            for site in &sites {
-                self.attach_single(site, exe, pid)?;
+        if policy == SitePolicy::Planned {
+            // Happens-before edges for the race detector; the cookie indexes sync_sites.
+            for (i, p) in self.sync_plan.probes.iter().enumerate() {
+                sites.push(PlannedSite {
+                    kind: ProbeKind::Sync(p.kind),
+                    program: BpfProgram::Sync,
+                    function: format!("{} {}", p.function, p.call_site)
+                        .trim_end()
+                        .to_string(),
+                    site: p.site.clone(),
+                    cookie: i as u64,
+                });
             }
         }
-        self.attached
-            .extend(sites.into_iter().map(|s| AttachedProbe {
+        self.attach_sites(&sites, exe, pid)?;
+        self.attached.extend(sites.iter().map(|s| {
+            AttachedProbe {
                 kind: s.kind,
-                emulated: s.site.placement == Placement::AfterStackCheck
-                    || s.site.instruction == "push rbp",
-                function: s.function,
+                emulated: match s.kind {
+                    ProbeKind::Sync(_) => self
+                        .sync_plan
+                        .probes
+                        .get(s.cookie as usize)
+                        .is_some_and(|p| p.emulated),
+                    _ => {
+                        s.site.placement == Placement::AfterStackCheck
+                            || s.site.instruction == "push rbp"
+                    }
+                },
+                function: s.function.clone(),
                 addr: s.site.addr,
-            }));
+            }
+        }));
+        self.planned.extend(sites);
+        self.target = Some((exe.to_path_buf(), pid));
         Ok(())
+    }
+
+    fn attach_sites(&mut self, sites: &[PlannedSite], exe: &Path, pid: i32) -> Result<()> {
+        if self.multi_links {
+            self.attach_grouped(sites, exe, pid)
+        } else {
+            sites
+                .iter()
+                .try_for_each(|site| self.attach_single(site, exe, pid))
+        }
+    }
+
+    /// Switches the map-access probes off (`false`) or back on, leaving map creation and
+    /// synchronisation probes attached so map identities and clocks stay right.
+    pub fn set_map_access_probes(&mut self, on: bool) -> Result<()> {
+        let attached = self.links.iter().any(|(p, _)| p.is_map_access());
+        if on == attached {
+            return Ok(());
+        }
+        if !on {
+            self.links.retain(|(p, _)| !p.is_map_access());
+            return Ok(());
+        }
+        let Some((exe, pid)) = self.target.clone() else {
+            return Ok(());
+        };
+        let sites: Vec<PlannedSite> = self
+            .planned
+            .iter()
+            .filter(|s| s.program.is_map_access())
+            .cloned()
+            .collect();
+        self.attach_sites(&sites, &exe, pid)
+    }
+
+    /// Whether the map-access probes are attached now.
+    pub fn map_access_probes_on(&self) -> bool {
+        self.links.iter().any(|(p, _)| p.is_map_access())
     }
 
     /// One uprobe-multi link per program for all its sites. Removing a uprobe waits out an
@@ -294,7 +435,7 @@ impl Probes {
                     let names: Vec<&str> = group.iter().map(|s| s.function.as_str()).collect();
                     format!("cannot attach uprobes to {}", names.join(", "))
                 })?;
-            self.links.push(link);
+            self.links.push((program, link));
         }
         Ok(())
     }
@@ -313,7 +454,7 @@ impl Probes {
                     s.function, s.site.addr
                 )
             })?;
-        self.links.push(link);
+        self.links.push((s.program, link));
         Ok(())
     }
 
@@ -326,6 +467,7 @@ impl Probes {
             BpfProgram::IterNext => &progs.on_iter_next,
             BpfProgram::MakeReturn => &progs.on_make_return,
             BpfProgram::Fatal => &progs.on_fatal,
+            BpfProgram::Sync => &progs.on_sync,
             BpfProgram::Nothing => &progs.on_nothing,
         }
     }
@@ -375,6 +517,7 @@ impl Probes {
                 *slot += word(i);
             }
             counters.drops += word(OP_SLOTS);
+            counters.sync += word(OP_SLOTS + 2);
         }
         Ok(counters)
     }

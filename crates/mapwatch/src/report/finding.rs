@@ -65,6 +65,10 @@ pub struct Finding {
     pub pid: u32,
     /// The target's Go version.
     pub go_version: String,
+    /// What limited the watch that found it (sampling, synchronisation mapwatch could not
+    /// observe), so a reader knows what a silence is worth.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The op names of the report contract.

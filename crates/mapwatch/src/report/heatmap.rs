@@ -191,6 +191,7 @@ mod tests {
             count,
             pid: 1,
             go_version: "go1.25.5".into(),
+            notes: Vec::new(),
         }
     }
 

@@ -61,6 +61,7 @@ ol.stack li.runtime { color: #888; }
 .axes { color: #555; font-size: 12px; margin: 2px 0 0; max-width: 520px; }
 .legend span.swatch { display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }
 .unavailable { color: #777; font-style: italic; }
+ul.notes { color: #6b4e00; margin: 0 0 8px; padding-left: 20px; font-size: 13px; }
 "#;
 
 /// Renders the page.
@@ -173,6 +174,11 @@ fn finding_section(number: usize, f: &Finding, sources: &mut SourceLines) -> Mar
                 @if let Some(site) = &f.map_site { "made at " code { (site) } " · " }
                 "seen " (f.count) (if f.count == 1 { " time" } else { " times" })
                 " · detected by " (f.detected_by) " · pid " (f.pid) " · " (f.go_version)
+            }
+            @if !f.notes.is_empty() {
+                ul.notes {
+                    @for note in &f.notes { li { (note) } }
+                }
             }
             div.sides {
                 @for (label, side) in [("first", &f.first), ("second", &f.second)] {
@@ -444,6 +450,7 @@ mod tests {
             count: 2,
             pid: 1,
             go_version: "go1.25.5".into(),
+            notes: Vec::new(),
         }
     }
 

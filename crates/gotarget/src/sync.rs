@@ -1,0 +1,402 @@
+//! The happens-before sources a race detector needs, and where to probe each in a binary.
+//!
+//! Real calls (channel operations, `WaitGroup`, `RWMutex.Lock/Unlock`, `atomic.Value.Store`,
+//! goroutine creation and exit) are probed after their stack check like the map entry points.
+//! Operations the compiler inlines (`Mutex.Lock/Unlock`, `RWMutex.RLock/RUnlock`, `Once.Do`'s
+//! fast path, `atomic.Value.Load`) are found through DWARF's inlined-subroutine records and
+//! probed inside their caller, the object's address recovered from the code (`syncsite`).
+
+use std::fmt;
+
+use crate::syncsite::{FunctionCode, KeyInstruction, ObjectAddr, Reg};
+use crate::{Function, GoBinary, Placement, ProbeSite};
+
+/// A synchronisation operation, as carried in a BPF event's op byte (map operations use
+/// 1-7; these start at 16).
+///
+/// ```
+/// use gotarget::SyncKind;
+/// assert_eq!(SyncKind::from_u8(SyncKind::MutexUnlock as u8), Some(SyncKind::MutexUnlock));
+/// assert_eq!(SyncKind::from_u8(3), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum SyncKind {
+    /// A goroutine was created (`newproc1` returned): parent and child.
+    GoStart = 16,
+    /// A goroutine is exiting (`goexit1`).
+    GoExit = 17,
+    /// A channel send (`chansend1`, `selectnbsend`).
+    ChanSend = 18,
+    /// A channel receive (`chanrecv1/2`, `selectnbrecv`).
+    ChanRecv = 19,
+    /// `close(c)`.
+    ChanClose = 20,
+    /// One channel of a `select` (which case runs is not known at entry).
+    Select = 21,
+    /// `sync.Mutex.Lock` (inlined fast path, or the out-of-line method).
+    MutexLock = 22,
+    /// `sync.Mutex.Unlock`.
+    MutexUnlock = 23,
+    /// `sync.RWMutex.RLock`.
+    RLock = 24,
+    /// `sync.RWMutex.RUnlock`.
+    RUnlock = 25,
+    /// `sync.RWMutex.Lock`.
+    RwLock = 26,
+    /// `sync.RWMutex.Unlock`.
+    RwUnlock = 27,
+    /// `sync.WaitGroup.Add` (and `Done`, which calls it).
+    WgAdd = 28,
+    /// `sync.WaitGroup.Wait`.
+    WgWait = 29,
+    /// `sync.Once.Do`: the object is the Once's mutex, which `doSlow` unlocks after `f` ran.
+    OnceDo = 30,
+    /// `atomic.Value.Load`.
+    ValueLoad = 31,
+    /// `atomic.Value.Store`.
+    ValueStore = 32,
+    /// `atomic.Value.Swap` / `CompareAndSwap`: a store that also reads.
+    ValueSwap = 33,
+}
+
+impl SyncKind {
+    /// Every kind, in discriminant order.
+    pub const ALL: [SyncKind; 18] = [
+        SyncKind::GoStart,
+        SyncKind::GoExit,
+        SyncKind::ChanSend,
+        SyncKind::ChanRecv,
+        SyncKind::ChanClose,
+        SyncKind::Select,
+        SyncKind::MutexLock,
+        SyncKind::MutexUnlock,
+        SyncKind::RLock,
+        SyncKind::RUnlock,
+        SyncKind::RwLock,
+        SyncKind::RwUnlock,
+        SyncKind::WgAdd,
+        SyncKind::WgWait,
+        SyncKind::OnceDo,
+        SyncKind::ValueLoad,
+        SyncKind::ValueStore,
+        SyncKind::ValueSwap,
+    ];
+
+    /// The kind with discriminant `v`.
+    pub fn from_u8(v: u8) -> Option<SyncKind> {
+        SyncKind::ALL.into_iter().find(|k| *k as u8 == v)
+    }
+}
+
+impl fmt::Display for SyncKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Where the probe finds the operation's object (channel, lock, WaitGroup, Value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncObject {
+    /// An address computed from registers or memory at the probe.
+    At(ObjectAddr),
+    /// `selectgo`'s cases: the `scase` array in AX, `nsends` in DI, `nrecvs` in SI.
+    SelectCases,
+    /// `newproc1`'s result: the new goroutine's `g` in AX (its goid and parentGoid).
+    NewGoroutine,
+    /// No object (goroutine exit).
+    None,
+}
+
+/// One probe for a synchronisation operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncProbe {
+    /// What it observes.
+    pub kind: SyncKind,
+    /// The function probed (a real call) or holding the inlined code.
+    pub function: String,
+    /// Source position of an inlined operation (`file:line`), empty for real calls.
+    pub call_site: String,
+    /// Where to attach.
+    pub site: ProbeSite,
+    /// Whether the kernel emulates the probed instruction.
+    pub emulated: bool,
+    /// How to find the object.
+    pub object: SyncObject,
+}
+
+/// The sync probes of a binary, and what could not be observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncPlan {
+    /// Probes to attach.
+    pub probes: Vec<SyncProbe>,
+    /// Synchronisation mapwatch cannot see in this binary, one sentence each. A race detector
+    /// that misses an edge reports false races; the caller must lean toward silence (the
+    /// plan turns each such site into a probe on an unknown object when it can, which
+    /// synchronises with everything).
+    pub unobservable: Vec<String>,
+    /// Whether DWARF listed the inlined operations. Without it (stripped binaries) every
+    /// `Mutex` is invisible, and a race detector would mistake locked accesses for races.
+    pub inlined_known: bool,
+}
+
+/// Real calls: (function, kind, register holding the object).
+const CALLS: &[(&str, SyncKind, Reg)] = &[
+    ("runtime.chansend1", SyncKind::ChanSend, Reg::Rax),
+    ("runtime.chanrecv1", SyncKind::ChanRecv, Reg::Rax),
+    ("runtime.chanrecv2", SyncKind::ChanRecv, Reg::Rax),
+    ("runtime.closechan", SyncKind::ChanClose, Reg::Rax),
+    ("runtime.selectnbsend", SyncKind::ChanSend, Reg::Rax),
+    // selectnbrecv(elem, c)
+    ("runtime.selectnbrecv", SyncKind::ChanRecv, Reg::Rbx),
+    ("sync.(*WaitGroup).Add", SyncKind::WgAdd, Reg::Rax),
+    ("sync.(*WaitGroup).Wait", SyncKind::WgWait, Reg::Rax),
+    ("sync.(*RWMutex).Lock", SyncKind::RwLock, Reg::Rax),
+    ("sync.(*RWMutex).Unlock", SyncKind::RwUnlock, Reg::Rax),
+    ("sync/atomic.(*Value).Store", SyncKind::ValueStore, Reg::Rax),
+    ("sync/atomic.(*Value).Swap", SyncKind::ValueSwap, Reg::Rax),
+    (
+        "sync/atomic.(*Value).CompareAndSwap",
+        SyncKind::ValueSwap,
+        Reg::Rax,
+    ),
+];
+
+/// Inlined operations: (function, kind, key instruction).
+const INLINED: &[(&str, SyncKind, KeyInstruction)] = &[
+    (
+        "sync.(*Mutex).Lock",
+        SyncKind::MutexLock,
+        KeyInstruction::LockCmpxchg,
+    ),
+    (
+        "sync.(*Mutex).Unlock",
+        SyncKind::MutexUnlock,
+        KeyInstruction::LockXadd,
+    ),
+    (
+        "sync.(*RWMutex).RLock",
+        SyncKind::RLock,
+        KeyInstruction::LockXadd,
+    ),
+    (
+        "sync.(*RWMutex).RUnlock",
+        SyncKind::RUnlock,
+        KeyInstruction::LockXadd,
+    ),
+    (
+        "sync.(*Once).Do",
+        SyncKind::OnceDo,
+        KeyInstruction::FirstLoad,
+    ),
+    (
+        "sync/atomic.(*Value).Load",
+        SyncKind::ValueLoad,
+        KeyInstruction::FirstLoad,
+    ),
+];
+
+/// Layout facts (DWARF, else these values, the same in Go 1.21-1.27).
+const RWMUTEX_READER_COUNT: u64 = 16;
+const ONCE_DONE: u64 = 0;
+const ONCE_MUTEX: u64 = 4;
+
+impl GoBinary {
+    /// Every synchronisation operation to probe for happens-before race detection.
+    ///
+    /// ```no_run
+    /// # let bin = gotarget::GoBinary::open(std::path::Path::new("./server")).unwrap();
+    /// let plan = bin.sync_probe_plan();
+    /// for p in &plan.probes {
+    ///     println!("{} in {} {} at {:#x}", p.kind, p.function, p.call_site, p.site.addr);
+    /// }
+    /// for why in &plan.unobservable {
+    ///     eprintln!("unobservable: {why}");
+    /// }
+    /// ```
+    pub fn sync_probe_plan(&self) -> SyncPlan {
+        let mut plan = SyncPlan::default();
+        for &(name, kind, reg) in CALLS {
+            let Some(f) = self.function(name) else {
+                continue;
+            };
+            match self.probe_site(&f) {
+                Ok(site) => plan.probes.push(SyncProbe {
+                    kind,
+                    emulated: emulated(&site),
+                    function: f.name.clone(),
+                    call_site: String::new(),
+                    site,
+                    object: SyncObject::At(ObjectAddr::Registers {
+                        base: reg,
+                        index: None,
+                        disp: 0,
+                    }),
+                }),
+                Err(e) => plan.unobservable.push(format!("{name}: {e}")),
+            }
+        }
+        if let Some(f) = self.function("runtime.goexit1") {
+            if let Ok(site) = self.probe_site(&f) {
+                plan.probes.push(SyncProbe {
+                    kind: SyncKind::GoExit,
+                    emulated: emulated(&site),
+                    function: f.name.clone(),
+                    call_site: String::new(),
+                    site,
+                    object: SyncObject::None,
+                });
+            }
+        }
+        match self.function("runtime.newproc1") {
+            Some(f) => match self.return_sites(&f) {
+                Ok(sites) => plan.probes.extend(sites.into_iter().map(|site| SyncProbe {
+                    kind: SyncKind::GoStart,
+                    function: f.name.clone(),
+                    call_site: String::new(),
+                    emulated: false,
+                    site,
+                    object: SyncObject::NewGoroutine,
+                })),
+                Err(e) => plan.unobservable.push(format!("goroutine creation: {e}")),
+            },
+            None => plan
+                .unobservable
+                .push("goroutine creation: runtime.newproc1 not found".into()),
+        }
+        if let Some(f) = self.function("runtime.selectgo") {
+            if let Ok(site) = self.probe_site(&f) {
+                plan.probes.push(SyncProbe {
+                    kind: SyncKind::Select,
+                    emulated: emulated(&site),
+                    function: f.name.clone(),
+                    call_site: String::new(),
+                    site,
+                    object: SyncObject::SelectCases,
+                });
+            }
+        }
+        self.plan_inlined(&mut plan);
+        plan
+    }
+
+    /// Inlined operations (and their out-of-line copies, when the method is also called
+    /// through an interface or method value).
+    fn plan_inlined(&self, plan: &mut SyncPlan) {
+        if !self.has_dwarf_inlining() {
+            plan.unobservable.push(
+                "no DWARF: inlined sync.Mutex, RWMutex.RLock, Once and atomic.Value.Load \
+                 sites cannot be found, so races cannot be told from synchronised accesses"
+                    .into(),
+            );
+            return;
+        }
+        plan.inlined_known = true;
+        let member = |s: &str, m: &str, default: u64| self.struct_member(s, m).unwrap_or(default);
+        let reader_count = member("sync.RWMutex", "readerCount", RWMUTEX_READER_COUNT) as i64;
+        let once_adjust = member("sync.Once", "m", ONCE_MUTEX) as i64
+            - member("sync.Once", "done", ONCE_DONE) as i64;
+        let mut functions: Vec<(Function, FunctionCode)> = Vec::new();
+        let mut taken: std::collections::HashSet<u64> =
+            plan.probes.iter().map(|p| p.site.addr).collect();
+        for &(name, kind, key) in INLINED {
+            let adjust = match kind {
+                SyncKind::RLock | SyncKind::RUnlock => -reader_count,
+                SyncKind::OnceDo => once_adjust,
+                _ => 0,
+            };
+            let mut ranges: Vec<(std::ops::Range<u64>, String)> = self
+                .inlined_sites(name)
+                .into_iter()
+                // The hull, not the exact ranges: Go 1.22 attributes the locked instruction
+                // of an inlined Lock to the caller's line, outside the inlined ranges.
+                .map(|s| {
+                    let at = format!("{}:{}", short_path(&s.call_file), s.call_line);
+                    (s.low_pc..s.high_pc, at)
+                })
+                .collect();
+            if let Some(f) = self.function(name) {
+                ranges.push((f.addr..f.addr + f.size, String::new()));
+            }
+            for (range, call_site) in ranges {
+                let Some(f) = self.function_at(range.start) else {
+                    continue;
+                };
+                let idx = match functions.iter().position(|(g, _)| g.addr == f.addr) {
+                    Some(i) => i,
+                    None => {
+                        let Some(bytes) = self.code(&f) else { continue };
+                        functions.push((f.clone(), FunctionCode::decode(bytes, f.addr)));
+                        functions.len() - 1
+                    }
+                };
+                let (func, code) = &functions[idx];
+                let is_acquire = matches!(kind, SyncKind::MutexLock | SyncKind::RLock);
+                let Some(placed) = code
+                    .place(range.clone(), key, adjust, is_acquire)
+                    .filter(|p| !taken.contains(&p.addr))
+                else {
+                    if !code.has_key(range.clone(), key) {
+                        continue;
+                    }
+                    plan.unobservable.push(format!(
+                        "{name} in {} {call_site}: no instruction to probe before it",
+                        func.name
+                    ));
+                    continue;
+                };
+                taken.insert(placed.addr);
+                let Some(file_offset) = self.file_offset(placed.addr) else {
+                    continue;
+                };
+                let object = if placed.object == ObjectAddr::Unknown {
+                    plan.unobservable.push(format!(
+                        "{name} in {} {call_site}: lock address not recoverable from `{}` (treated as synchronising with everything)",
+                        func.name, placed.instruction
+                    ));
+                    ObjectAddr::Unknown
+                } else {
+                    placed.object
+                };
+                plan.probes.push(SyncProbe {
+                    kind,
+                    function: func.name.clone(),
+                    call_site,
+                    emulated: placed.emulated,
+                    site: ProbeSite {
+                        addr: placed.addr,
+                        file_offset,
+                        placement: Placement::Inlined {
+                            key_addr: placed.key_addr,
+                        },
+                        instruction: placed.instruction,
+                    },
+                    object: SyncObject::At(object),
+                });
+            }
+        }
+    }
+}
+
+/// Whether the kernel emulates a function-entry probe site (a `push rbp`, after the stack
+/// check or at the entry of a function without one).
+fn emulated(site: &ProbeSite) -> bool {
+    site.placement == Placement::AfterStackCheck || site.instruction == "push rbp"
+}
+
+fn short_path(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_and_stay_clear_of_map_ops() {
+        for k in SyncKind::ALL {
+            assert_eq!(SyncKind::from_u8(k as u8), Some(k));
+            assert!(crate::MapOp::from_u8(k as u8).is_none());
+        }
+    }
+}

@@ -1,0 +1,609 @@
+//! Finding where to probe an inlined synchronisation operation and how to recover its object's
+//! address there.
+//!
+//! `sync.(*Mutex).Lock` and friends are inlined: there is no call to probe, only a locked
+//! instruction (`lock cmpxchg [rsi+8], edi`) whose memory operand is the lock. A probe on that
+//! instruction is single-stepped by the kernel (~5-16 µs here); the kernel emulates `nop` and
+//! `push`, and Go puts a `nop` (its inline mark) right before most inlined bodies. So this walks
+//! back from the locked instruction over straight-line code to the nearest emulated instruction,
+//! rewriting the address expression as it goes (`mov rsi, rax` makes `[rsi+8]` into `[rax+8]`,
+//! `lea rdi, [rip+x]` makes it a fixed address, `mov rdx, [rsp+0x30]` a pointer loaded from a
+//! stack slot). Where the walk cannot prove the expression, the probe stays on the instruction.
+
+use std::collections::HashSet;
+
+use iced_x86::{
+    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess,
+    OpKind, Register,
+};
+
+/// A general-purpose register as the BPF side numbers them (`enum reg` in event.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+#[allow(missing_docs)]
+pub enum Reg {
+    Rax = 0,
+    Rbx,
+    Rcx,
+    Rdx,
+    Rsi,
+    Rdi,
+    Rbp,
+    Rsp,
+    R8,
+    R9,
+    R10,
+    R11,
+    R12,
+    R13,
+    R14,
+    R15,
+}
+
+impl Reg {
+    const ALL: [(Reg, Register); 16] = [
+        (Reg::Rax, Register::RAX),
+        (Reg::Rbx, Register::RBX),
+        (Reg::Rcx, Register::RCX),
+        (Reg::Rdx, Register::RDX),
+        (Reg::Rsi, Register::RSI),
+        (Reg::Rdi, Register::RDI),
+        (Reg::Rbp, Register::RBP),
+        (Reg::Rsp, Register::RSP),
+        (Reg::R8, Register::R8),
+        (Reg::R9, Register::R9),
+        (Reg::R10, Register::R10),
+        (Reg::R11, Register::R11),
+        (Reg::R12, Register::R12),
+        (Reg::R13, Register::R13),
+        (Reg::R14, Register::R14),
+        (Reg::R15, Register::R15),
+    ];
+
+    fn of(r: Register) -> Option<Reg> {
+        let full = r.full_register();
+        Reg::ALL.iter().find(|(_, x)| *x == full).map(|(g, _)| *g)
+    }
+
+    fn register(self) -> Register {
+        Reg::ALL[self as usize].1
+    }
+}
+
+/// How a probe recovers the address of the object a sync operation works on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectAddr {
+    /// `base + index * scale + disp`, from registers at the probe.
+    Registers {
+        /// Base register.
+        base: Reg,
+        /// Index register and scale, if any.
+        index: Option<(Reg, u8)>,
+        /// Added last.
+        disp: i64,
+    },
+    /// A fixed address, as a distance from the probed instruction (position-independent).
+    FromProbe {
+        /// `object - probe address`.
+        delta: i64,
+    },
+    /// `*(base + slot) + disp`: a pointer the code loads from memory (a stack slot) later.
+    Loaded {
+        /// Register holding the slot's base.
+        base: Reg,
+        /// Offset of the slot.
+        slot: i64,
+        /// Added to the loaded pointer.
+        disp: i64,
+    },
+    /// Not recoverable: the detector treats the operation as synchronising with everything.
+    Unknown,
+}
+
+impl ObjectAddr {
+    fn add(self, d: i64) -> ObjectAddr {
+        match self {
+            ObjectAddr::Registers { base, index, disp } => ObjectAddr::Registers {
+                base,
+                index,
+                disp: disp.wrapping_add(d),
+            },
+            ObjectAddr::FromProbe { delta } => ObjectAddr::FromProbe {
+                delta: delta.wrapping_add(d),
+            },
+            ObjectAddr::Loaded { base, slot, disp } => ObjectAddr::Loaded {
+                base,
+                slot,
+                disp: disp.wrapping_add(d),
+            },
+            ObjectAddr::Unknown => ObjectAddr::Unknown,
+        }
+    }
+}
+
+/// Which instruction of an inlined body touches the object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyInstruction {
+    /// `lock cmpxchg [mem], reg` (Mutex.Lock's fast path).
+    LockCmpxchg,
+    /// `lock xadd [mem], reg` (Mutex.Unlock, RWMutex.RLock/RUnlock).
+    LockXadd,
+    /// The first load from memory that is not a stack slot (Once.Do's `done`, Value.Load's
+    /// type word).
+    FirstLoad,
+}
+
+/// A probe placement for one inlined operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Placed {
+    /// The probed instruction.
+    pub addr: u64,
+    /// Whether the kernel emulates it (cheap) rather than single-stepping it.
+    pub emulated: bool,
+    /// Its text.
+    pub instruction: String,
+    /// The object's address as seen from there, with `adjust` already added.
+    pub object: ObjectAddr,
+    /// The key instruction's address (where the operation really happens).
+    pub key_addr: u64,
+}
+
+/// Decoded code of one function: instructions, and every address a direct branch lands on.
+pub(crate) struct FunctionCode {
+    instructions: Vec<Instruction>,
+    branch_targets: HashSet<u64>,
+}
+
+impl FunctionCode {
+    /// Decodes a whole function (`code` starting at `addr`).
+    pub fn decode(code: &[u8], addr: u64) -> FunctionCode {
+        let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
+        let mut instructions = Vec::new();
+        let mut branch_targets = HashSet::new();
+        while decoder.can_decode() {
+            let ins = decoder.decode();
+            if matches!(
+                ins.flow_control(),
+                FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch
+            ) && ins.op0_kind() == OpKind::NearBranch64
+            {
+                branch_targets.insert(ins.near_branch_target());
+            }
+            instructions.push(ins);
+        }
+        // Jump tables (indirect jumps) land on case bodies, which begin with their own code,
+        // not inside an inlined lock sequence; they are not tracked.
+        FunctionCode {
+            instructions,
+            branch_targets,
+        }
+    }
+
+    /// Whether `range` holds a `key` instruction.
+    pub fn has_key(&self, range: std::ops::Range<u64>, key: KeyInstruction) -> bool {
+        self.instructions
+            .iter()
+            .any(|i| range.contains(&i.ip()) && is_key(i, key))
+    }
+
+    /// Places a probe for the operation whose key instruction is the first of `key` within
+    /// `range`; `adjust` turns the operand's address into the object's. The kernel refuses
+    /// uprobes on `lock`-prefixed instructions, so the probe goes before the key instruction:
+    /// on the nearest emulated instruction where the address is still known, else on the
+    /// instruction right before it (single-stepped). With `after_ok` (an acquire, which the
+    /// detector applies later anyway) the instruction right after it will do as a last resort.
+    /// `None` if the range holds no such instruction or no placement works.
+    pub fn place(
+        &self,
+        range: std::ops::Range<u64>,
+        key: KeyInstruction,
+        adjust: i64,
+        after_ok: bool,
+    ) -> Option<Placed> {
+        let at = self
+            .instructions
+            .iter()
+            .position(|i| range.contains(&i.ip()) && is_key(i, key))?;
+        let ins = &self.instructions[at];
+        let operand = memory_operand(ins).add(adjust);
+        if let Some(p) = self.walk_back(at, operand) {
+            return Some(p);
+        }
+        if !ins.has_lock_prefix() {
+            return Some(Placed {
+                addr: ins.ip(),
+                emulated: false,
+                instruction: crate::prologue::format(ins),
+                object: relative_to(operand, ins.ip()),
+                key_addr: ins.ip(),
+            });
+        }
+        let next = self.instructions.get(at + 1).filter(|_| after_ok)?;
+        let mut info = InstructionInfoFactory::new();
+        let unchanged = before(ins, operand, &mut info) == Some(operand);
+        unchanged.then(|| Placed {
+            addr: next.ip(),
+            emulated: is_emulated(next),
+            instruction: crate::prologue::format(next),
+            object: relative_to(operand, next.ip()),
+            key_addr: ins.ip(),
+        })
+    }
+
+    /// Walks back from `at` over straight-line code while `expr` (valid just before
+    /// instruction `at`) can still be computed: the nearest emulated instruction on the way,
+    /// else the instruction right before `at`.
+    fn walk_back(&self, at: usize, mut expr: ObjectAddr) -> Option<Placed> {
+        let key_addr = self.instructions[at].ip();
+        let mut info = InstructionInfoFactory::new();
+        let mut nearest = None;
+        let mut pos = at;
+        while pos > 0 {
+            // Code that jumps to `pos` would skip whatever comes before it.
+            if self.branch_targets.contains(&self.instructions[pos].ip()) {
+                break;
+            }
+            let ins = &self.instructions[pos - 1];
+            if ins.flow_control() != FlowControl::Next || ins.has_lock_prefix() {
+                break;
+            }
+            let Some(e) = before(ins, expr, &mut info) else {
+                break;
+            };
+            expr = e;
+            pos -= 1;
+            let placed = Placed {
+                addr: ins.ip(),
+                emulated: is_emulated(ins),
+                instruction: crate::prologue::format(ins),
+                object: relative_to(expr, ins.ip()),
+                key_addr,
+            };
+            if placed.emulated {
+                return Some(placed);
+            }
+            nearest.get_or_insert(placed);
+        }
+        nearest
+    }
+}
+
+/// `expr` as it must be computed just before `ins`, given it is right just after it; `None`
+/// when `ins` changes it in a way not followed.
+fn before(
+    ins: &Instruction,
+    expr: ObjectAddr,
+    info: &mut InstructionInfoFactory,
+) -> Option<ObjectAddr> {
+    let facts = info.info(ins);
+    let writes = |r: Register| {
+        facts.used_registers().iter().any(|u| {
+            u.register().full_register() == r.full_register()
+                && !matches!(u.access(), OpAccess::Read | OpAccess::CondRead)
+        })
+    };
+    let writes_memory = facts.used_memory().iter().any(|m| {
+        !matches!(
+            m.access(),
+            OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess
+        )
+    });
+    match expr {
+        ObjectAddr::FromProbe { .. } | ObjectAddr::Unknown => Some(expr),
+        ObjectAddr::Registers { base, index, disp } => {
+            if index.is_some_and(|(r, _)| writes(r.register())) {
+                return None;
+            }
+            if !writes(base.register()) {
+                return Some(expr);
+            }
+            if index.is_some() {
+                return None;
+            }
+            let dst_is_base = ins.op_count() == 2
+                && ins.op0_kind() == OpKind::Register
+                && ins.op0_register() == base.register();
+            if !dst_is_base {
+                // push/pop/call change RSP implicitly; anything else is not followed.
+                return (base == Reg::Rsp && ins.mnemonic() == Mnemonic::Push).then_some(
+                    ObjectAddr::Registers {
+                        base,
+                        index,
+                        disp: disp - 8,
+                    },
+                );
+            }
+            match (ins.mnemonic(), ins.op1_kind()) {
+                (Mnemonic::Mov, OpKind::Register) => {
+                    let src = Reg::of(ins.op1_register())?;
+                    (ins.op1_register().size() == 8).then_some(ObjectAddr::Registers {
+                        base: src,
+                        index: None,
+                        disp,
+                    })
+                }
+                (Mnemonic::Lea, OpKind::Memory) if ins.memory_index() == Register::None => {
+                    let d = ins.memory_displacement64() as i64;
+                    if ins.memory_base() == Register::RIP {
+                        // iced folds the next ip into the displacement: it is the target.
+                        return Some(ObjectAddr::FromProbe {
+                            delta: d.wrapping_add(disp),
+                        });
+                    }
+                    Some(ObjectAddr::Registers {
+                        base: Reg::of(ins.memory_base())?,
+                        index: None,
+                        disp: disp.wrapping_add(d),
+                    })
+                }
+                (Mnemonic::Mov, OpKind::Memory)
+                    if ins.memory_index() == Register::None
+                        && ins.op0_register().size() == 8
+                        && ins.memory_base() != Register::RIP =>
+                {
+                    Some(ObjectAddr::Loaded {
+                        base: Reg::of(ins.memory_base())?,
+                        slot: ins.memory_displacement64() as i64,
+                        disp,
+                    })
+                }
+                (Mnemonic::Add, OpKind::Immediate8to64 | OpKind::Immediate32to64) => {
+                    Some(ObjectAddr::Registers {
+                        base,
+                        index: None,
+                        disp: disp.wrapping_add(ins.immediate(1) as i64),
+                    })
+                }
+                _ => None,
+            }
+        }
+        ObjectAddr::Loaded { base, slot, disp } => {
+            // The slot must hold the same pointer before `ins`: no store anywhere, and its
+            // base register unchanged (a push moves RSP: follow it).
+            if writes_memory && ins.mnemonic() != Mnemonic::Push {
+                return None;
+            }
+            if !writes(base.register()) {
+                return Some(expr);
+            }
+            if base == Reg::Rsp && ins.mnemonic() == Mnemonic::Push {
+                return Some(ObjectAddr::Loaded {
+                    base,
+                    slot: slot - 8,
+                    disp,
+                });
+            }
+            None
+        }
+    }
+}
+
+fn is_key(ins: &Instruction, key: KeyInstruction) -> bool {
+    let has_memory = ins.op_count() >= 1 && ins.op0_kind() == OpKind::Memory;
+    match key {
+        KeyInstruction::LockCmpxchg => {
+            ins.has_lock_prefix() && ins.mnemonic() == Mnemonic::Cmpxchg && has_memory
+        }
+        KeyInstruction::LockXadd => {
+            ins.has_lock_prefix() && ins.mnemonic() == Mnemonic::Xadd && has_memory
+        }
+        KeyInstruction::FirstLoad => {
+            // A load through a pointer: not a stack slot, not a global, not the goroutine
+            // (R14: the stack check), not a nil check (`test byte ptr [reg], al`), not an
+            // address computation.
+            (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory)
+                && !matches!(
+                    ins.memory_base(),
+                    Register::RSP | Register::RBP | Register::RIP | Register::R14 | Register::None
+                )
+                && !matches!(
+                    ins.mnemonic(),
+                    Mnemonic::Lea | Mnemonic::Test | Mnemonic::Nop
+                )
+        }
+    }
+}
+
+/// While walking, `FromProbe` holds the absolute address; once the probe is placed it becomes
+/// the distance from the probe, which stays right wherever a PIE binary is loaded.
+fn relative_to(expr: ObjectAddr, probe: u64) -> ObjectAddr {
+    match expr {
+        ObjectAddr::FromProbe { delta } => ObjectAddr::FromProbe {
+            delta: delta.wrapping_sub(probe as i64),
+        },
+        other => other,
+    }
+}
+
+fn memory_operand(ins: &Instruction) -> ObjectAddr {
+    if ins.memory_base() == Register::RIP {
+        // iced resolves RIP-relative displacements to the absolute target.
+        return ObjectAddr::FromProbe {
+            delta: ins.memory_displacement64() as i64,
+        };
+    }
+    let Some(base) = Reg::of(ins.memory_base()) else {
+        return ObjectAddr::Unknown;
+    };
+    let index = match ins.memory_index() {
+        Register::None => None,
+        r => match Reg::of(r) {
+            Some(r) => Some((r, ins.memory_index_scale() as u8)),
+            None => return ObjectAddr::Unknown,
+        },
+    };
+    ObjectAddr::Registers {
+        base,
+        index,
+        disp: ins.memory_displacement64() as i64,
+    }
+}
+
+/// The kernel emulates `nop` and `push reg` instead of single-stepping them.
+fn is_emulated(ins: &Instruction) -> bool {
+    match ins.mnemonic() {
+        Mnemonic::Nop => ins.len() == 1,
+        Mnemonic::Push => ins.op0_kind() == OpKind::Register,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(bytes: &[&[u8]]) -> Vec<u8> {
+        bytes.concat()
+    }
+
+    /// Go 1.25's inlined `s.mu.Lock()` (mutex at s+8): nop; lea rdx,[rax+8];
+    /// mov [rsp+0x18],rdx; mov rsi,rax; xor eax,eax; mov edi,1; lock cmpxchg [rsi+8],edi
+    #[test]
+    fn mutex_lock_moves_to_the_inline_mark() {
+        let c = code(&[
+            &[0x90],
+            &[0x48, 0x8d, 0x50, 0x08],
+            &[0x48, 0x89, 0x54, 0x24, 0x18],
+            &[0x48, 0x89, 0xc6],
+            &[0x31, 0xc0],
+            &[0xbf, 0x01, 0, 0, 0],
+            &[0xf0, 0x0f, 0xb1, 0x7e, 0x08],
+        ]);
+        let f = FunctionCode::decode(&c, 0x1000);
+        let p = f
+            .place(0x1001..0x1100, KeyInstruction::LockCmpxchg, 0, true)
+            .unwrap();
+        assert_eq!(p.addr, 0x1000);
+        assert!(p.emulated);
+        assert_eq!(p.key_addr, 0x1000 + c.len() as u64 - 5);
+        assert_eq!(
+            p.object,
+            ObjectAddr::Registers {
+                base: Reg::Rax,
+                index: None,
+                disp: 8
+            }
+        );
+    }
+
+    /// Inlined `s.mu.Unlock()`: nop; mov ebx,-1; mov rdx,[rsp+0x30]; lock xadd [rdx+8],ebx
+    #[test]
+    fn unlock_through_a_stack_slot() {
+        let c = code(&[
+            &[0x90],
+            &[0xbb, 0xff, 0xff, 0xff, 0xff],
+            &[0x48, 0x8b, 0x54, 0x24, 0x30],
+            &[0xf0, 0x0f, 0xc1, 0x5a, 0x08],
+        ]);
+        let f = FunctionCode::decode(&c, 0x2000);
+        let p = f
+            .place(0x2000..0x2100, KeyInstruction::LockXadd, 0, true)
+            .unwrap();
+        assert_eq!((p.addr, p.emulated), (0x2000, true));
+        assert_eq!(
+            p.object,
+            ObjectAddr::Loaded {
+                base: Reg::Rsp,
+                slot: 0x30,
+                disp: 8
+            }
+        );
+    }
+
+    /// A global RWMutex's RLock: nop; mov esi,1; lea rdi,[rip+0x10]; lock xadd [rdi],esi.
+    /// readerCount is at +16, so the object is the lea target minus 16.
+    #[test]
+    fn global_lock_is_a_fixed_distance_from_the_probe() {
+        let c = code(&[
+            &[0x90],
+            &[0xbe, 0x01, 0, 0, 0],
+            &[0x48, 0x8d, 0x3d, 0x10, 0, 0, 0],
+            &[0xf0, 0x0f, 0xc1, 0x37],
+        ]);
+        let f = FunctionCode::decode(&c, 0x3000);
+        let p = f
+            .place(0x3000..0x3100, KeyInstruction::LockXadd, -16, true)
+            .unwrap();
+        // lea's target: next ip (0x3000 + 1 + 5 + 7) + 0x10.
+        let target = 0x3000 + 13 + 0x10;
+        assert_eq!(p.addr, 0x3000);
+        assert_eq!(
+            p.object,
+            ObjectAddr::FromProbe {
+                delta: target - 16 - 0x3000
+            }
+        );
+    }
+
+    /// Without an emulated instruction on the way back, the probe goes on the instruction
+    /// right before the locked one (the kernel refuses `lock`-prefixed ones); with a jump
+    /// landing on the locked instruction, only after it, and only for an acquire.
+    #[test]
+    fn fallbacks_avoid_the_locked_instruction() {
+        // mov rsi,rax; lock cmpxchg [rsi+8],edi  (no nop before)
+        let c = code(&[&[0x48, 0x89, 0xc6], &[0xf0, 0x0f, 0xb1, 0x7e, 0x08]]);
+        let p = FunctionCode::decode(&c, 0x4000)
+            .place(0x4000..0x4100, KeyInstruction::LockCmpxchg, 0, true)
+            .unwrap();
+        assert_eq!((p.addr, p.emulated), (0x4000, false));
+        assert_eq!(
+            p.object,
+            ObjectAddr::Registers {
+                base: Reg::Rax,
+                index: None,
+                disp: 8
+            }
+        );
+
+        // jmp +0 (lands on the next instruction); nop; lock cmpxchg [rsi+8],edi: the nop is
+        // a branch target, so probing it is fine, but not before the jump.
+        let c = code(&[&[0xeb, 0x00], &[0x90], &[0xf0, 0x0f, 0xb1, 0x7e, 0x08]]);
+        let p = FunctionCode::decode(&c, 0x5000)
+            .place(0x5000..0x5100, KeyInstruction::LockCmpxchg, 0, true)
+            .unwrap();
+        assert_eq!((p.addr, p.emulated), (0x5002, true));
+
+        // jmp +1 (to the lock cmpxchg itself); nop; lock cmpxchg; nop
+        let c = code(&[
+            &[0xeb, 0x01],
+            &[0x90],
+            &[0xf0, 0x0f, 0xb1, 0x7e, 0x08],
+            &[0x90],
+        ]);
+        let f = FunctionCode::decode(&c, 0x6000);
+        let p = f
+            .place(0x6000..0x6100, KeyInstruction::LockCmpxchg, 0, true)
+            .unwrap();
+        assert_eq!((p.addr, p.emulated, p.key_addr), (0x6008, true, 0x6003));
+        assert!(f
+            .place(0x6000..0x6100, KeyInstruction::LockCmpxchg, 0, false)
+            .is_none());
+    }
+
+    /// Once.Do's fast path loads `done` (mov ecx,[rax+0x18]); the function's `push rbp` is
+    /// reachable straight back, and RSP changes don't matter to an RAX-based address.
+    #[test]
+    fn first_load_walks_back_to_the_push() {
+        // push rbp; mov rbp,rsp; sub rsp,0x20; test [rax],al; mov ecx,[rax+0x18]
+        let c = code(&[
+            &[0x55],
+            &[0x48, 0x89, 0xe5],
+            &[0x48, 0x83, 0xec, 0x20],
+            &[0x84, 0x00],
+            &[0x8b, 0x48, 0x18],
+        ]);
+        let p = FunctionCode::decode(&c, 0x7000)
+            .place(0x7000..0x7100, KeyInstruction::FirstLoad, 4, true)
+            .unwrap();
+        assert_eq!(p.key_addr, 0x7000 + 10);
+        assert_eq!((p.addr, p.emulated), (0x7000, true));
+        assert_eq!(
+            p.object,
+            ObjectAddr::Registers {
+                base: Reg::Rax,
+                index: None,
+                disp: 0x18 + 4
+            }
+        );
+    }
+}

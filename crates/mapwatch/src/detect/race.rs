@@ -1,0 +1,560 @@
+//! Races: two accesses to one map by different goroutines, at least one a write, that no
+//! observed synchronisation orders. Happens-before over vector clocks, FastTrack-style: a map
+//! keeps the epoch (goroutine, tick) of its last write and of each goroutine's reads since.
+//!
+//! Edges come from the sync events (see `gotarget::SyncKind`):
+//! - goroutine creation: the child starts with its parent's clock;
+//! - release (Unlock, RUnlock, channel send/receive/close, WaitGroup.Add, Value.Store): the
+//!   object's clock takes the goroutine's, then the goroutine ticks;
+//! - acquire (Lock, RLock, channel ops, Wait, Once.Do, Value.Load): a probe fires before the
+//!   operation completes, so the acquire is applied when the goroutine next accesses a map or
+//!   releases: it cannot get there until the operation completed, and every release it may
+//!   have waited for was recorded before that. (Not at its next acquire: that may be nested in
+//!   the operation itself.)
+//!
+//! Channel operations both release and acquire (a buffered channel used as a semaphore orders
+//! a receive before a later send), and a select does so on all its channels. These
+//! over-approximate the Go memory model's edges: the detector may miss a race, never invent
+//! one. An operation whose object could not be recovered synchronises with everything.
+
+use std::collections::HashMap;
+
+use gotarget::{MapOp, SyncKind};
+
+use super::clock::{Tick, VectorClock};
+use super::conflict::Describer;
+use crate::event::{MapEvent, SyncEvent};
+use crate::report::{Finding, FindingKind};
+
+type Hasher = foldhash::fast::RandomState;
+
+/// Reads remembered per map since its last write (one per goroutine, the oldest dropped
+/// first: a race with a dropped read goes unreported, never a false one).
+const READERS_PER_MAP: usize = 16;
+/// Maps tracked per detector; past this, tracking starts over for new maps (silence, not
+/// false alarms, for the forgotten ones).
+const MAX_MAPS: usize = 1 << 20;
+/// Goroutine exits between sweeps of dead goroutines out of the clocks.
+const SWEEP_EVERY: usize = 4096;
+
+/// One access as remembered for the race check and the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRecord {
+    /// Goroutine.
+    pub goid: u64,
+    /// Its tick at the access.
+    pub tick: Tick,
+    /// Operation.
+    pub op: MapOp,
+    /// Return address into the code that made the access.
+    pub ret: u64,
+    /// Thread.
+    pub tid: u32,
+    /// Kernel monotonic time, ns.
+    pub ts: u64,
+}
+
+/// A race found: `earlier` was not ordered before `later`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Race {
+    /// Process.
+    pub pid: u32,
+    /// The map's header address.
+    pub map: u64,
+    /// The access recorded first.
+    pub earlier: AccessRecord,
+    /// The access that found it unordered.
+    pub later: AccessRecord,
+}
+
+/// Kinds of synchronisation object, so a Mutex and a channel at one address stay apart (an
+/// RWMutex's embedded Mutex shares its address, for one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Class {
+    Chan,
+    Mutex,
+    RwWriter,
+    RwReaders,
+    WaitGroup,
+    Value,
+}
+
+type ObjectKey = (u32, Class, u64);
+
+#[derive(Default)]
+struct Goroutine {
+    clock: VectorClock,
+    /// Acquires whose operation had not completed when probed: applied at the next event.
+    pending: Vec<ObjectKey>,
+    /// An acquire on an unknown object is pending.
+    pending_everything: bool,
+}
+
+#[derive(Default)]
+struct MapState {
+    write: Option<AccessRecord>,
+    reads: Vec<AccessRecord>,
+}
+
+/// Sizes, for metrics and the bounded-memory tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectorSize {
+    /// Goroutines with state.
+    pub goroutines: usize,
+    /// Synchronisation objects with a clock.
+    pub objects: usize,
+    /// Maps with access state.
+    pub maps: usize,
+    /// Vector clock entries over all goroutines and objects.
+    pub clock_entries: usize,
+}
+
+/// The happens-before race detector over one or more processes' events.
+#[derive(Default)]
+pub struct RaceDetector {
+    goroutines: HashMap<(u32, u64), Goroutine, Hasher>,
+    objects: HashMap<ObjectKey, VectorClock, Hasher>,
+    maps: HashMap<(u32, u64), MapState, Hasher>,
+    /// Per process: every release joined, for acquires of unknown objects.
+    everything: HashMap<u32, VectorClock, Hasher>,
+    /// Goroutines that exited, still named by some map's access epochs.
+    exited: HashMap<(u32, u64), (), Hasher>,
+    exits_since_sweep: usize,
+}
+
+impl RaceDetector {
+    /// An empty detector.
+    pub fn new() -> RaceDetector {
+        RaceDetector::default()
+    }
+
+    /// Applies a synchronisation operation.
+    pub fn sync(&mut self, ev: &SyncEvent) {
+        let pid = ev.pid;
+        match ev.kind {
+            SyncKind::GoStart => {
+                let parent = self.settled(pid, ev.goid).clock.clone();
+                let mut clock = parent;
+                clock.observe(ev.child, 1);
+                self.goroutines.insert(
+                    (pid, ev.child),
+                    Goroutine {
+                        clock,
+                        ..Goroutine::default()
+                    },
+                );
+                self.settled(pid, ev.goid).clock.tick(ev.goid);
+                return;
+            }
+            SyncKind::GoExit => {
+                self.settled(pid, ev.goid);
+                self.goroutines.remove(&(pid, ev.goid));
+                self.exited.insert((pid, ev.goid), ());
+                self.exits_since_sweep += 1;
+                if self.exits_since_sweep >= SWEEP_EVERY {
+                    self.sweep();
+                }
+                return;
+            }
+            _ => {}
+        }
+        if ev.object == 0 {
+            // The probe could not tell which object: synchronise with everything.
+            self.settled(pid, ev.goid);
+            self.release_everything(pid, ev.goid);
+            if let Some(g) = self.goroutines.get_mut(&(pid, ev.goid)) {
+                g.pending_everything = true;
+            }
+            return;
+        }
+        let (releases, acquires): (&[Class], &[Class]) = match ev.kind {
+            SyncKind::ChanSend | SyncKind::ChanRecv | SyncKind::Select => {
+                (&[Class::Chan], &[Class::Chan])
+            }
+            SyncKind::ChanClose => (&[Class::Chan], &[]),
+            SyncKind::MutexLock | SyncKind::OnceDo => (&[], &[Class::Mutex]),
+            SyncKind::MutexUnlock => (&[Class::Mutex], &[]),
+            SyncKind::RLock => (&[], &[Class::RwWriter]),
+            SyncKind::RUnlock => (&[Class::RwReaders], &[]),
+            SyncKind::RwLock => (&[], &[Class::RwWriter, Class::RwReaders]),
+            SyncKind::RwUnlock => (&[Class::RwWriter], &[]),
+            SyncKind::WgAdd => (&[Class::WaitGroup], &[]),
+            SyncKind::WgWait => (&[], &[Class::WaitGroup]),
+            SyncKind::ValueLoad => (&[], &[Class::Value]),
+            SyncKind::ValueStore => (&[Class::Value], &[]),
+            SyncKind::ValueSwap => (&[Class::Value], &[Class::Value]),
+            SyncKind::GoStart | SyncKind::GoExit => unreachable!("handled above"),
+        };
+        if !releases.is_empty() {
+            // What this goroutine acquired is part of what it releases. Acquires alone don't
+            // settle: an acquire's own code may hold another (RWMutex.Lock takes its inner
+            // Mutex before waiting for readers), which must not complete the outer one early.
+            self.settled(pid, ev.goid);
+            let g = self
+                .goroutines
+                .get_mut(&(pid, ev.goid))
+                .expect("settled creates it");
+            for &class in releases {
+                self.objects
+                    .entry((pid, class, ev.object))
+                    .or_default()
+                    .join(&g.clock);
+            }
+            if let Some(all) = self.everything.get_mut(&pid) {
+                all.join(&g.clock);
+            }
+            g.clock.tick(ev.goid);
+        }
+        if !acquires.is_empty() {
+            let g = self.goroutines.entry((pid, ev.goid)).or_default();
+            g.pending
+                .extend(acquires.iter().map(|&class| (pid, class, ev.object)));
+        }
+    }
+
+    /// Checks a map access against the map's earlier ones, records it, and appends any races
+    /// found to `races`. Accesses with `in_scope` false only advance the goroutine's state.
+    pub fn access(&mut self, ev: &MapEvent, in_scope: bool, races: &mut Vec<Race>) {
+        if ev.goid == 0 || ev.runtime_fatal {
+            return;
+        }
+        let pid = ev.pid;
+        self.settled(pid, ev.goid);
+        if ev.op == MapOp::Make {
+            self.maps.remove(&(pid, ev.map));
+            return;
+        }
+        if !in_scope || ev.map == 0 {
+            return;
+        }
+        if self.maps.len() >= MAX_MAPS && !self.maps.contains_key(&(pid, ev.map)) {
+            self.maps.clear();
+        }
+        let clock = &self.goroutines[&(pid, ev.goid)].clock;
+        let record = AccessRecord {
+            goid: ev.goid,
+            tick: clock.get(ev.goid),
+            op: ev.op,
+            ret: ev.ret,
+            tid: ev.tid,
+            ts: ev.ts,
+        };
+        let unordered = |a: &AccessRecord| a.goid != record.goid && a.tick > clock.get(a.goid);
+        let state = self.maps.entry((pid, ev.map)).or_default();
+        let mut report = |earlier: &AccessRecord| {
+            races.push(Race {
+                pid,
+                map: ev.map,
+                earlier: earlier.clone(),
+                later: record.clone(),
+            })
+        };
+        if let Some(w) = state.write.as_ref().filter(|w| unordered(w)) {
+            report(w);
+        }
+        if is_write(ev.op) {
+            state.reads.iter().filter(|r| unordered(r)).for_each(report);
+            state.reads.clear();
+            state.write = Some(record);
+        } else {
+            if let Some(i) = state.reads.iter().position(|r| r.goid == record.goid) {
+                state.reads.remove(i);
+            } else if state.reads.len() >= READERS_PER_MAP {
+                state.reads.remove(0);
+            }
+            state.reads.push(record);
+        }
+    }
+
+    /// Current sizes.
+    pub fn size(&self) -> DetectorSize {
+        DetectorSize {
+            goroutines: self.goroutines.len(),
+            objects: self.objects.len(),
+            maps: self.maps.len(),
+            clock_entries: self
+                .goroutines
+                .values()
+                .map(|g| g.clock.len())
+                .chain(self.objects.values().map(VectorClock::len))
+                .sum(),
+        }
+    }
+
+    /// Forgets a process that is gone.
+    pub fn forget_process(&mut self, pid: u32) {
+        self.goroutines.retain(|&(p, _), _| p != pid);
+        self.objects.retain(|&(p, _, _), _| p != pid);
+        self.maps.retain(|&(p, _), _| p != pid);
+        self.everything.remove(&pid);
+        self.exited.retain(|&(p, _), _| p != pid);
+    }
+
+    /// The goroutine's state with its pending acquires applied (created on first sight).
+    fn settled(&mut self, pid: u32, goid: u64) -> &mut Goroutine {
+        let g = self
+            .goroutines
+            .entry((pid, goid))
+            .or_insert_with(|| Goroutine {
+                clock: VectorClock::start(goid),
+                ..Goroutine::default()
+            });
+        for key in g.pending.drain(..) {
+            if let Some(c) = self.objects.get(&key) {
+                g.clock.join(c);
+            }
+        }
+        if std::mem::take(&mut g.pending_everything) {
+            if let Some(all) = self.everything.get(&pid) {
+                g.clock.join(all);
+            }
+        }
+        g
+    }
+
+    /// A release on an unknown object: from now on every release is remembered in one
+    /// clock that acquires of unknown objects take.
+    fn release_everything(&mut self, pid: u32, goid: u64) {
+        let everything = self.everything.entry(pid).or_insert_with(|| {
+            // Everything released so far, too.
+            let mut all = VectorClock::default();
+            for (&(p, _, _), c) in &self.objects {
+                if p == pid {
+                    all.join(c);
+                }
+            }
+            all
+        });
+        if let Some(g) = self.goroutines.get_mut(&(pid, goid)) {
+            everything.join(&g.clock);
+            g.clock.tick(goid);
+        }
+    }
+
+    /// Drops exited goroutines that no map remembers an access of from every clock: nothing
+    /// can be compared against their ticks any more. Keeps memory bounded under churn.
+    fn sweep(&mut self) {
+        self.exits_since_sweep = 0;
+        let mut named: HashMap<(u32, u64), (), Hasher> = HashMap::default();
+        for (&(pid, _), m) in &self.maps {
+            for a in m.write.iter().chain(&m.reads) {
+                named.insert((pid, a.goid), ());
+            }
+        }
+        let exited = std::mem::take(&mut self.exited);
+        let gone =
+            |pid: u32, g: u64| exited.contains_key(&(pid, g)) && !named.contains_key(&(pid, g));
+        for (&(pid, _), g) in self.goroutines.iter_mut() {
+            g.clock.retain(|x| !gone(pid, x));
+        }
+        for (&(pid, _, _), c) in self.objects.iter_mut() {
+            c.retain(|x| !gone(pid, x));
+        }
+        for (&pid, c) in self.everything.iter_mut() {
+            c.retain(|x| !gone(pid, x));
+        }
+        self.exited = exited
+            .into_iter()
+            .filter(|(k, _)| named.contains_key(k))
+            .collect();
+    }
+}
+
+/// The finding for `race`, found at access `ev` (the later one).
+pub fn race_finding(
+    race: &Race,
+    ev: &MapEvent,
+    d: &mut Describer<'_>,
+    go_version: &str,
+) -> Finding {
+    let side =
+        |d: &mut Describer<'_>, a: &AccessRecord| d.access(a.op, a.goid, &[], a.ret, a.tid, a.ts);
+    let first = side(d, &race.earlier);
+    let second = side(d, &race.later);
+    d.finding(FindingKind::Race, ev, first, second, go_version)
+}
+
+fn is_write(op: MapOp) -> bool {
+    matches!(op, MapOp::Write | MapOp::Delete | MapOp::Clear)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PID: u32 = 1;
+    const MAP: u64 = 0xc000;
+
+    fn op(goid: u64, op: MapOp) -> MapEvent {
+        MapEvent {
+            ts: 0,
+            map: MAP,
+            map_type: 0,
+            goid,
+            ret: 0x1000 + goid,
+            key: 0,
+            pid: PID,
+            tid: goid as u32,
+            cpu: 0,
+            op,
+            saw_writing: false,
+            runtime_fatal: false,
+        }
+    }
+
+    fn sync(goid: u64, kind: SyncKind, object: u64) -> SyncEvent {
+        SyncEvent {
+            ts: 0,
+            kind,
+            object,
+            goid,
+            child: 0,
+            pc: 0,
+            pid: PID,
+            tid: 0,
+        }
+    }
+
+    fn spawn(d: &mut RaceDetector, parent: u64, child: u64) {
+        d.sync(&SyncEvent {
+            child,
+            ..sync(parent, SyncKind::GoStart, 0)
+        });
+    }
+
+    fn races(d: &mut RaceDetector, ev: MapEvent) -> Vec<Race> {
+        let mut out = Vec::new();
+        d.access(&ev, true, &mut out);
+        out
+    }
+
+    #[test]
+    fn unordered_writes_race() {
+        let mut d = RaceDetector::new();
+        spawn(&mut d, 1, 2);
+        spawn(&mut d, 1, 3);
+        assert!(races(&mut d, op(2, MapOp::Write)).is_empty());
+        let r = races(&mut d, op(3, MapOp::Write));
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].earlier.goid, r[0].later.goid), (2, 3));
+    }
+
+    #[test]
+    fn parent_writes_before_go_are_ordered() {
+        let mut d = RaceDetector::new();
+        assert!(races(&mut d, op(1, MapOp::Write)).is_empty());
+        spawn(&mut d, 1, 2);
+        assert!(races(&mut d, op(2, MapOp::Read)).is_empty());
+        // ...but the parent's write after the go statement is not.
+        assert_eq!(races(&mut d, op(1, MapOp::Write)).len(), 1);
+    }
+
+    #[test]
+    fn mutex_orders_and_reads_do_not_race_with_reads() {
+        let mut d = RaceDetector::new();
+        spawn(&mut d, 1, 2);
+        spawn(&mut d, 1, 3);
+        let mu = 0xd000;
+        d.sync(&sync(2, SyncKind::MutexLock, mu));
+        assert!(races(&mut d, op(2, MapOp::Write)).is_empty());
+        d.sync(&sync(2, SyncKind::MutexUnlock, mu));
+        d.sync(&sync(3, SyncKind::MutexLock, mu));
+        assert!(races(&mut d, op(3, MapOp::Write)).is_empty());
+        d.sync(&sync(3, SyncKind::MutexUnlock, mu));
+        // Two readers after the last write, unordered among themselves: fine.
+        d.sync(&sync(2, SyncKind::MutexLock, mu));
+        assert!(races(&mut d, op(2, MapOp::Read)).is_empty());
+        d.sync(&sync(2, SyncKind::MutexUnlock, mu));
+        spawn(&mut d, 3, 4);
+        assert!(races(&mut d, op(4, MapOp::Read)).is_empty());
+        // A write by 4 without the lock races with 2's read.
+        let r = races(&mut d, op(4, MapOp::Delete));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].earlier.goid, 2);
+    }
+
+    #[test]
+    fn nested_acquires_do_not_complete_an_outer_one_early() {
+        // RWMutex.Lock takes its inner Mutex, then waits for the reader to RUnlock.
+        let mut d = RaceDetector::new();
+        spawn(&mut d, 1, 2);
+        spawn(&mut d, 1, 3);
+        let rw = 0xe000;
+        d.sync(&sync(2, SyncKind::RLock, rw));
+        assert!(races(&mut d, op(2, MapOp::Read)).is_empty());
+        d.sync(&sync(3, SyncKind::RwLock, rw));
+        d.sync(&sync(3, SyncKind::MutexLock, rw));
+        d.sync(&sync(2, SyncKind::RUnlock, rw));
+        assert!(races(&mut d, op(3, MapOp::Write)).is_empty());
+    }
+
+    #[test]
+    fn rlock_readers_are_ordered_before_the_next_writer() {
+        let mut d = RaceDetector::new();
+        spawn(&mut d, 1, 2);
+        spawn(&mut d, 1, 3);
+        let rw = 0xe000;
+        d.sync(&sync(2, SyncKind::RLock, rw));
+        assert!(races(&mut d, op(2, MapOp::Read)).is_empty());
+        d.sync(&sync(2, SyncKind::RUnlock, rw));
+        d.sync(&sync(3, SyncKind::RwLock, rw));
+        assert!(races(&mut d, op(3, MapOp::Write)).is_empty());
+        d.sync(&sync(3, SyncKind::RwUnlock, rw));
+        d.sync(&sync(2, SyncKind::RLock, rw));
+        assert!(races(&mut d, op(2, MapOp::IterStart)).is_empty());
+    }
+
+    #[test]
+    fn channel_handoff_and_waitgroup() {
+        let mut d = RaceDetector::new();
+        spawn(&mut d, 1, 2);
+        let ch = 0xf000;
+        assert!(races(&mut d, op(2, MapOp::Write)).is_empty());
+        d.sync(&sync(2, SyncKind::ChanSend, ch));
+        d.sync(&sync(1, SyncKind::ChanRecv, ch));
+        assert!(races(&mut d, op(1, MapOp::Read)).is_empty());
+
+        let wg = 0xf100;
+        spawn(&mut d, 1, 3);
+        assert!(races(&mut d, op(3, MapOp::Clear)).is_empty());
+        d.sync(&sync(3, SyncKind::WgAdd, wg));
+        d.sync(&sync(1, SyncKind::WgWait, wg));
+        assert!(races(&mut d, op(1, MapOp::Write)).is_empty());
+    }
+
+    #[test]
+    fn an_unknown_object_synchronises_with_everything() {
+        let mut d = RaceDetector::new();
+        spawn(&mut d, 1, 2);
+        spawn(&mut d, 1, 3);
+        assert!(races(&mut d, op(2, MapOp::Write)).is_empty());
+        d.sync(&sync(2, SyncKind::MutexUnlock, 0));
+        d.sync(&sync(3, SyncKind::MutexLock, 0));
+        assert!(races(&mut d, op(3, MapOp::Write)).is_empty());
+    }
+
+    #[test]
+    fn make_starts_a_new_identity() {
+        let mut d = RaceDetector::new();
+        spawn(&mut d, 1, 2);
+        spawn(&mut d, 1, 3);
+        assert!(races(&mut d, op(2, MapOp::Write)).is_empty());
+        assert!(races(&mut d, op(3, MapOp::Make)).is_empty());
+        assert!(races(&mut d, op(3, MapOp::Write)).is_empty());
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_goroutine_churn() {
+        let mut d = RaceDetector::new();
+        let mu = 0xd000;
+        for child in 2..50_000u64 {
+            spawn(&mut d, 1, child);
+            d.sync(&sync(child, SyncKind::MutexLock, mu));
+            d.sync(&sync(child, SyncKind::MutexUnlock, mu));
+            d.sync(&sync(child, SyncKind::GoExit, 0));
+        }
+        let size = d.size();
+        assert!(size.goroutines <= 2, "{size:?}");
+        assert!(size.clock_entries < 2 * SWEEP_EVERY + 10, "{size:?}");
+    }
+}
