@@ -396,7 +396,7 @@ impl Session {
             feed.metrics().count_finding(&finding);
         }
         if let Some(audit) = &mut self.audit {
-            audit.finding(&finding)?;
+            audit.finding(&finding, !self.log.contains(&finding))?;
         }
         if let Some(new) = self.log.add(finding) {
             if let Some(report) = &mut self.report {

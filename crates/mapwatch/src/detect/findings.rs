@@ -7,6 +7,22 @@ use crate::stacks::user_frame;
 
 type Key = (FindingKind, String, String, String);
 
+/// What makes findings the same: kind, map site, and the user lines of both sides.
+fn key_of(finding: &Finding) -> Key {
+    let site = finding
+        .map_site
+        .clone()
+        .or_else(|| finding.map_type.clone())
+        .unwrap_or_else(|| finding.map.clone());
+    let line = |stack: &[String]| user_frame(stack).unwrap_or("?").to_string();
+    (
+        finding.kind,
+        site,
+        line(&finding.first.stack),
+        line(&finding.second.stack),
+    )
+}
+
 /// Findings so far, first occurrence kept, repeats counted.
 #[derive(Default)]
 pub struct FindingLog {
@@ -18,18 +34,7 @@ impl FindingLog {
     /// Adds a finding; returns it if it is new (to be reported now), or `None` if it repeats
     /// one already reported (whose count goes up).
     pub fn add(&mut self, finding: Finding) -> Option<&Finding> {
-        let site = finding
-            .map_site
-            .clone()
-            .or_else(|| finding.map_type.clone())
-            .unwrap_or_else(|| finding.map.clone());
-        let line = |stack: &[String]| user_frame(stack).unwrap_or("?").to_string();
-        let key = (
-            finding.kind,
-            site,
-            line(&finding.first.stack),
-            line(&finding.second.stack),
-        );
+        let key = key_of(&finding);
         match self.index.get(&key) {
             Some(&i) => {
                 self.findings[i].count += 1;
@@ -41,6 +46,11 @@ impl FindingLog {
                 self.findings.last()
             }
         }
+    }
+
+    /// Whether `finding` repeats one already in the log.
+    pub fn contains(&self, finding: &Finding) -> bool {
+        self.index.contains_key(&key_of(finding))
     }
 
     /// All distinct findings, in the order found.
@@ -98,6 +108,8 @@ mod tests {
         assert!(log
             .add(finding("0x1", "main.a main.go:21", "main.b main.go:30"))
             .is_some());
+        assert!(log.contains(&finding("0x3", "main.a main.go:20", "main.b main.go:30")));
+        assert!(!log.contains(&finding("0x1", "main.a main.go:22", "main.b main.go:30")));
         assert_eq!(log.findings().len(), 2);
         assert_eq!(log.findings()[0].count, 2);
         assert_eq!(log.occurrences(), 3);

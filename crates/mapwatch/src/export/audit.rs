@@ -3,7 +3,7 @@
 //! (see [`platform`](super::platform)); records of one platform go to their own directory,
 //! `DIR/<platform tag>/`, as `audit-NNNNNN.jsonl` files of at most `--audit-max-bytes`,
 //! mode 0600. Each record is written with one `write` (so a crash of mapwatch loses nothing
-//! written); findings are also synced to disk.
+//! written); the first occurrence of each distinct finding is also synced to disk.
 //!
 //! One [`AuditLog`] serves every watched process (the daemon shares it); each watch writes
 //! through its own [`TargetAudit`].
@@ -163,12 +163,14 @@ impl TargetAudit {
         &self.tag
     }
 
-    /// Records one occurrence of a finding, synced to disk before returning.
-    pub fn finding(&mut self, finding: &Finding) -> Result<()> {
+    /// Records one occurrence of a finding; the `first` of a distinct finding is synced to
+    /// disk before returning (repeats are written at once but synced with the next first:
+    /// a race seen thousands of times a second must not cost thousands of syncs).
+    pub fn finding(&mut self, finding: &Finding, first: bool) -> Result<()> {
         let time = self.clock.unix_ns(finding.second.ts_ns);
         let mut record = self.record("finding", time, finding.pid);
         record.finding = Some(finding.clone());
-        self.log.write(&self.tag, record, true)
+        self.log.write(&self.tag, record, first)
     }
 
     /// Records the operation if it is the one in N kept; `map_site` names its map's maker
@@ -458,7 +460,7 @@ mod tests {
             go_version: "go1.25.5".into(),
             notes: Vec::new(),
         };
-        t.finding(&finding).unwrap();
+        t.finding(&finding, true).unwrap();
         let part = d.join(t.tag());
         let files: Vec<_> = std::fs::read_dir(&part)
             .unwrap()
@@ -493,7 +495,7 @@ mod tests {
         .unwrap();
         log.for_target("go1.25.5")
             .unwrap()
-            .finding(&finding)
+            .finding(&finding, false)
             .unwrap();
         assert_eq!(read_all(&d).unwrap().len(), 102);
         assert_eq!(
