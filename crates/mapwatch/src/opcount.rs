@@ -1,6 +1,7 @@
-//! Map operations counted by operation and the map's allocation site: one tally per watch,
-//! bumped per event, drained once a second into whatever wants the counts (the Prometheus
-//! counters, the per-second series of the HTML report).
+//! Map operations counted by operation, the map's allocation site and the second of the watch
+//! they happened in: one tally per watch, bumped per event, drained once a second into
+//! whatever wants the counts (the Prometheus counters, the per-second series of the HTML
+//! report).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,10 +13,12 @@ use serde::{Deserialize, Serialize};
 pub const UNKNOWN_SITE: &str = "unknown";
 
 /// Operations counted since the last drain, by (op, allocation site return address; 0 when
-/// unknown). Per-event work is one hash-map increment; names are resolved at the drain.
-#[derive(Default)]
+/// unknown, second since the start). Per-event work is one hash-map increment; names are
+/// resolved at the drain.
 pub struct OpTally {
-    counts: HashMap<(MapOp, u64), u64>,
+    /// When the watch began, on the clock of event timestamps (ns).
+    start_ns: u64,
+    counts: HashMap<(MapOp, u64, u64), u64>,
 }
 
 /// Operations of one kind on maps made at one site, since the last drain.
@@ -25,14 +28,29 @@ pub struct SiteOps {
     pub op: MapOp,
     /// Where the maps were made, `function file:line`, or [`UNKNOWN_SITE`].
     pub site: String,
+    /// The second of the watch they happened in (by their own timestamps).
+    pub second: u64,
     /// How many.
     pub count: u64,
 }
 
 impl OpTally {
-    /// Counts one operation on a map made at `made_at` (a return address into its maker).
-    pub fn count(&mut self, op: MapOp, made_at: Option<u64>) {
-        *self.counts.entry((op, made_at.unwrap_or(0))).or_default() += 1;
+    /// An empty tally for a watch that began at `start_ns` (monotonic clock, as events are).
+    pub fn starting_at(start_ns: u64) -> OpTally {
+        OpTally {
+            start_ns,
+            counts: HashMap::new(),
+        }
+    }
+
+    /// Counts one operation at `ts_ns` (its event's time) on a map made at `made_at` (a
+    /// return address into its maker).
+    pub fn count(&mut self, op: MapOp, made_at: Option<u64>, ts_ns: u64) {
+        let second = ts_ns.saturating_sub(self.start_ns) / 1_000_000_000;
+        *self
+            .counts
+            .entry((op, made_at.unwrap_or(0), second))
+            .or_default() += 1;
     }
 
     /// Takes the counts so far, naming each site with `site_name` (a return address into the
@@ -40,8 +58,9 @@ impl OpTally {
     pub fn drain(&mut self, mut site_name: impl FnMut(u64) -> Option<String>) -> Vec<SiteOps> {
         self.counts
             .drain()
-            .map(|((op, made_at), count)| SiteOps {
+            .map(|((op, made_at, second), count)| SiteOps {
                 op,
+                second,
                 site: (made_at != 0)
                     .then(|| site_name(made_at))
                     .flatten()
@@ -73,10 +92,10 @@ impl OpSeries {
         }
     }
 
-    /// Adds a drained tally as the operations of `second`.
-    pub fn add_all(&mut self, second: u64, ops: &[SiteOps]) {
+    /// Adds a drained tally.
+    pub fn add_all(&mut self, ops: &[SiteOps]) {
         for o in ops {
-            self.add(second, &o.site, o.count);
+            self.add(o.second, &o.site, o.count);
         }
     }
 
@@ -88,6 +107,28 @@ impl OpSeries {
     /// Each site with its (second, operations) points in time order.
     pub fn sites(&self) -> impl Iterator<Item = (&str, &BTreeMap<u64, u64>)> {
         self.sites.iter().map(|(s, p)| (s.as_str(), p))
+    }
+
+    /// The `n` sites with the most operations, the rest summed into one `other (K sites)`
+    /// series: a service has dozens of map sites in its libraries, a chart shows a handful.
+    pub fn top(&self, n: usize) -> OpSeries {
+        let mut by_total: Vec<(&String, &BTreeMap<u64, u64>)> = self.sites.iter().collect();
+        by_total
+            .sort_by_key(|(site, points)| (std::cmp::Reverse(points.values().sum::<u64>()), *site));
+        let mut out = OpSeries::default();
+        let rest = by_total.len().saturating_sub(n);
+        for (i, (site, points)) in by_total.into_iter().enumerate() {
+            let name = if i < n {
+                site.clone()
+            } else {
+                format!("other ({rest} sites)")
+            };
+            let merged = out.sites.entry(name).or_default();
+            for (&second, &count) in points {
+                *merged.entry(second).or_default() += count;
+            }
+        }
+        out
     }
 
     /// The last second with a point.
@@ -106,31 +147,28 @@ mod tests {
 
     #[test]
     fn tally_names_sites_at_the_drain_and_starts_over() {
-        let mut t = OpTally::default();
-        t.count(MapOp::Read, None);
-        t.count(MapOp::Write, Some(0x401000));
-        t.count(MapOp::Write, Some(0x401000));
-        t.count(MapOp::Read, Some(0x999));
+        const START: u64 = 50_000_000_000;
+        let mut t = OpTally::starting_at(START);
+        t.count(MapOp::Read, None, START + 10);
+        t.count(MapOp::Write, Some(0x401000), START + 20);
+        t.count(MapOp::Write, Some(0x401000), START + 999_999_999);
+        t.count(MapOp::Write, Some(0x401000), START + 1_000_000_000);
+        t.count(MapOp::Read, Some(0x999), START + 30);
         let mut ops = t.drain(|ret| (ret == 0x401000).then(|| "main.f f.go:3".to_string()));
-        ops.sort_by_key(|o| (o.site.clone(), o.count));
+        ops.sort_by_key(|o| (o.site.clone(), o.second, o.count));
+        let site_ops = |op, site: &str, second, count| SiteOps {
+            op,
+            site: site.into(),
+            second,
+            count,
+        };
         assert_eq!(
             ops,
             vec![
-                SiteOps {
-                    op: MapOp::Write,
-                    site: "main.f f.go:3".into(),
-                    count: 2
-                },
-                SiteOps {
-                    op: MapOp::Read,
-                    site: UNKNOWN_SITE.into(),
-                    count: 1
-                },
-                SiteOps {
-                    op: MapOp::Read,
-                    site: UNKNOWN_SITE.into(),
-                    count: 1
-                },
+                site_ops(MapOp::Write, "main.f f.go:3", 0, 2),
+                site_ops(MapOp::Write, "main.f f.go:3", 1, 1),
+                site_ops(MapOp::Read, UNKNOWN_SITE, 0, 1),
+                site_ops(MapOp::Read, UNKNOWN_SITE, 0, 1),
             ]
         );
         assert!(t.drain(|_| None).is_empty());
@@ -149,6 +187,11 @@ mod tests {
         for sec in 0..(OpSeries::MAX_SECONDS as u64 + 10) {
             s.add(sec, "c", 1);
         }
+        let top = s.top(1);
+        let names: Vec<&str> = top.sites().map(|(n, _)| n).collect();
+        assert_eq!(names, ["c", "other (2 sites)"]);
+        assert_eq!(top.sites().nth(1).unwrap().1[&0], 5);
+        assert_eq!(top.sites().nth(1).unwrap().1[&1], 1);
         let (_, c) = s.sites().find(|(n, _)| *n == "c").unwrap();
         assert_eq!(c.len(), OpSeries::MAX_SECONDS);
         assert_eq!(*c.first_key_value().unwrap().0, 10);

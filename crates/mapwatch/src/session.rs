@@ -225,7 +225,7 @@ impl Session {
         Ok(Session {
             audit,
             executable,
-            tally: OpTally::default(),
+            tally: OpTally::starting_at(crate::clock::monotonic_ns()),
             series: opts.html.as_ref().map(|_| OpSeries::default()),
             races: (opts.races && races_possible).then(RaceDetector::new),
             found_races: Vec::new(),
@@ -299,7 +299,7 @@ impl Session {
                 let counters = self.probes.counters()?;
                 let rate = (counters.total_ops() - last_counters.total_ops()) as f64
                     / last_tick.elapsed().as_secs_f64();
-                self.flush_ops(start.elapsed(), &counters);
+                self.flush_ops(&counters);
                 self.status.draw(&format!(
                     "mapwatch: pid {pid} | {rate:.0} map ops/s | {} maps | {} goroutines | {} findings | {} drops",
                     self.maps.len(),
@@ -326,7 +326,7 @@ impl Session {
                 reader.malformed()
             );
         }
-        self.flush_ops(start.elapsed(), &counters);
+        self.flush_ops(&counters);
         // The process is no longer watched: its share of the gauges goes.
         self.metrics = None;
         self.print_summary(pid, start.elapsed(), &counters, exit);
@@ -358,7 +358,7 @@ impl Session {
         };
         let made_at = self.maps.observe(&ev).and_then(|info| info.made_at);
         if !ev.runtime_fatal {
-            self.tally.count(ev.op, made_at);
+            self.tally.count(ev.op, made_at, ev.ts);
             self.audit_op(&ev, made_at)?;
         }
         if self.goroutines.len() < GOROUTINES_REMEMBERED {
@@ -477,16 +477,12 @@ impl Session {
         audit.op(ev, || made_at.and_then(|ret| resolver.call_site_line(ret)))
     }
 
-    /// Hands the operations counted since the last tick to the metrics and the series (as
-    /// the second that just ended, `elapsed` into the watch).
-    fn flush_ops(&mut self, elapsed: Duration, counters: &Counters) {
+    /// Hands the operations counted since the last tick to the metrics and the series.
+    fn flush_ops(&mut self, counters: &Counters) {
         let resolver = &mut self.resolver;
         let ops = self.tally.drain(|ret| resolver.call_site_line(ret));
         if let Some(series) = &mut self.series {
-            series.add_all(
-                (elapsed.as_secs_f64().ceil() as u64).saturating_sub(1),
-                &ops,
-            );
+            series.add_all(&ops);
         }
         if let Some(feed) = &mut self.metrics {
             feed.metrics().add_ops(&ops);

@@ -255,3 +255,50 @@ fn report_refuses_bad_input_clearly() {
     let out = run_mapwatch(&["report", "/nonexistent.jsonl", "-o", "/tmp/x.html"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the report"));
 }
+
+/// Ops over time are binned by the events' own times: longrun works in one burst a second,
+/// so the page shows a burst in each of its first seconds, and every operation once.
+#[test]
+fn ops_per_second_follow_the_targets_rhythm() {
+    let dir = scratch("html-ops");
+    let bin = go_binary(TEST_VERSIONS[1], "longrun");
+    let page = dir.join("ops.html");
+    let out = run_mapwatch(&[
+        "run",
+        "--quiet",
+        "--html",
+        page.to_str().unwrap(),
+        "--",
+        bin.to_str().unwrap(),
+        "4",
+        "1000",
+    ]);
+    assert!(out.status.success());
+    let counted = common::ops_in_summary(&String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&page).unwrap();
+    // Each marker's tooltip: "SITE: N ops in second S".
+    let mut per_second = std::collections::BTreeMap::<u64, u64>::new();
+    for (at, _) in html.match_indices(" ops in second ") {
+        let n: u64 = html[..at].rsplit(' ').next().unwrap().parse().unwrap();
+        let s: u64 = html[at + " ops in second ".len()..]
+            .split('<')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        *per_second.entry(s).or_default() += n;
+    }
+    assert_eq!(per_second.values().sum::<u64>(), counted, "{per_second:?}");
+    // A round is ~47k map operations; 4 rounds 1.1 s apart.
+    let bursts: Vec<u64> = per_second
+        .iter()
+        .filter(|(_, &n)| n > 40_000)
+        .map(|(&s, _)| s)
+        .collect();
+    assert!(bursts.len() >= 3, "{per_second:?}");
+    assert_eq!(
+        bursts[0], 0,
+        "the first round is in the first second: {per_second:?}"
+    );
+    assert!(*per_second.keys().last().unwrap() <= 5, "{per_second:?}");
+}

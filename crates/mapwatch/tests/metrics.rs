@@ -184,6 +184,7 @@ fn rules_and_dashboard_query_only_exported_metrics() {
     metrics.add_ops(&[SiteOps {
         op: gotarget::MapOp::Read,
         site: UNKNOWN_SITE.into(),
+        second: 0,
         count: 1,
     }]);
     metrics.feed(1).update(&Counters::default(), 0, 0);

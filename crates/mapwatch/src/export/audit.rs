@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::platform::{self, Platform};
+use crate::clock::WallClock;
 use crate::event::MapEvent;
 use crate::opcount::OpSeries;
 use crate::report::{op_name, Finding};
@@ -296,34 +297,6 @@ fn private_file(path: &Path, new: bool) -> Result<File> {
     o.open(path)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot create {}", path.display()))
-}
-
-/// Converts the kernel's monotonic event times into wall-clock time.
-#[derive(Clone, Copy, Debug)]
-struct WallClock {
-    /// Realtime minus monotonic, ns.
-    offset: i128,
-}
-
-impl WallClock {
-    fn now() -> WallClock {
-        let ns = |clock| {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: clock_gettime writes into the timespec we own.
-            unsafe { libc::clock_gettime(clock, &mut ts) };
-            ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
-        };
-        WallClock {
-            offset: ns(libc::CLOCK_REALTIME) - ns(libc::CLOCK_MONOTONIC),
-        }
-    }
-
-    fn unix_ns(&self, monotonic_ns: u64) -> u64 {
-        (monotonic_ns as i128 + self.offset).max(0) as u64
-    }
 }
 
 /// Every record in an audit directory, partition by partition, file by file, in order.

@@ -341,10 +341,11 @@ mod tests {
         };
         m.count_finding(&finding);
         m.count_finding(&finding);
-        let mut tally = OpTally::default();
-        tally.count(MapOp::Read, None);
-        tally.count(MapOp::Write, Some(0x401000));
-        tally.count(MapOp::Write, Some(0x401000));
+        let mut tally = OpTally::starting_at(0);
+        tally.count(MapOp::Read, None, 5);
+        tally.count(MapOp::Write, Some(0x401000), 6);
+        // In another second: still one series.
+        tally.count(MapOp::Write, Some(0x401000), 2_000_000_000);
         let mut counters = Counters::default();
         counters.ops[MapOp::Read as usize] = 5;
         counters.drops = 3;

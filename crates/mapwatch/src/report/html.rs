@@ -59,7 +59,9 @@ ol.stack li { overflow-wrap: anywhere; }
 ol.stack li.runtime { color: #888; }
 .src { display: block; color: #0b5394; white-space: pre-wrap; }
 .axes { color: #555; font-size: 12px; margin: 2px 0 0; max-width: 520px; }
-.legend span.swatch { display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }
+.legend span.swatch { display: inline-block; width: 12px; height: 12px; vertical-align: middle; }
+.legend td { padding: 1px 6px; }
+.legend td.num { text-align: right; color: #555; }
 .unavailable { color: #777; font-style: italic; }
 ul.notes { color: #6b4e00; margin: 0 0 8px; padding-left: 20px; font-size: 13px; }
 "#;
@@ -209,12 +211,16 @@ fn is_runtime(frame: &str) -> bool {
 }
 
 /// Layout of a heatmap, in SVG user units.
-const CELL: f64 = 24.0;
+const CELL: f64 = 30.0;
 const CHAR_WIDTH: f64 = 6.8;
 const LABEL_CHARS: usize = 56;
 
 fn heatmap_figure(id: &str, caption: &str, map: &Heatmap) -> Markup {
-    let row_labels: Vec<String> = map.rows.iter().map(|r| shorten(r, LABEL_CHARS)).collect();
+    let row_labels: Vec<String> = map
+        .rows
+        .iter()
+        .map(|r| shorten(&short_frame(r), LABEL_CHARS))
+        .collect();
     let column_chars = map.columns.iter().map(|c| c.len()).max().unwrap_or(1);
     let left = row_labels.iter().map(|r| r.len()).max().unwrap_or(1) as f64 * CHAR_WIDTH + 12.0;
     let top = 8.0;
@@ -316,8 +322,11 @@ const PALETTE: [&str; 10] = [
 
 /// Up to this many seconds on the chart, each point is marked.
 const MARKED_SECONDS: u64 = 120;
+/// Map sites drawn on the ops chart; the rest are summed into one line.
+const MAX_LINES: usize = 8;
 
-fn ops_chart(series: &OpSeries) -> Markup {
+fn ops_chart(all: &OpSeries) -> Markup {
+    let series = all.top(MAX_LINES);
     let (width, height) = (900.0, 300.0);
     let (left, right, top, bottom) = (70.0, 16.0, 12.0, 36.0);
     let first = series
@@ -338,18 +347,25 @@ fn ops_chart(series: &OpSeries) -> Markup {
     y_ticks.dedup();
     let mut x_ticks: Vec<u64> = (0..=6).map(|i| first + (last - first) * i / 6).collect();
     x_ticks.dedup();
-    let lines: Vec<(&str, &str, String)> = series
+    let lines: Vec<Line> = series
         .sites()
         .enumerate()
-        .map(|(i, (site, points))| {
+        .map(|(i, (site, points))| Line {
+            site,
+            colour: PALETTE[i % PALETTE.len()],
             // Seconds without a point had no operations.
-            let coords: Vec<String> = (first..=last)
+            points: (first..=last)
                 .map(|s| {
                     let n = points.get(&s).copied().unwrap_or(0);
                     format!("{:.1},{:.1}", x_of(s), y_of(n))
                 })
-                .collect();
-            (site, PALETTE[i % PALETTE.len()], coords.join(" "))
+                .collect::<Vec<_>>()
+                .join(" "),
+            markers: points
+                .iter()
+                .map(|(&s, &n)| (x_of(s), y_of(n), s, n))
+                .collect(),
+            total: points.values().sum(),
         })
         .collect();
     html! {
@@ -365,18 +381,16 @@ fn ops_chart(series: &OpSeries) -> Markup {
                 }
                 line x1=(left) x2=(left) y1=(top) y2=(height - bottom) stroke="#999" {}
                 line x1=(left) x2=(width - right) y1=(height - bottom) y2=(height - bottom) stroke="#999" {}
-                @for (site, colour, points) in &lines {
-                    polyline.series points=(points) fill="none" stroke=(colour) stroke-width="1.5" {
-                        title { (site) }
+                @for l in &lines {
+                    polyline.series points=(l.points) fill="none" stroke=(l.colour) stroke-width="1.5" {
+                        title { (l.site) }
                     }
-                }
-                // Short watches have few points: mark them, so a line between two seconds is
-                // not read as a trend.
-                @if last - first <= MARKED_SECONDS {
-                    @for (i, (site, points)) in series.sites().enumerate() {
-                        @for (&s, &n) in points {
-                            circle cx=(x_of(s)) cy=(y_of(n)) r="3" fill=(PALETTE[i % PALETTE.len()]) {
-                                title { (site) ": " (n) " ops in second " (s) }
+                    // Short watches have few points: mark them, so a line between two seconds
+                    // is not read as a trend.
+                    @if last - first <= MARKED_SECONDS {
+                        @for &(x, y, s, n) in &l.markers {
+                            circle cx=(x) cy=(y) r="3" fill=(l.colour) {
+                                title { (l.site) ": " (n) " ops in second " (s) }
                             }
                         }
                     }
@@ -385,12 +399,38 @@ fn ops_chart(series: &OpSeries) -> Markup {
                     "seconds since the watch began (ops/s on the left)"
                 }
             }
-            div.legend {
-                @for (site, colour, _) in &lines {
-                    span.swatch style={ "background:" (colour) } {} code { (site) }
+            table.legend {
+                @for l in &lines {
+                    tr {
+                        td { span.swatch style={ "background:" (l.colour) } {} }
+                        td title=(l.site) { code { (short_frame(l.site)) } }
+                        td.num { (l.total) " ops" }
+                    }
                 }
             }
         }
+    }
+}
+
+/// One map site's line on the ops chart.
+struct Line<'a> {
+    site: &'a str,
+    colour: &'a str,
+    /// SVG polyline points.
+    points: String,
+    /// (x, y, second, ops) of each second with operations.
+    markers: Vec<(f64, f64, u64, u64)>,
+    total: u64,
+}
+
+/// `function dir/file.go:LINE` as `function file.go:LINE`: the directory is in the tooltip.
+fn short_frame(frame: &str) -> String {
+    match frame.rsplit_once(' ') {
+        Some((function, location)) => {
+            let file = location.rsplit('/').next().unwrap_or(location);
+            format!("{function} {file}")
+        }
+        None => frame.to_string(),
     }
 }
 
@@ -500,6 +540,18 @@ mod tests {
         });
         assert_eq!(page.matches("<polyline").count(), 2);
         assert!(page.contains("id=\"ops-over-time\""));
+        // A service's dozens of library map sites: the largest get a line, the rest one more.
+        for i in 0..20 {
+            series.add(0, &format!("pkg.init{i} /go/src/pkg/x.go:{i}"), 1);
+        }
+        let page = render(&Page {
+            title: "t",
+            findings: &[],
+            ops: OpsOverTime::Series(&series),
+        });
+        assert_eq!(page.matches("<polyline").count(), MAX_LINES + 1);
+        assert!(page.contains("other (14 sites)"));
+        assert!(page.contains("main.a a.go:1"));
     }
 
     #[test]
@@ -509,5 +561,10 @@ mod tests {
         assert_ne!(heat_colour(1, 10), heat_colour(5, 10));
         assert_eq!(compact(12_345), "12k");
         assert_eq!(shorten("abcdef", 4), "…def");
+        assert_eq!(
+            short_frame("main.(*Store).Set /src/orders/main.go:39"),
+            "main.(*Store).Set main.go:39"
+        );
+        assert_eq!(short_frame("unknown"), "unknown");
     }
 }
