@@ -28,7 +28,7 @@ for p in orders orders-load; do
 done
 
 echo "demo: starting the orders service under mapwatch; $SECONDS_OF_LOAD s of load from 8 HTTP clients" >&2
-target/release/mapwatch run --report "$OUT/findings.jsonl" -- "$OUT/orders" -addr "127.0.0.1:$PORT" &
+target/release/mapwatch run --report "$OUT/findings.jsonl" --html "$OUT/report.html" -- "$OUT/orders" -addr "127.0.0.1:$PORT" &
 watcher=$!
 "$OUT/orders-load" -addr "127.0.0.1:$PORT" -clients 8 -duration "${SECONDS_OF_LOAD}s" || true
 if kill -0 "$watcher" 2>/dev/null; then
@@ -52,3 +52,5 @@ for line in open(sys.argv[1]):
         for frame in a["stack"][:8]:
             print(f"      {frame}")
 PY
+echo >&2
+echo "demo: the same findings with heatmaps and map operations per second: $OUT/report.html" >&2
