@@ -1,6 +1,6 @@
 //! The audit log (`--audit DIR`): JSON lines for a SIEM, one record per finding occurrence
 //! and, with `--audit-ops`, one per sampled map operation. Every record carries its platform
-//! (see [`platform`](super::platform)); records of one platform go to their own directory,
+//! (see [`super::platform`]); records of one platform go to their own directory,
 //! `DIR/<platform tag>/`, as `audit-NNNNNN.jsonl` files of at most `--audit-max-bytes`,
 //! mode 0600. Each record is written with one `write` (so a crash of mapwatch loses nothing
 //! written); the first occurrence of each distinct finding is also synced to disk.
