@@ -18,6 +18,16 @@ impl FindingLog {
     /// Adds a finding; returns it if it is new (to be reported now), or `None` if it repeats
     /// one already reported (whose count goes up).
     pub fn add(&mut self, finding: Finding) -> Option<&Finding> {
+        match self.add_indexed(finding) {
+            (i, true) => self.findings.get(i),
+            (_, false) => None,
+        }
+    }
+
+    /// Adds a finding; returns its index in [`findings`](Self::findings) and whether it is
+    /// new. The index lets a caller that recognises a repeat cheaply [`repeat`](Self::repeat)
+    /// it without building the finding again.
+    pub fn add_indexed(&mut self, finding: Finding) -> (usize, bool) {
         let site = finding
             .map_site
             .clone()
@@ -33,14 +43,22 @@ impl FindingLog {
         match self.index.get(&key) {
             Some(&i) => {
                 self.findings[i].count += 1;
-                None
+                (i, false)
             }
             None => {
-                self.index.insert(key, self.findings.len());
+                let i = self.findings.len();
+                self.index.insert(key, i);
                 self.findings.push(finding);
-                self.findings.last()
+                (i, true)
             }
         }
+    }
+
+    /// Counts one more occurrence of finding `index`; returns it.
+    pub fn repeat(&mut self, index: usize) -> Option<&Finding> {
+        let f = self.findings.get_mut(index)?;
+        f.count += 1;
+        Some(f)
     }
 
     /// All distinct findings, in the order found.

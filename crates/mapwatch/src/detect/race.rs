@@ -34,8 +34,9 @@ const READERS_PER_MAP: usize = 16;
 /// Maps tracked per detector; past this, tracking starts over for new maps (silence, not
 /// false alarms, for the forgotten ones).
 const MAX_MAPS: usize = 1 << 20;
-/// Goroutine exits between sweeps of dead goroutines out of the clocks.
-const SWEEP_EVERY: usize = 4096;
+/// Goroutine exits between sweeps of dead goroutines out of the clocks (or as many as there
+/// are live goroutines, if more): clocks stay near the live count, sweeps stay amortised.
+const SWEEP_EVERY: usize = 64;
 
 /// One access as remembered for the race check and the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,7 +152,7 @@ impl RaceDetector {
                 self.goroutines.remove(&(pid, ev.goid));
                 self.exited.insert((pid, ev.goid), ());
                 self.exits_since_sweep += 1;
-                if self.exits_since_sweep >= SWEEP_EVERY {
+                if self.exits_since_sweep >= SWEEP_EVERY.max(self.goroutines.len()) {
                     self.sweep();
                 }
                 return;

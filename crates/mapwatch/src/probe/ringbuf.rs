@@ -51,9 +51,11 @@ impl EventReader {
     /// Waits up to `timeout` for a wake-up, then moves every pending record into `out`.
     /// Returns how many records were taken (a full [`BATCH`] means more are waiting).
     pub fn drain(&mut self, timeout: Duration, out: &mut Vec<Record>) -> Result<usize> {
-        self.ring
-            .poll(timeout)
-            .context("polling the event ring buffer")?;
+        match self.ring.poll(timeout) {
+            // A signal (Ctrl-C, the target's exit) cut the wait short: consume anyway.
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
+            other => other.context("polling the event ring buffer")?,
+        }
         self.ring
             .consume()
             .context("reading the event ring buffer")?;
