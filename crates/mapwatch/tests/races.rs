@@ -5,24 +5,23 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::gorace::{race_reports, RaceReport};
 use common::racecorpus::{self, Case};
 use mapwatch::report::{jsonl, Finding, FindingKind};
 
 /// The issue asks for at least this many cases of each verdict.
 const MIN_CASES_PER_VERDICT: usize = 17;
 
-/// What a Go race report says when it finds a race.
-const DATA_RACE: &str = "WARNING: DATA RACE";
-
 /// The plain and the `-race` build of the corpus.
 struct Binaries {
-    plain: std::path::PathBuf,
-    race: std::path::PathBuf,
+    plain: PathBuf,
+    race: PathBuf,
 }
 
+/// Builds the corpus both ways with Go `version` (once per test: cases run from one binary).
 fn build_corpus(version: &str) -> Binaries {
     Binaries {
         plain: common::build(gobuild::Build::new(version, "racecorpus")),
@@ -39,51 +38,6 @@ fn run_case(binary: &Path, case: &Case) -> Output {
         .env("GORACE", "atexit_sleep_ms=0")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()))
-}
-
-/// One `WARNING: DATA RACE` report of a `-race` binary: the stacks of its two accesses, frames
-/// written as mapwatch writes them (`function PATH:LINE`). Where the goroutines were created is
-/// left out: only the accesses count.
-struct RaceReport {
-    text: String,
-    current: Vec<String>,
-    previous: Vec<String>,
-}
-
-/// The race reports in a `-race` binary's stderr.
-fn race_reports(stderr: &str) -> Vec<RaceReport> {
-    stderr
-        .split(DATA_RACE)
-        .skip(1)
-        .map(|rest| {
-            let text = rest.split("==================").next().unwrap_or(rest);
-            let mut report = RaceReport {
-                text: text.to_string(),
-                current: Vec::new(),
-                previous: Vec::new(),
-            };
-            // Paragraphs: "Write at 0x... by goroutine N:", "Previous read at ...:", each
-            // followed by frames, two lines each: "pkg.function()" and "PATH:LINE +0xOFF".
-            for paragraph in text.split("\n\n") {
-                let mut lines = paragraph.lines().map(str::trim).filter(|l| !l.is_empty());
-                let stack = match lines.next() {
-                    Some(h) if h.starts_with("Read at") || h.starts_with("Write at") => {
-                        &mut report.current
-                    }
-                    Some(h) if h.starts_with("Previous ") => &mut report.previous,
-                    _ => continue,
-                };
-                let frames: Vec<&str> = lines.collect();
-                for pair in frames.chunks(2) {
-                    if let [function, location] = pair {
-                        let location = location.split_whitespace().next().unwrap_or_default();
-                        stack.push(format!("{} {location}", function.trim_end_matches("()")));
-                    }
-                }
-            }
-            report
-        })
-        .collect()
 }
 
 /// What is wrong with one case's `-race` run, if anything: a racy case needs a report whose two
@@ -224,7 +178,11 @@ fn races_under_mapwatch(binary: &Path, case: &Case, report: &Path) -> Result<Vec
         .collect())
 }
 
+/// mapwatch's race findings, one line each, for messages.
 fn describe(races: &[Finding]) -> String {
+    if races.is_empty() {
+        return "  (none)".to_string();
+    }
     races
         .iter()
         .map(|f| {
