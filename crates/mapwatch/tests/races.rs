@@ -1,0 +1,250 @@
+//! The race corpus (`testdata/go/racecorpus`) against its ground truth. `go build -race` must
+//! report exactly the racy cases, naming their marked lines; mapwatch, watching the plain build,
+//! must report a race naming both marked lines for every racy case and nothing for the clean ones.
+//! Go 1.22 (classic maps) and 1.25 (Swiss maps).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::gorace::{race_reports, RaceReport};
+use common::racecorpus::{self, Case};
+use mapwatch::report::{jsonl, Finding, FindingKind};
+
+/// The issue asks for at least this many cases of each verdict.
+const MIN_CASES_PER_VERDICT: usize = 17;
+
+/// The plain and the `-race` build of the corpus.
+struct Binaries {
+    plain: PathBuf,
+    race: PathBuf,
+}
+
+/// Builds the corpus both ways with Go `version` (once per test: cases run from one binary).
+fn build_corpus(version: &str) -> Binaries {
+    Binaries {
+        plain: common::build(gobuild::Build::new(version, "racecorpus")),
+        race: common::build(gobuild::Build::new(version, "racecorpus").race(true)),
+    }
+}
+
+/// Runs one case of a corpus binary.
+fn run_case(binary: &Path, case: &Case) -> Output {
+    Command::new(binary)
+        .arg(&case.name)
+        // A -race binary sleeps a second before exiting, for goroutines still running to report;
+        // every case has joined or finished its goroutines by then.
+        .env("GORACE", "atexit_sleep_ms=0")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()))
+}
+
+/// What is wrong with one case's `-race` run, if anything: a racy case needs a report whose two
+/// accesses name its marked lines, and no report away from them (a race we did not mean); a clean
+/// case needs no report at all.
+fn race_build_verdict(case: &Case, out: &Output) -> Result<(), String> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !String::from_utf8_lossy(&out.stdout).contains(&format!("{} done", case.name)) {
+        return Err(format!("did not run to its end:\n{stderr}"));
+    }
+    let reports = race_reports(&stderr);
+    if !case.racy {
+        return match reports.len() {
+            0 if out.status.success() => Ok(()),
+            0 => Err(format!("exited with {}:\n{stderr}", out.status)),
+            n => Err(format!("clean, but -race reported {n} race(s):\n{stderr}")),
+        };
+    }
+    let names_marked = |r: &RaceReport| case.named_by(&r.current, &r.previous);
+    let names_none = |r: &RaceReport| {
+        !case
+            .lines
+            .iter()
+            .any(|l| l.in_stack(&r.current) || l.in_stack(&r.previous))
+    };
+    if reports.is_empty() {
+        Err(format!("racy, but -race reported nothing:\n{stderr}"))
+    } else if !reports.iter().any(names_marked) {
+        Err(format!(
+            "no -race report has its two accesses at {}:\n{stderr}",
+            lines(case)
+        ))
+    } else if let Some(stray) = reports.iter().find(|r| names_none(r)) {
+        Err(format!(
+            "a race away from the marked lines:\n{}",
+            stray.text
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A case's marked lines, for messages.
+fn lines(case: &Case) -> String {
+    case.lines
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+#[test]
+fn ground_truth_from_go_race() {
+    let mut wrong = Vec::new();
+    for version in gobuild::TEST_VERSIONS {
+        let bins = build_corpus(version);
+        let cases = racecorpus::cases(&bins.plain);
+        let racy = cases.iter().filter(|c| c.racy).count();
+        let clean = cases.len() - racy;
+        assert!(
+            racy >= MIN_CASES_PER_VERDICT && clean >= MIN_CASES_PER_VERDICT,
+            "the corpus has {racy} racy and {clean} clean cases; at least {MIN_CASES_PER_VERDICT} of each"
+        );
+        for case in &cases {
+            let plain = run_case(&bins.plain, case);
+            if !plain.status.success() {
+                wrong.push(format!(
+                    "Go {version} {}: the plain build exited with {}:\n{}",
+                    case.name,
+                    plain.status,
+                    String::from_utf8_lossy(&plain.stderr)
+                ));
+            }
+            if let Err(why) = race_build_verdict(case, &run_case(&bins.race, case)) {
+                wrong.push(format!("Go {version} {} (-race): {why}", case.name));
+            }
+        }
+        eprintln!("Go {version}: checked {racy} racy and {clean} clean cases with -race");
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+/// Cases mapwatch got right and wrong, for precision and recall.
+#[derive(Default)]
+struct Score {
+    /// Racy cases with a race finding naming both marked lines.
+    found: usize,
+    /// Cases with a race finding that is not the expected one (clean cases, or wrong lines).
+    false_alarms: usize,
+    /// Racy cases.
+    racy: usize,
+}
+
+impl Score {
+    /// Found / (found + false alarms): "n/a" when nothing was reported at all.
+    fn precision(&self) -> String {
+        ratio(self.found, self.found + self.false_alarms)
+    }
+
+    /// Found / racy cases.
+    fn recall(&self) -> String {
+        ratio(self.found, self.racy)
+    }
+}
+
+/// `part / whole` with two decimals, "n/a" when there is nothing to measure.
+fn ratio(part: usize, whole: usize) -> String {
+    if whole == 0 {
+        "n/a".to_string()
+    } else {
+        format!("{:.2}", part as f64 / whole as f64)
+    }
+}
+
+/// Runs one case under `mapwatch run --report`; returns its race findings.
+fn races_under_mapwatch(binary: &Path, case: &Case, report: &Path) -> Result<Vec<Finding>, String> {
+    let out = common::mapwatch()
+        .arg("run")
+        .arg("--quiet")
+        .arg("--report")
+        .arg(report)
+        .arg("--")
+        .arg(binary)
+        .arg(&case.name)
+        .output()
+        .expect("mapwatch runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!(
+            "mapwatch run exited with {}:\n{stderr}",
+            out.status
+        ));
+    }
+    let findings = jsonl::read(report).map_err(|e| format!("{e:#}\n{stderr}"))?;
+    Ok(findings
+        .into_iter()
+        .filter(|f| f.kind == FindingKind::Race)
+        .collect())
+}
+
+/// mapwatch's race findings, one line each, for messages.
+fn describe(races: &[Finding]) -> String {
+    if races.is_empty() {
+        return "  (none)".to_string();
+    }
+    races
+        .iter()
+        .map(|f| {
+            format!(
+                "  {} {:?} / {} {:?}",
+                f.first.op, f.first.stack, f.second.op, f.second.stack
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+#[ignore = "needs the race detector"]
+fn corpus_under_mapwatch() {
+    let dir = common::scratch("races");
+    let mut wrong = Vec::new();
+    for version in gobuild::TEST_VERSIONS {
+        let binary = common::go_binary(version, "racecorpus");
+        let mut score = Score::default();
+        for case in racecorpus::cases(&binary) {
+            let report = dir.join(format!("{version}-{}.jsonl", case.name));
+            score.racy += usize::from(case.racy);
+            let races = match races_under_mapwatch(&binary, &case, &report) {
+                Ok(races) => races,
+                Err(why) => {
+                    wrong.push(format!("Go {version} {}: {why}", case.name));
+                    continue;
+                }
+            };
+            let expected = case.racy
+                && races
+                    .iter()
+                    .any(|f| case.named_by(&f.first.stack, &f.second.stack));
+            if expected {
+                score.found += 1;
+            } else if !races.is_empty() {
+                score.false_alarms += 1;
+            }
+            if case.racy && !expected {
+                wrong.push(format!(
+                    "Go {version} {}: no race naming {}; races found:\n{}",
+                    case.name,
+                    lines(&case),
+                    describe(&races)
+                ));
+            } else if !case.racy && !races.is_empty() {
+                wrong.push(format!(
+                    "Go {version} {}: clean, but mapwatch found:\n{}",
+                    case.name,
+                    describe(&races)
+                ));
+            }
+        }
+        println!(
+            "Go {version}: precision {}, recall {} ({} of {} racy cases found, {} false alarms)",
+            score.precision(),
+            score.recall(),
+            score.found,
+            score.racy,
+            score.false_alarms
+        );
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
