@@ -162,6 +162,38 @@ const CALLS: &[(&str, SyncKind, Reg)] = &[
     ),
 ];
 
+/// `sync.Map`'s methods: (method, kind). Go 1.21-1.23 keep plain maps behind atomic pointers
+/// (lock-free `Load` hits), Go 1.24+ a hash trie built on atomics; neither shows a lock
+/// mapwatch can see on every path, so each method is an edge on the whole `sync.Map`: stores
+/// release, loads acquire (all keys at once: more order than Go promises, never less).
+/// 1.24+ inlines `sync.Map`'s methods into calls of `internal/sync.HashTrieMap`'s, whose
+/// generic (shape) instantiations take the receiver in AX like any method.
+const SYNC_MAP_METHODS: &[(&str, SyncKind)] = &[
+    ("Load", SyncKind::ValueLoad),
+    ("Range", SyncKind::ValueLoad),
+    ("All", SyncKind::ValueLoad),
+    ("LoadOrStore", SyncKind::ValueSwap),
+    ("LoadAndDelete", SyncKind::ValueSwap),
+    ("Swap", SyncKind::ValueSwap),
+    ("CompareAndSwap", SyncKind::ValueSwap),
+    ("CompareAndDelete", SyncKind::ValueSwap),
+    ("Store", SyncKind::ValueSwap),
+    ("Delete", SyncKind::ValueSwap),
+    ("Clear", SyncKind::ValueSwap),
+];
+
+/// The `sync.Map` method probed for function `name`, if it is one.
+fn sync_map_method(name: &str) -> Option<SyncKind> {
+    let method = name.strip_prefix("sync.(*Map).").or_else(|| {
+        name.strip_prefix("internal/sync.(*HashTrieMap[")
+            .and_then(|rest| rest.rsplit_once("]).").map(|(_, m)| m))
+    })?;
+    SYNC_MAP_METHODS
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map(|&(_, k)| k)
+}
+
 /// Inlined operations: (function, kind, key instruction).
 const INLINED: &[(&str, SyncKind, KeyInstruction)] = &[
     (
@@ -234,6 +266,25 @@ impl GoBinary {
                     }),
                 }),
                 Err(e) => plan.unobservable.push(format!("{name}: {e}")),
+            }
+        }
+        for f in self.functions_where(|n| sync_map_method(n).is_some()) {
+            let Some(kind) = sync_map_method(&f.name) else {
+                continue;
+            };
+            if let Ok(site) = self.probe_site(&f) {
+                plan.probes.push(SyncProbe {
+                    kind,
+                    emulated: emulated(&site),
+                    function: f.name.clone(),
+                    call_site: String::new(),
+                    site,
+                    object: SyncObject::At(ObjectAddr::Registers {
+                        base: Reg::Rax,
+                        index: None,
+                        disp: 0,
+                    }),
+                });
             }
         }
         if let Some(f) = self.function("runtime.goexit1") {
@@ -391,6 +442,25 @@ fn short_path(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_map_methods_of_both_implementations() {
+        assert_eq!(
+            sync_map_method("sync.(*Map).Load"),
+            Some(SyncKind::ValueLoad)
+        );
+        assert_eq!(
+            sync_map_method(
+                "internal/sync.(*HashTrieMap[go.shape.interface {},go.shape.interface {}]).Swap"
+            ),
+            Some(SyncKind::ValueSwap)
+        );
+        assert_eq!(sync_map_method("sync.(*Map).missLocked"), None);
+        assert_eq!(
+            sync_map_method("internal/sync.(*HashTrieMap[go.shape.int,go.shape.int]).expand"),
+            None
+        );
+    }
 
     #[test]
     fn kinds_round_trip_and_stay_clear_of_map_ops() {

@@ -71,7 +71,7 @@ fn locked_stream(events: usize) -> Vec<Ev> {
             out.push(sync(g, SyncKind::ChanSend, 0x2000, 0));
         }
         round += 1;
-        if round % life == 0 {
+        if round.is_multiple_of(life) {
             for g in live.drain(..) {
                 out.push(sync(g, SyncKind::GoExit, 0, 0));
             }

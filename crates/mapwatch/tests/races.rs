@@ -195,8 +195,16 @@ fn describe(races: &[Finding]) -> String {
         .join("\n")
 }
 
+/// Racy cases mapwatch is known to miss, with why. Each is a gap in the model, kept visible:
+/// the test fails if one is found after all (then it leaves this list), and the README lists
+/// them. Missing a race is the side the detector leans to; a false alarm is never allowed.
+const KNOWN_MISSES: &[(&str, &str)] = &[(
+    "semaphore_too_wide",
+    "a buffered channel's k-th receive orders only the (k+C)-th send; mapwatch lets every \
+     receive order every later send (it cannot tell which send completes when)",
+)];
+
 #[test]
-#[ignore = "needs the race detector"]
 fn corpus_under_mapwatch() {
     let dir = common::scratch("races");
     let mut wrong = Vec::new();
@@ -222,7 +230,15 @@ fn corpus_under_mapwatch() {
             } else if !races.is_empty() {
                 score.false_alarms += 1;
             }
-            if case.racy && !expected {
+            let known_miss = KNOWN_MISSES.iter().any(|(name, _)| *name == case.name);
+            if known_miss && expected {
+                wrong.push(format!(
+                    "Go {version} {}: listed in KNOWN_MISSES but found now: take it off the list",
+                    case.name
+                ));
+            } else if known_miss {
+                println!("Go {version} {}: known miss", case.name);
+            } else if case.racy && !expected {
                 wrong.push(format!(
                     "Go {version} {}: no race naming {}; races found:\n{}",
                     case.name,

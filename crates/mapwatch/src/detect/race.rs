@@ -89,6 +89,8 @@ struct Goroutine {
     pending: Vec<ObjectKey>,
     /// An acquire on an unknown object is pending.
     pending_everything: bool,
+    /// Entry time of the select whose per-channel events are being applied.
+    select_ts: Option<u64>,
 }
 
 #[derive(Default)]
@@ -190,11 +192,21 @@ impl RaceDetector {
             // What this goroutine acquired is part of what it releases. Acquires alone don't
             // settle: an acquire's own code may hold another (RWMutex.Lock takes its inner
             // Mutex before waiting for readers), which must not complete the outer one early.
-            self.settled(pid, ev.goid);
+            // One select sends an event per channel, all with its entry time: the later
+            // ones must not complete the acquires of the first.
+            let same_select = ev.kind == SyncKind::Select
+                && self
+                    .goroutines
+                    .get(&(pid, ev.goid))
+                    .is_some_and(|g| g.select_ts == Some(ev.ts));
+            if !same_select {
+                self.settled(pid, ev.goid);
+            }
             let g = self
                 .goroutines
                 .get_mut(&(pid, ev.goid))
                 .expect("settled creates it");
+            g.select_ts = (ev.kind == SyncKind::Select).then_some(ev.ts);
             for &class in releases {
                 self.objects
                     .entry((pid, class, ev.object))
@@ -472,6 +484,22 @@ mod tests {
         let r = races(&mut d, op(4, MapOp::Delete));
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].earlier.goid, 2);
+    }
+
+    #[test]
+    fn a_selects_channels_are_one_operation() {
+        let mut d = RaceDetector::new();
+        spawn(&mut d, 1, 2);
+        let (a, b) = (0xa000, 0xb000);
+        let select = |goid, object| SyncEvent {
+            ts: 77 + goid,
+            ..sync(goid, SyncKind::Select, object)
+        };
+        d.sync(&select(1, a));
+        d.sync(&select(1, b));
+        assert!(races(&mut d, op(2, MapOp::Write)).is_empty());
+        d.sync(&select(2, a));
+        assert!(races(&mut d, op(1, MapOp::Read)).is_empty());
     }
 
     #[test]
