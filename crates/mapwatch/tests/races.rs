@@ -264,3 +264,82 @@ fn corpus_under_mapwatch() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
+
+/// mapwatch's race findings on one corpus case, run with extra `flags`.
+fn races_with(binary: &Path, case: &str, flags: &[&str], report: &Path) -> Vec<Finding> {
+    let out = common::mapwatch()
+        .args(["run", "--quiet", "--report"])
+        .arg(report)
+        .args(flags)
+        .arg("--")
+        .arg(binary)
+        .arg(case)
+        .output()
+        .expect("mapwatch runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    jsonl::read(report)
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.kind == FindingKind::Race)
+        .collect()
+}
+
+#[test]
+fn map_site_restricts_race_watching_and_the_report_says_so() {
+    let dir = common::scratch("map-site");
+    let binary = common::go_binary(gobuild::TEST_VERSIONS[1], "racecorpus");
+    let report = dir.join("report.jsonl");
+    let case = "spawn_child_writes";
+    let all = races_with(&binary, case, &[], &report);
+    let site = all
+        .first()
+        .and_then(|f| f.map_site.clone())
+        .unwrap_or_else(|| panic!("{case}: no race with a map site: {all:?}"));
+    // "main.spawnChildWrites /.../channels.go:22" -> "channels.go:22"
+    let file_line = site.rsplit('/').next().unwrap().to_string();
+
+    let chosen = races_with(&binary, case, &["--map-site", &file_line], &report);
+    assert!(!chosen.is_empty(), "--map-site {file_line} hid the race");
+    assert!(
+        chosen[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("sampled") && n.contains(&file_line)),
+        "the finding does not say what was sampled: {:?}",
+        chosen[0].notes
+    );
+    let elsewhere = races_with(&binary, case, &["--map-site", "elsewhere.go:1"], &report);
+    assert!(
+        elsewhere.is_empty(),
+        "a map made elsewhere was watched: {elsewhere:?}"
+    );
+
+    let bad = common::run_mapwatch(&["run", "--map-site", "nocolon", "--", "/bin/true"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected FILE:LINE"));
+}
+
+#[test]
+fn duty_cycle_watches_map_accesses_part_of_the_time() {
+    let binary = common::go_binary(gobuild::TEST_VERSIONS[1], "longrun");
+    let ops = |flags: &[&str]| {
+        let mut args = vec!["run", "--quiet"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", binary.to_str().unwrap(), "30", "100"]);
+        let out = common::run_mapwatch(&args);
+        assert!(out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (common::ops_in_summary(&stderr), stderr)
+    };
+    let (full, _) = ops(&[]);
+    let (sampled, stderr) = ops(&["--duty-cycle", "20", "--duty-period", "1"]);
+    assert!(
+        sampled > 0 && (sampled as f64) < 0.6 * full as f64,
+        "duty cycle 20%: {sampled} map ops, {full} unsampled"
+    );
+    assert!(stderr.contains("watched 20% of the time"), "{stderr}");
+}
