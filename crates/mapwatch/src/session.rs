@@ -225,6 +225,9 @@ impl Session {
     pub fn run(mut self, mut target: Target) -> Result<Outcome> {
         install_signal_handlers();
         let pid = target.pid();
+        if let (Target::Pid(_), Some(races)) = (&target, &mut self.races) {
+            races.joined_late();
+        }
         let mut reader = self.probes.reader()?;
         let mut records = Vec::new();
         let start = Instant::now();

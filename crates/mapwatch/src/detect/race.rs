@@ -123,12 +123,21 @@ pub struct RaceDetector {
     /// Goroutines that exited, still named by some map's access epochs.
     exited: HashMap<(u32, u64), (), Hasher>,
     exits_since_sweep: usize,
+    /// The watch began while the process ran (attach): goroutines may predate it.
+    joined_late: bool,
 }
 
 impl RaceDetector {
-    /// An empty detector.
+    /// An empty detector, for a process watched from its first instruction.
     pub fn new() -> RaceDetector {
         RaceDetector::default()
+    }
+
+    /// Declares that the watch began on a running process: a goroutine first seen without
+    /// its creation having been seen may have started an acquire before the watch (blocked in
+    /// a Lock, say), so it acquires everything released so far (silence over false alarms).
+    pub fn joined_late(&mut self) {
+        self.joined_late = true;
     }
 
     /// Applies a synchronisation operation.
@@ -305,6 +314,24 @@ impl RaceDetector {
 
     /// The goroutine's state with its pending acquires applied (created on first sight).
     fn settled(&mut self, pid: u32, goid: u64) -> &mut Goroutine {
+        if self.joined_late && !self.goroutines.contains_key(&(pid, goid)) {
+            // A goroutine from before the watch: it may have been blocked in a Lock, a
+            // receive or a Wait whose probe fired before the watch began. Everything released
+            // since then may be what it waited for.
+            let mut clock = VectorClock::start(goid);
+            for (&(p, _, _), c) in &self.objects {
+                if p == pid {
+                    clock.join(c);
+                }
+            }
+            self.goroutines.insert(
+                (pid, goid),
+                Goroutine {
+                    clock,
+                    ..Goroutine::default()
+                },
+            );
+        }
         let g = self
             .goroutines
             .entry((pid, goid))
@@ -484,6 +511,23 @@ mod tests {
         let r = races(&mut d, op(4, MapOp::Delete));
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].earlier.goid, 2);
+    }
+
+    #[test]
+    fn goroutines_from_before_an_attach_acquire_what_was_released() {
+        // Goroutine 3 was blocked in mu.Lock() when the watch began: its acquire was never seen.
+        let mu = 0xd000;
+        let run = |late: bool| {
+            let mut d = RaceDetector::new();
+            if late {
+                d.joined_late();
+            }
+            assert!(races(&mut d, op(2, MapOp::Write)).is_empty());
+            d.sync(&sync(2, SyncKind::MutexUnlock, mu));
+            races(&mut d, op(3, MapOp::Write)).len()
+        };
+        assert_eq!(run(true), 0);
+        assert_eq!(run(false), 1);
     }
 
     #[test]
