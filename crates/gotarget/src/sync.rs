@@ -248,55 +248,42 @@ impl GoBinary {
     /// ```
     pub fn sync_probe_plan(&self) -> SyncPlan {
         let mut plan = SyncPlan::default();
-        for &(name, kind, reg) in CALLS {
-            let Some(f) = self.function(name) else {
-                continue;
-            };
+        let register = |base| {
+            SyncObject::At(ObjectAddr::Registers {
+                base,
+                index: None,
+                disp: 0,
+            })
+        };
+        // Real calls, probed after their stack check.
+        let mut calls: Vec<(Function, SyncKind, SyncObject)> = CALLS
+            .iter()
+            .filter_map(|&(name, kind, reg)| Some((self.function(name)?, kind, register(reg))))
+            .collect();
+        for f in self.functions_where(|n| sync_map_method(n).is_some()) {
+            if let Some(kind) = sync_map_method(&f.name) {
+                calls.push((f, kind, register(Reg::Rax)));
+            }
+        }
+        calls.extend(
+            self.function("runtime.goexit1")
+                .map(|f| (f, SyncKind::GoExit, SyncObject::None)),
+        );
+        calls.extend(
+            self.function("runtime.selectgo")
+                .map(|f| (f, SyncKind::Select, SyncObject::SelectCases)),
+        );
+        for (f, kind, object) in calls {
             match self.probe_site(&f) {
                 Ok(site) => plan.probes.push(SyncProbe {
                     kind,
                     emulated: emulated(&site),
-                    function: f.name.clone(),
+                    function: f.name,
                     call_site: String::new(),
                     site,
-                    object: SyncObject::At(ObjectAddr::Registers {
-                        base: reg,
-                        index: None,
-                        disp: 0,
-                    }),
+                    object,
                 }),
-                Err(e) => plan.unobservable.push(format!("{name}: {e}")),
-            }
-        }
-        for f in self.functions_where(|n| sync_map_method(n).is_some()) {
-            let Some(kind) = sync_map_method(&f.name) else {
-                continue;
-            };
-            if let Ok(site) = self.probe_site(&f) {
-                plan.probes.push(SyncProbe {
-                    kind,
-                    emulated: emulated(&site),
-                    function: f.name.clone(),
-                    call_site: String::new(),
-                    site,
-                    object: SyncObject::At(ObjectAddr::Registers {
-                        base: Reg::Rax,
-                        index: None,
-                        disp: 0,
-                    }),
-                });
-            }
-        }
-        if let Some(f) = self.function("runtime.goexit1") {
-            if let Ok(site) = self.probe_site(&f) {
-                plan.probes.push(SyncProbe {
-                    kind: SyncKind::GoExit,
-                    emulated: emulated(&site),
-                    function: f.name.clone(),
-                    call_site: String::new(),
-                    site,
-                    object: SyncObject::None,
-                });
+                Err(e) => plan.unobservable.push(format!("{}: {e}", f.name)),
             }
         }
         match self.function("runtime.newproc1") {
@@ -314,18 +301,6 @@ impl GoBinary {
             None => plan
                 .unobservable
                 .push("goroutine creation: runtime.newproc1 not found".into()),
-        }
-        if let Some(f) = self.function("runtime.selectgo") {
-            if let Ok(site) = self.probe_site(&f) {
-                plan.probes.push(SyncProbe {
-                    kind: SyncKind::Select,
-                    emulated: emulated(&site),
-                    function: f.name.clone(),
-                    call_site: String::new(),
-                    site,
-                    object: SyncObject::SelectCases,
-                });
-            }
         }
         self.plan_inlined(&mut plan);
         plan
