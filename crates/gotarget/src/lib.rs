@@ -241,20 +241,36 @@ impl GoBinary {
                 size,
             });
         }
-        let names = self.names.get_or_init(|| {
+        let f = self.pcln.func(*self.name_index().get(name)?)?;
+        let end = self.pcln.func_end(&f)?;
+        Some(Function {
+            name: name.to_string(),
+            addr: f.entry,
+            size: end.checked_sub(f.entry)?,
+        })
+    }
+
+    /// Every function whose name `pred` accepts (from `.gopclntab`: stripped binaries too),
+    /// sorted by address. For generic instantiations, whose names carry their shapes.
+    pub fn functions_where(&self, pred: impl Fn(&str) -> bool) -> Vec<Function> {
+        let mut out: Vec<Function> = self
+            .name_index()
+            .keys()
+            .filter(|n| pred(n))
+            .filter_map(|n| self.function(n))
+            .collect();
+        out.sort_by_key(|f| f.addr);
+        out
+    }
+
+    fn name_index(&self) -> &HashMap<String, usize> {
+        self.names.get_or_init(|| {
             (0..self.pcln.len())
                 .filter_map(|i| {
                     let f = self.pcln.func(i)?;
                     Some((self.pcln.func_name(&f)?.to_string(), i))
                 })
                 .collect()
-        });
-        let f = self.pcln.func(*names.get(name)?)?;
-        let end = self.pcln.func_end(&f)?;
-        Some(Function {
-            name: name.to_string(),
-            addr: f.entry,
-            size: end.checked_sub(f.entry)?,
         })
     }
 

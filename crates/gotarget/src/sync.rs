@@ -162,6 +162,38 @@ const CALLS: &[(&str, SyncKind, Reg)] = &[
     ),
 ];
 
+/// `sync.Map`'s methods: (method, kind). Go 1.21-1.23 keep plain maps behind atomic pointers
+/// (lock-free `Load` hits), Go 1.24+ a hash trie built on atomics; neither shows a lock
+/// mapwatch can see on every path, so each method is an edge on the whole `sync.Map`: stores
+/// release, loads acquire (all keys at once: more order than Go promises, never less).
+/// 1.24+ inlines `sync.Map`'s methods into calls of `internal/sync.HashTrieMap`'s, whose
+/// generic (shape) instantiations take the receiver in AX like any method.
+const SYNC_MAP_METHODS: &[(&str, SyncKind)] = &[
+    ("Load", SyncKind::ValueLoad),
+    ("Range", SyncKind::ValueLoad),
+    ("All", SyncKind::ValueLoad),
+    ("LoadOrStore", SyncKind::ValueSwap),
+    ("LoadAndDelete", SyncKind::ValueSwap),
+    ("Swap", SyncKind::ValueSwap),
+    ("CompareAndSwap", SyncKind::ValueSwap),
+    ("CompareAndDelete", SyncKind::ValueSwap),
+    ("Store", SyncKind::ValueSwap),
+    ("Delete", SyncKind::ValueSwap),
+    ("Clear", SyncKind::ValueSwap),
+];
+
+/// The `sync.Map` method probed for function `name`, if it is one.
+fn sync_map_method(name: &str) -> Option<SyncKind> {
+    let method = name.strip_prefix("sync.(*Map).").or_else(|| {
+        name.strip_prefix("internal/sync.(*HashTrieMap[")
+            .and_then(|rest| rest.rsplit_once("]).").map(|(_, m)| m))
+    })?;
+    SYNC_MAP_METHODS
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map(|&(_, k)| k)
+}
+
 /// Inlined operations: (function, kind, key instruction).
 const INLINED: &[(&str, SyncKind, KeyInstruction)] = &[
     (
@@ -216,36 +248,42 @@ impl GoBinary {
     /// ```
     pub fn sync_probe_plan(&self) -> SyncPlan {
         let mut plan = SyncPlan::default();
-        for &(name, kind, reg) in CALLS {
-            let Some(f) = self.function(name) else {
-                continue;
-            };
+        let register = |base| {
+            SyncObject::At(ObjectAddr::Registers {
+                base,
+                index: None,
+                disp: 0,
+            })
+        };
+        // Real calls, probed after their stack check.
+        let mut calls: Vec<(Function, SyncKind, SyncObject)> = CALLS
+            .iter()
+            .filter_map(|&(name, kind, reg)| Some((self.function(name)?, kind, register(reg))))
+            .collect();
+        for f in self.functions_where(|n| sync_map_method(n).is_some()) {
+            if let Some(kind) = sync_map_method(&f.name) {
+                calls.push((f, kind, register(Reg::Rax)));
+            }
+        }
+        calls.extend(
+            self.function("runtime.goexit1")
+                .map(|f| (f, SyncKind::GoExit, SyncObject::None)),
+        );
+        calls.extend(
+            self.function("runtime.selectgo")
+                .map(|f| (f, SyncKind::Select, SyncObject::SelectCases)),
+        );
+        for (f, kind, object) in calls {
             match self.probe_site(&f) {
                 Ok(site) => plan.probes.push(SyncProbe {
                     kind,
                     emulated: emulated(&site),
-                    function: f.name.clone(),
+                    function: f.name,
                     call_site: String::new(),
                     site,
-                    object: SyncObject::At(ObjectAddr::Registers {
-                        base: reg,
-                        index: None,
-                        disp: 0,
-                    }),
+                    object,
                 }),
-                Err(e) => plan.unobservable.push(format!("{name}: {e}")),
-            }
-        }
-        if let Some(f) = self.function("runtime.goexit1") {
-            if let Ok(site) = self.probe_site(&f) {
-                plan.probes.push(SyncProbe {
-                    kind: SyncKind::GoExit,
-                    emulated: emulated(&site),
-                    function: f.name.clone(),
-                    call_site: String::new(),
-                    site,
-                    object: SyncObject::None,
-                });
+                Err(e) => plan.unobservable.push(format!("{}: {e}", f.name)),
             }
         }
         match self.function("runtime.newproc1") {
@@ -263,18 +301,6 @@ impl GoBinary {
             None => plan
                 .unobservable
                 .push("goroutine creation: runtime.newproc1 not found".into()),
-        }
-        if let Some(f) = self.function("runtime.selectgo") {
-            if let Ok(site) = self.probe_site(&f) {
-                plan.probes.push(SyncProbe {
-                    kind: SyncKind::Select,
-                    emulated: emulated(&site),
-                    function: f.name.clone(),
-                    call_site: String::new(),
-                    site,
-                    object: SyncObject::SelectCases,
-                });
-            }
         }
         self.plan_inlined(&mut plan);
         plan
@@ -391,6 +417,25 @@ fn short_path(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_map_methods_of_both_implementations() {
+        assert_eq!(
+            sync_map_method("sync.(*Map).Load"),
+            Some(SyncKind::ValueLoad)
+        );
+        assert_eq!(
+            sync_map_method(
+                "internal/sync.(*HashTrieMap[go.shape.interface {},go.shape.interface {}]).Swap"
+            ),
+            Some(SyncKind::ValueSwap)
+        );
+        assert_eq!(sync_map_method("sync.(*Map).missLocked"), None);
+        assert_eq!(
+            sync_map_method("internal/sync.(*HashTrieMap[go.shape.int,go.shape.int]).expand"),
+            None
+        );
+    }
 
     #[test]
     fn kinds_round_trip_and_stay_clear_of_map_ops() {

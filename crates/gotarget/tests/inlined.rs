@@ -57,3 +57,48 @@ fn mutex_lock_inlined_sites() {
             .any(|d| d.contains("inlined_sites")));
     }
 }
+
+/// The inlined `mu.Lock()` / `mu.Unlock()` of a global mutex become sync probes on an emulated
+/// instruction before the locked one, and the address they compute is `main.mu`'s, in every
+/// supported Go version.
+#[test]
+fn global_mutex_sync_probes_compute_the_mutex_address() {
+    use gotarget::{ObjectAddr, SyncKind, SyncObject};
+    use object::{Object, ObjectSymbol};
+    for version in gobuild::ALL_VERSIONS {
+        let f = build(version, "gotarget_mutex", false, false);
+        let bin = GoBinary::open(&f.path).unwrap();
+        let bytes = std::fs::read(&f.path).unwrap();
+        let elf = object::File::parse(&*bytes).unwrap();
+        let mu = elf
+            .symbols()
+            .find(|s| s.name() == Ok("main.mu"))
+            .unwrap()
+            .address();
+        let plan = bin.sync_probe_plan();
+        assert!(plan.inlined_known, "go{version}");
+        for kind in [SyncKind::MutexLock, SyncKind::MutexUnlock] {
+            let p = plan
+                .probes
+                .iter()
+                .find(|p| p.kind == kind && p.function == "main.bump")
+                .unwrap_or_else(|| panic!("go{version}: no {kind} probe in main.bump"));
+            assert!(p.emulated, "go{version}: {p:?}");
+            let SyncObject::At(ObjectAddr::FromProbe { delta }) = p.object else {
+                panic!("go{version}: a global's address is fixed: {p:?}");
+            };
+            assert_eq!(
+                p.site.addr.wrapping_add(delta as u64),
+                mu,
+                "go{version}: {p:?}"
+            );
+        }
+        let stripped = build(version, "gotarget_mutex", true, false);
+        assert!(
+            !GoBinary::open(&stripped.path)
+                .unwrap()
+                .sync_probe_plan()
+                .inlined_known
+        );
+    }
+}

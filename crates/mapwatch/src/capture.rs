@@ -31,7 +31,7 @@ pub fn capture(mut cmd: Command, policy: SitePolicy) -> Result<Capture> {
     let pid = stopped.pid();
     let exe = exe_of(pid)?;
     let binary = GoBinary::open(&exe)?;
-    let mut probes = Probes::load(&binary)?;
+    let mut probes = Probes::load(&binary, true)?;
     probes.attach_with(&binary, &exe, pid, policy)?;
     let mut reader = probes.reader()?;
     let mut child = stopped.resume()?;

@@ -307,7 +307,8 @@ fn run(watch: &WatchArgs, command: &[OsString]) -> Result<u8> {
     let (options, _metrics_server) = watch.options()?;
     let stopped = StoppedChild::spawn(program, args)?;
     let pid = stopped.pid();
-    let session = prepare(pid).and_then(|(binary, probes)| Session::new(binary, probes, options));
+    let session = prepare(pid, options.races)
+        .and_then(|(binary, probes)| Session::new(binary, probes, options));
     let session = match session {
         Ok(s) => s,
         Err(e) => {
@@ -325,7 +326,7 @@ fn run(watch: &WatchArgs, command: &[OsString]) -> Result<u8> {
 fn attach(pid: i32, watch: &WatchArgs) -> Result<u8> {
     process::require_root()?;
     let (options, _metrics_server) = watch.options()?;
-    let (binary, probes) = prepare(pid)?;
+    let (binary, probes) = prepare(pid, options.races)?;
     let outcome = Session::new(binary, probes, options)?.run(Target::Pid(pid))?;
     Ok(finding_code(watch, &outcome).unwrap_or(0))
 }
@@ -335,13 +336,13 @@ fn finding_code(watch: &WatchArgs, outcome: &Outcome) -> Option<u8> {
 }
 
 /// Inspects the process's binary and attaches the probes.
-pub(crate) fn prepare(pid: i32) -> Result<(Arc<GoBinary>, Probes)> {
+pub(crate) fn prepare(pid: i32, races: bool) -> Result<(Arc<GoBinary>, Probes)> {
     let exe = process::exe_of(pid)?;
     let binary = Arc::new(GoBinary::open(&exe).with_context(|| format!("pid {pid}"))?);
     for d in binary.degradations() {
         eprintln!("mapwatch: degraded: {d}");
     }
-    let mut probes = Probes::load(&binary)?;
+    let mut probes = Probes::load(&binary, races)?;
     probes.attach(&binary, &exe, pid)?;
     let emulated = probes.attached().iter().filter(|p| p.emulated).count();
     eprintln!(

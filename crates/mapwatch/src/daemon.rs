@@ -99,7 +99,7 @@ fn start_watch(pid: i32, opts: WatchOptions) -> Result<JoinHandle<WatchEnd>> {
     std::thread::Builder::new()
         .name(format!("watch-{pid}"))
         .spawn(move || {
-            let session = crate::cli::prepare(pid)
+            let session = crate::cli::prepare(pid, opts.races)
                 .and_then(|(binary, probes)| Session::new(binary, probes, opts));
             let outcome = match session {
                 Ok(s) => s.run(Target::Pid(pid)),

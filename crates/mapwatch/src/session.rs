@@ -25,7 +25,7 @@ use crate::process;
 use crate::report::html;
 use crate::report::jsonl::JsonlReport;
 use crate::report::terminal::{print_finding, StatusLine};
-use crate::report::Finding;
+use crate::report::{Finding, FindingKind};
 use crate::stacks::{is_user_function, StackResolver};
 
 /// How long the reader sleeps between looks at the ring buffer when nothing wakes it.
@@ -169,6 +169,8 @@ pub struct Session {
     /// The race detector, when races are looked for and can be told apart.
     races: Option<RaceDetector>,
     found_races: Vec<Race>,
+    /// (map site or type, earlier access's caller, later one's) -> finding index.
+    race_sites: std::collections::HashMap<(u64, u64, u64), usize>,
     /// Whether a pc's code (a map's creator, or its accessor) is user code, cached.
     user_code: std::collections::HashMap<u64, bool>,
     /// Whether each map (by pid, address) is watched for races, decided at its first access.
@@ -229,6 +231,7 @@ impl Session {
             series: opts.html.as_ref().map(|_| OpSeries::default()),
             races: (opts.races && races_possible).then(RaceDetector::new),
             found_races: Vec::new(),
+            race_sites: Default::default(),
             user_code: Default::default(),
             watched_maps: Default::default(),
             notes,
@@ -249,6 +252,9 @@ impl Session {
     pub fn run(mut self, mut target: Target) -> Result<Outcome> {
         install_signal_handlers();
         let pid = target.pid();
+        if let (Target::Pid(_), Some(races)) = (&target, &mut self.races) {
+            races.joined_late();
+        }
         let mut reader = self.probes.reader()?;
         let mut records = Vec::new();
         let start = Instant::now();
@@ -390,22 +396,40 @@ impl Session {
         self.record_finding(finding)
     }
 
-    /// Sends a finding to the metrics, and, when it is new, to the report and the terminal.
+    /// Sends a finding to the metrics and the audit log, and, when it is new, to the report
+    /// and the terminal.
     fn record_finding(&mut self, finding: Finding) -> Result<()> {
+        let ts_ns = finding.second.ts_ns;
+        match self.log.add_indexed(finding) {
+            (i, true) => {
+                self.sink_occurrence(i, true, ts_ns)?;
+                self.report_new(i)
+            }
+            (i, false) => self.sink_occurrence(i, false, ts_ns),
+        }
+    }
+
+    /// Counts one occurrence (at `ts_ns`) of finding `index` in the metrics and the audit log.
+    fn sink_occurrence(&mut self, index: usize, new: bool, ts_ns: u64) -> Result<()> {
+        let finding = &self.log.findings()[index];
         if let Some(feed) = &self.metrics {
-            feed.metrics().count_finding(&finding);
+            feed.metrics().count_finding(finding);
         }
         if let Some(audit) = &mut self.audit {
-            audit.finding(&finding, !self.log.contains(&finding))?;
+            audit.finding(finding, new, ts_ns)?;
         }
-        if let Some(new) = self.log.add(finding) {
-            if let Some(report) = &mut self.report {
-                report.append(new)?;
-            }
-            if !self.opts.quiet {
-                self.status.clear();
-                print_finding(&mut std::io::stderr(), new);
-            }
+        Ok(())
+    }
+
+    /// Writes new finding `index` to the report and the terminal.
+    fn report_new(&mut self, index: usize) -> Result<()> {
+        let new = &self.log.findings()[index];
+        if let Some(report) = &mut self.report {
+            report.append(new)?;
+        }
+        if !self.opts.quiet {
+            self.status.clear();
+            print_finding(&mut std::io::stderr(), new);
         }
         Ok(())
     }
@@ -421,6 +445,19 @@ impl Session {
             races.access(ev, in_scope, &mut found);
         }
         for race in found.drain(..) {
+            // A racy loop repeats the same pair of code locations many times: count those
+            // without building (symbolizing) the finding again.
+            let repeat_key = (
+                made_at.unwrap_or(ev.map_type),
+                race.earlier.ret,
+                race.later.ret,
+            );
+            if let Some(&i) = self.race_sites.get(&repeat_key) {
+                if self.log.repeat(i).is_some() {
+                    self.sink_occurrence(i, false, ev.ts)?;
+                }
+                continue;
+            }
             let mut describer = Describer {
                 binary: &self.binary,
                 resolver: &mut self.resolver,
@@ -429,7 +466,12 @@ impl Session {
             let mut finding =
                 race_finding(&race, ev, &mut describer, &self.binary.go_version().raw);
             finding.notes = self.notes.clone();
-            self.record_finding(finding)?;
+            let (i, new) = self.log.add_indexed(finding);
+            self.race_sites.insert(repeat_key, i);
+            self.sink_occurrence(i, new, ev.ts)?;
+            if new {
+                self.report_new(i)?;
+            }
         }
         self.found_races = found;
         Ok(())
@@ -523,17 +565,30 @@ impl Session {
         } else {
             self.goroutines.len().to_string()
         };
+        let count = |kind| {
+            self.log
+                .findings()
+                .iter()
+                .filter(|f| f.kind == kind)
+                .count()
+        };
         eprintln!(
-            "mapwatch: watched pid {pid} ({}) for {:.1}s: {} map ops ({}), {} maps, {goroutines} goroutines, {} findings ({} occurrences), {} events dropped",
+            "mapwatch: watched pid {pid} ({}) for {:.1}s: {} map ops ({}), {} sync ops, {} maps, {goroutines} goroutines, {} findings ({} conflicts, {} races; {} occurrences), {} events dropped",
             self.binary.go_version().raw,
             elapsed.as_secs_f64(),
             c.total_ops(),
             if by_op.is_empty() { "none".to_string() } else { by_op.join(", ") },
+            c.sync,
             self.maps.len(),
             self.log.findings().len(),
+            count(FindingKind::Conflict),
+            count(FindingKind::Race),
             self.log.occurrences(),
             c.drops,
         );
+        if let Some(pct) = self.opts.duty_cycle {
+            eprintln!("mapwatch: map accesses were watched {pct}% of the time (--duty-cycle)");
+        }
         if c.drops > 0 {
             eprintln!(
                 "mapwatch: warning: {} events were dropped (ring buffer full); op counts stay exact, but findings in those events were missed",

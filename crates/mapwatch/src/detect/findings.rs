@@ -7,22 +7,6 @@ use crate::stacks::user_frame;
 
 type Key = (FindingKind, String, String, String);
 
-/// What makes findings the same: kind, map site, and the user lines of both sides.
-fn key_of(finding: &Finding) -> Key {
-    let site = finding
-        .map_site
-        .clone()
-        .or_else(|| finding.map_type.clone())
-        .unwrap_or_else(|| finding.map.clone());
-    let line = |stack: &[String]| user_frame(stack).unwrap_or("?").to_string();
-    (
-        finding.kind,
-        site,
-        line(&finding.first.stack),
-        line(&finding.second.stack),
-    )
-}
-
 /// Findings so far, first occurrence kept, repeats counted.
 #[derive(Default)]
 pub struct FindingLog {
@@ -34,23 +18,47 @@ impl FindingLog {
     /// Adds a finding; returns it if it is new (to be reported now), or `None` if it repeats
     /// one already reported (whose count goes up).
     pub fn add(&mut self, finding: Finding) -> Option<&Finding> {
-        let key = key_of(&finding);
+        match self.add_indexed(finding) {
+            (i, true) => self.findings.get(i),
+            (_, false) => None,
+        }
+    }
+
+    /// Adds a finding; returns its index in [`findings`](Self::findings) and whether it is
+    /// new. The index lets a caller that recognises a repeat cheaply [`repeat`](Self::repeat)
+    /// it without building the finding again.
+    pub fn add_indexed(&mut self, finding: Finding) -> (usize, bool) {
+        let site = finding
+            .map_site
+            .clone()
+            .or_else(|| finding.map_type.clone())
+            .unwrap_or_else(|| finding.map.clone());
+        let line = |stack: &[String]| user_frame(stack).unwrap_or("?").to_string();
+        let key = (
+            finding.kind,
+            site,
+            line(&finding.first.stack),
+            line(&finding.second.stack),
+        );
         match self.index.get(&key) {
             Some(&i) => {
                 self.findings[i].count += 1;
-                None
+                (i, false)
             }
             None => {
-                self.index.insert(key, self.findings.len());
+                let i = self.findings.len();
+                self.index.insert(key, i);
                 self.findings.push(finding);
-                self.findings.last()
+                (i, true)
             }
         }
     }
 
-    /// Whether `finding` repeats one already in the log.
-    pub fn contains(&self, finding: &Finding) -> bool {
-        self.index.contains_key(&key_of(finding))
+    /// Counts one more occurrence of finding `index`; returns it.
+    pub fn repeat(&mut self, index: usize) -> Option<&Finding> {
+        let f = self.findings.get_mut(index)?;
+        f.count += 1;
+        Some(f)
     }
 
     /// All distinct findings, in the order found.
@@ -108,8 +116,6 @@ mod tests {
         assert!(log
             .add(finding("0x1", "main.a main.go:21", "main.b main.go:30"))
             .is_some());
-        assert!(log.contains(&finding("0x3", "main.a main.go:20", "main.b main.go:30")));
-        assert!(!log.contains(&finding("0x1", "main.a main.go:22", "main.b main.go:30")));
         assert_eq!(log.findings().len(), 2);
         assert_eq!(log.findings()[0].count, 2);
         assert_eq!(log.occurrences(), 3);

@@ -34,8 +34,9 @@ const READERS_PER_MAP: usize = 16;
 /// Maps tracked per detector; past this, tracking starts over for new maps (silence, not
 /// false alarms, for the forgotten ones).
 const MAX_MAPS: usize = 1 << 20;
-/// Goroutine exits between sweeps of dead goroutines out of the clocks.
-const SWEEP_EVERY: usize = 4096;
+/// Goroutine exits between sweeps of dead goroutines out of the clocks (or as many as there
+/// are live goroutines, if more): clocks stay near the live count, sweeps stay amortised.
+const SWEEP_EVERY: usize = 64;
 
 /// One access as remembered for the race check and the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +89,8 @@ struct Goroutine {
     pending: Vec<ObjectKey>,
     /// An acquire on an unknown object is pending.
     pending_everything: bool,
+    /// Entry time of the select whose per-channel events are being applied.
+    select_ts: Option<u64>,
 }
 
 #[derive(Default)]
@@ -120,12 +123,21 @@ pub struct RaceDetector {
     /// Goroutines that exited, still named by some map's access epochs.
     exited: HashMap<(u32, u64), (), Hasher>,
     exits_since_sweep: usize,
+    /// The watch began while the process ran (attach): goroutines may predate it.
+    joined_late: bool,
 }
 
 impl RaceDetector {
-    /// An empty detector.
+    /// An empty detector, for a process watched from its first instruction.
     pub fn new() -> RaceDetector {
         RaceDetector::default()
+    }
+
+    /// Declares that the watch began on a running process: a goroutine first seen without
+    /// its creation having been seen may have started an acquire before the watch (blocked in
+    /// a Lock, say), so it acquires everything released so far (silence over false alarms).
+    pub fn joined_late(&mut self) {
+        self.joined_late = true;
     }
 
     /// Applies a synchronisation operation.
@@ -151,7 +163,7 @@ impl RaceDetector {
                 self.goroutines.remove(&(pid, ev.goid));
                 self.exited.insert((pid, ev.goid), ());
                 self.exits_since_sweep += 1;
-                if self.exits_since_sweep >= SWEEP_EVERY {
+                if self.exits_since_sweep >= SWEEP_EVERY.max(self.goroutines.len()) {
                     self.sweep();
                 }
                 return;
@@ -189,11 +201,21 @@ impl RaceDetector {
             // What this goroutine acquired is part of what it releases. Acquires alone don't
             // settle: an acquire's own code may hold another (RWMutex.Lock takes its inner
             // Mutex before waiting for readers), which must not complete the outer one early.
-            self.settled(pid, ev.goid);
+            // One select sends an event per channel, all with its entry time: the later
+            // ones must not complete the acquires of the first.
+            let same_select = ev.kind == SyncKind::Select
+                && self
+                    .goroutines
+                    .get(&(pid, ev.goid))
+                    .is_some_and(|g| g.select_ts == Some(ev.ts));
+            if !same_select {
+                self.settled(pid, ev.goid);
+            }
             let g = self
                 .goroutines
                 .get_mut(&(pid, ev.goid))
                 .expect("settled creates it");
+            g.select_ts = (ev.kind == SyncKind::Select).then_some(ev.ts);
             for &class in releases {
                 self.objects
                     .entry((pid, class, ev.object))
@@ -292,6 +314,24 @@ impl RaceDetector {
 
     /// The goroutine's state with its pending acquires applied (created on first sight).
     fn settled(&mut self, pid: u32, goid: u64) -> &mut Goroutine {
+        if self.joined_late && !self.goroutines.contains_key(&(pid, goid)) {
+            // A goroutine from before the watch: it may have been blocked in a Lock, a
+            // receive or a Wait whose probe fired before the watch began. Everything released
+            // since then may be what it waited for.
+            let mut clock = VectorClock::start(goid);
+            for (&(p, _, _), c) in &self.objects {
+                if p == pid {
+                    clock.join(c);
+                }
+            }
+            self.goroutines.insert(
+                (pid, goid),
+                Goroutine {
+                    clock,
+                    ..Goroutine::default()
+                },
+            );
+        }
         let g = self
             .goroutines
             .entry((pid, goid))
@@ -471,6 +511,39 @@ mod tests {
         let r = races(&mut d, op(4, MapOp::Delete));
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].earlier.goid, 2);
+    }
+
+    #[test]
+    fn goroutines_from_before_an_attach_acquire_what_was_released() {
+        // Goroutine 3 was blocked in mu.Lock() when the watch began: its acquire was never seen.
+        let mu = 0xd000;
+        let run = |late: bool| {
+            let mut d = RaceDetector::new();
+            if late {
+                d.joined_late();
+            }
+            assert!(races(&mut d, op(2, MapOp::Write)).is_empty());
+            d.sync(&sync(2, SyncKind::MutexUnlock, mu));
+            races(&mut d, op(3, MapOp::Write)).len()
+        };
+        assert_eq!(run(true), 0);
+        assert_eq!(run(false), 1);
+    }
+
+    #[test]
+    fn a_selects_channels_are_one_operation() {
+        let mut d = RaceDetector::new();
+        spawn(&mut d, 1, 2);
+        let (a, b) = (0xa000, 0xb000);
+        let select = |goid, object| SyncEvent {
+            ts: 77 + goid,
+            ..sync(goid, SyncKind::Select, object)
+        };
+        d.sync(&select(1, a));
+        d.sync(&select(1, b));
+        assert!(races(&mut d, op(2, MapOp::Write)).is_empty());
+        d.sync(&select(2, a));
+        assert!(races(&mut d, op(1, MapOp::Read)).is_empty());
     }
 
     #[test]

@@ -164,11 +164,12 @@ impl TargetAudit {
         &self.tag
     }
 
-    /// Records one occurrence of a finding; the `first` of a distinct finding is synced to
-    /// disk before returning (repeats are written at once but synced with the next first:
-    /// a race seen thousands of times a second must not cost thousands of syncs).
-    pub fn finding(&mut self, finding: &Finding, first: bool) -> Result<()> {
-        let time = self.clock.unix_ns(finding.second.ts_ns);
+    /// Records one occurrence, at `ts_ns` (monotonic), of a distinct finding (as first
+    /// reported, its `count` the occurrences so far). The `first` occurrence is synced to disk
+    /// before returning; repeats are written at once but synced with the next first: a race
+    /// seen thousands of times a second must not cost thousands of syncs.
+    pub fn finding(&mut self, finding: &Finding, first: bool, ts_ns: u64) -> Result<()> {
+        let time = self.clock.unix_ns(ts_ns);
         let mut record = self.record("finding", time, finding.pid);
         record.finding = Some(finding.clone());
         self.log.write(&self.tag, record, first)
@@ -433,7 +434,7 @@ mod tests {
             go_version: "go1.25.5".into(),
             notes: Vec::new(),
         };
-        t.finding(&finding, true).unwrap();
+        t.finding(&finding, true, 6).unwrap();
         let part = d.join(t.tag());
         let files: Vec<_> = std::fs::read_dir(&part)
             .unwrap()
@@ -468,7 +469,7 @@ mod tests {
         .unwrap();
         log.for_target("go1.25.5")
             .unwrap()
-            .finding(&finding, false)
+            .finding(&finding, false, 6)
             .unwrap();
         assert_eq!(read_all(&d).unwrap().len(), 102);
         assert_eq!(

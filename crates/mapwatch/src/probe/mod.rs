@@ -200,8 +200,9 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// Loads the programs configured with `binary`'s runtime offsets.
-    pub fn load(binary: &GoBinary) -> Result<Probes> {
+    /// Loads the programs configured with `binary`'s runtime offsets; with `sync`, also the
+    /// synchronisation probes the race detector needs.
+    pub fn load(binary: &GoBinary, sync: bool) -> Result<Probes> {
         let offsets = binary.runtime_offsets();
         // The skeleton borrows its object storage for its whole life; a Probes lives until the
         // watch ends, so the storage (a few pointers) is leaked rather than made self-referential.
@@ -222,7 +223,11 @@ impl Probes {
         cfg.write_flag_mask = offsets.write_flag.mask;
         cfg.iter_map_offset = offsets.iter_map_offset;
         cfg.wake_mask = WAKE_EVERY - 1;
-        let sync_plan = binary.sync_probe_plan();
+        let sync_plan = if sync {
+            binary.sync_probe_plan()
+        } else {
+            SyncPlan::default()
+        };
         open.maps
             .sync_sites
             .set_max_entries(sync_plan.probes.len().max(1) as u32)

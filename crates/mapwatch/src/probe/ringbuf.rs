@@ -52,8 +52,7 @@ impl EventReader {
     /// Returns how many records were taken (a full [`BATCH`] means more are waiting).
     pub fn drain(&mut self, timeout: Duration, out: &mut Vec<Record>) -> Result<usize> {
         match self.ring.poll(timeout) {
-            // A signal (Ctrl-C, SIGTERM: the stop request itself) cut the wait short; what is
-            // pending is consumed below all the same.
+            // A signal (Ctrl-C, the target's exit) cut the wait short: consume anyway.
             Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
             other => other.context("polling the event ring buffer")?,
         }

@@ -1,6 +1,9 @@
 //! Shared by the integration tests: building Go programs, running the real mapwatch binary.
 #![allow(dead_code)]
 
+pub mod gorace;
+pub mod racecorpus;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,249 @@
+// Goroutine creation and channels: what a `go` statement, a send, a receive, a close and a select
+// order, and what they leave unordered.
+package main
+
+// spawnParentWrites: everything the parent did before `go` happens before the child starts.
+func spawnParentWrites() {
+	m := make(map[int]int)
+	fill(m)
+	m[10] = 10
+	done := make(chan struct{})
+	go func() {
+		_ = m[10]
+		m[11] = 11
+		close(done)
+	}()
+	<-done
+}
+
+// spawnChildWrites: nothing orders the child's write before the parent's later read; the join
+// comes after the read.
+func spawnChildWrites() {
+	m := make(map[int]int)
+	fill(m)
+	done := make(chan struct{})
+	go func() {
+		m[10] = 10 // race:spawn_child_writes
+		close(done)
+	}()
+	pause()
+	_ = m[10] // race:spawn_child_writes
+	<-done
+}
+
+// chanUnbufferedHandoff: the producer's writes happen before its send, which happens before the
+// consumer's receive completes.
+func chanUnbufferedHandoff() {
+	m := make(map[int]int)
+	ready := make(chan struct{})
+	go func() {
+		fill(m)
+		m[10] = 10
+		ready <- struct{}{}
+	}()
+	<-ready
+	_ = m[10]
+	m[11] = 11
+}
+
+// chanUnbufferedReverse: on an unbuffered channel the receive happens before the send completes,
+// so the receiver's write before its receive is ordered before the sender's write after its send.
+func chanUnbufferedReverse() {
+	m := make(map[int]int)
+	fill(m)
+	token := make(chan int)
+	received := make(chan struct{})
+	go func() {
+		m[10] = 10
+		<-token
+		close(received)
+	}()
+	pause()
+	token <- 1
+	m[10] = 20
+	<-received
+}
+
+// chanUnbufferedWriteAfterSend: the sender writes after its send; the receiver reads after its
+// receive. The rendezvous orders what came before it, not what follows on either side.
+func chanUnbufferedWriteAfterSend() {
+	m := make(map[int]int)
+	fill(m)
+	token := make(chan int)
+	done := make(chan struct{})
+	go func() {
+		token <- 1
+		pause()
+		m[3] = 30 // race:chan_unbuffered_write_after_send
+		close(done)
+	}()
+	<-token
+	_ = m[3] // race:chan_unbuffered_write_after_send
+	<-done
+}
+
+// chanBufferedHandoff: a producer makes and fills one map per batch and sends it on a buffered
+// channel, never touching it again; the consumer reads each map it receives.
+func chanBufferedHandoff() {
+	batches := make(chan map[int]int, 2)
+	go func() {
+		for b := 0; b < 2; b++ {
+			m := make(map[int]int)
+			fill(m)
+			m[100] = b
+			batches <- m
+		}
+		close(batches)
+	}()
+	for m := range batches {
+		_ = m[100]
+		for k, v := range m {
+			_, _ = k, v
+		}
+	}
+}
+
+// chanBufferedWriteAfterSend: a send on a buffered channel does not wait for the receiver, and a
+// write after it is ordered with nothing the receiver does. (The elements are ints, not struct{}:
+// for zero-size elements -race merges all buffer slots into one and would order too much.)
+func chanBufferedWriteAfterSend() {
+	m := make(map[int]int)
+	fill(m)
+	token := make(chan int, 1)
+	done := make(chan struct{})
+	go func() {
+		token <- 1
+		pause()
+		delete(m, 4) // race:chan_buffered_write_after_send
+		close(done)
+	}()
+	<-token
+	_ = m[4] // race:chan_buffered_write_after_send
+	<-done
+}
+
+// chanClose: a close happens before a receive that returns because the channel is closed.
+func chanClose() {
+	m := make(map[int]int)
+	done := make(chan struct{})
+	go func() {
+		fill(m)
+		close(done)
+	}()
+	<-done
+	_ = m[5]
+	delete(m, 5)
+}
+
+// chanWriteAfterClose: the worker keeps writing after the close the reader waited for.
+func chanWriteAfterClose() {
+	m := make(map[int]int)
+	fill(m)
+	closed := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		close(closed)
+		pause()
+		m[5] = 50 // race:chan_write_after_close
+		close(exited)
+	}()
+	<-closed
+	_ = m[5] // race:chan_write_after_close
+	<-exited
+}
+
+// selectHandoff: two workers fill their own maps and offer them in a select with a send case;
+// the parent selects over both channels and reads each map it receives.
+func selectHandoff() {
+	left := make(chan map[int]int)
+	right := make(chan map[int]int)
+	quit := make(chan struct{})
+	worker := func(out chan map[int]int, base int) {
+		m := make(map[int]int)
+		fill(m)
+		m[100] = base
+		select {
+		case out <- m:
+		case <-quit:
+		}
+	}
+	go worker(left, 1)
+	go worker(right, 2)
+	for got := 0; got < 2; got++ {
+		var m map[int]int
+		select {
+		case m = <-left:
+		case m = <-right:
+		}
+		_ = m[100]
+		m[101] = 101
+	}
+	close(quit)
+}
+
+// selectDefault: a non-blocking receive that finds nothing orders nothing; reading anyway races
+// with the worker's write. The worker sends only after the read, so the select never receives.
+func selectDefault() {
+	m := make(map[int]int)
+	fill(m)
+	ready := make(chan struct{})
+	proceed := make(chan struct{})
+	go func() {
+		m[7] = 70 // race:select_default
+		<-proceed
+		ready <- struct{}{}
+	}()
+	pause()
+	select {
+	case <-ready:
+		panic("select_default: the worker sends only after proceed")
+	default:
+	}
+	_ = m[7] // race:select_default
+	close(proceed)
+	<-ready
+}
+
+// semaphore: a buffered channel of capacity 1 as a lock: the k-th receive (release) happens
+// before the (k+1)-th send (acquire) completes, so the critical sections are ordered.
+func semaphore() {
+	m := make(map[int]int)
+	fill(m)
+	sem := make(chan struct{}, 1)
+	done := make(chan struct{})
+	for w := 0; w < 2; w++ {
+		go func(w int) {
+			sem <- struct{}{}
+			m[w] += 1
+			_ = m[8]
+			<-sem
+			done <- struct{}{}
+		}(w)
+	}
+	<-done
+	<-done
+}
+
+// semaphoreTooWide: with capacity 2 both workers acquire at once: the first release happens
+// before only the third acquire, which never comes. (int elements: see chanBufferedWriteAfterSend.)
+func semaphoreTooWide() {
+	m := make(map[int]int)
+	fill(m)
+	sem := make(chan int, 2)
+	done := make(chan struct{})
+	go func() {
+		sem <- 1
+		m[1] = 10 // race:semaphore_too_wide
+		<-sem
+		done <- struct{}{}
+	}()
+	go func() {
+		pause()
+		sem <- 2
+		m[2] = 20 // race:semaphore_too_wide
+		<-sem
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+}

@@ -1,0 +1,130 @@
+// racecorpus: Go map races and their correctly synchronised twins, one case per argument.
+//
+//	racecorpus -list   prints one line per case: "NAME racy" or "NAME clean"
+//	racecorpus NAME    runs that case and exits 0
+//
+// The two accesses of a racy case never overlap in time (a sleep separates them), so the Go
+// runtime never throws "concurrent map ..." and only happens-before analysis (go build -race, or
+// mapwatch's race detector) can find them. Each source line whose map access takes part in the
+// race ends in a "// race:NAME" comment: two lines, or one when a line races with itself (a helper
+// called from two goroutines). The tests read these markers as the lines a race report must name.
+// Clean cases carry no marker.
+//
+// Every case makes its own maps (so each has an allocation site), uses a few keys and a few
+// goroutines, and ends in well under a second. Cases are grouped by theme: the map tests of Go's
+// own race detector (gorace.go), goroutine creation and channels (channels.go), sync primitives
+// (locks.go), publication patterns (publish.go), and the clear, delete and make op classes (ops.go).
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// verdict is a case's ground truth, which `go build -race` confirms in the tests.
+type verdict string
+
+const (
+	racy  verdict = "racy"
+	clean verdict = "clean"
+)
+
+// corpusCase is one program of the corpus.
+type corpusCase struct {
+	name    string
+	verdict verdict
+	run     func()
+}
+
+var corpus = []corpusCase{
+	// gorace.go: Go's own race detector tests for maps.
+	{"gorace_rw", racy, goraceRW},
+	{"gorace_rw2", racy, goraceRW2},
+	{"gorace_rwarray", racy, goraceRWArray},
+	{"gorace_range", racy, goraceRange},
+	{"gorace_range2", racy, goraceRange2},
+	{"gorace_delete", racy, goraceDelete},
+	{"gorace_map_rr", clean, goraceMapRR},
+	{"gorace_map_range_range", clean, goraceMapRangeRange},
+
+	// channels.go: goroutine creation, channel hand-off, close, select, semaphores.
+	{"spawn_parent_writes", clean, spawnParentWrites},
+	{"spawn_child_writes", racy, spawnChildWrites},
+	{"chan_unbuffered_handoff", clean, chanUnbufferedHandoff},
+	{"chan_unbuffered_reverse", clean, chanUnbufferedReverse},
+	{"chan_unbuffered_write_after_send", racy, chanUnbufferedWriteAfterSend},
+	{"chan_buffered_handoff", clean, chanBufferedHandoff},
+	{"chan_buffered_write_after_send", racy, chanBufferedWriteAfterSend},
+	{"chan_close", clean, chanClose},
+	{"chan_write_after_close", racy, chanWriteAfterClose},
+	{"select_handoff", clean, selectHandoff},
+	{"select_default", racy, selectDefault},
+	{"semaphore", clean, semaphore},
+	{"semaphore_too_wide", racy, semaphoreTooWide},
+
+	// locks.go: WaitGroup, Mutex, RWMutex, Once.
+	{"waitgroup_join", clean, waitGroupJoin},
+	{"waitgroup_read_before_wait", racy, waitGroupReadBeforeWait},
+	{"mutex_guarded", clean, mutexGuarded},
+	{"mutex_unguarded_reader", racy, mutexUnguardedReader},
+	{"mutex_two_locks", racy, mutexTwoLocks},
+	{"rwmutex_readers_writer", clean, rwMutexReadersWriter},
+	{"rwmutex_write_under_rlock", racy, rwMutexWriteUnderRLock},
+	{"once_init", clean, onceInit},
+	{"once_write_after_init", racy, onceWriteAfterInit},
+
+	// publish.go: atomic.Value copy-on-write, sync.Map, an actor goroutine.
+	{"atomic_value_cow", clean, atomicValueCopyOnWrite},
+	{"atomic_value_mutate_in_place", racy, atomicValueMutateInPlace},
+	{"syncmap_values", clean, syncMapValues},
+	{"syncmap_value_mutated", racy, syncMapValueMutated},
+	{"actor_owned", clean, actorOwned},
+	{"actor_leaks_map", racy, actorLeaksMap},
+
+	// ops.go: clear, delete and make.
+	{"clear_under_mutex", clean, clearUnderMutex},
+	{"clear_vs_read", racy, clearVsRead},
+	{"range_vs_delete", racy, rangeVsDelete},
+	{"make_in_worker_handoff", clean, makeInWorkerHandoff},
+	{"make_in_worker_write_after_send", racy, makeInWorkerWriteAfterSend},
+	{"make_address_reuse", clean, makeAddressReuse},
+}
+
+// gap separates the two accesses of a racy case in time: long enough that they never overlap even
+// on a loaded machine (so the runtime never throws), short enough that the corpus runs in seconds.
+// Sleeping creates no happens-before edge, for -race as for the Go memory model.
+const gap = 30 * time.Millisecond
+
+// pause lets the other goroutine run its part first.
+func pause() { time.Sleep(gap) }
+
+// fill puts a few keys in m, so cases use maps past their first insert.
+func fill(m map[int]int) {
+	for k := 0; k < 8; k++ {
+		m[k] = k * k
+	}
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: racecorpus -list | racecorpus NAME")
+		os.Exit(2)
+	}
+	arg := os.Args[1]
+	if arg == "-list" {
+		for _, c := range corpus {
+			fmt.Printf("%s %s\n", c.name, c.verdict)
+		}
+		return
+	}
+	for _, c := range corpus {
+		if c.name == arg {
+			c.run()
+			fmt.Printf("%s done\n", c.name)
+			return
+		}
+	}
+	fmt.Fprintf(os.Stderr, "racecorpus: no case %q (racecorpus -list names them)\n", arg)
+	os.Exit(2)
+}
