@@ -1,0 +1,300 @@
+//! bench: measures mapguard's maps and mapwatch against their peers, side by side, in one run.
+//!
+//! `bench --quick` (a few minutes) or `bench --full` runs every part and prints tables of
+//! ratios against the best peer; CSV and SVG files go to `--out` (default `target/bench`), and
+//! `--publish` writes the generated tables into BENCHMARKS.md. See BENCHMARKS.md.
+
+mod instructions;
+mod latency;
+mod maps;
+mod matrix;
+mod plot;
+mod report;
+mod stats;
+mod table;
+mod workload;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::maps::MapKind;
+use crate::workload::WORKLOADS;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Measure mapguard and mapwatch against their peers, in one run"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Fill a map, then do only N gets (what the callgrind part runs).
+    CountGets {
+        /// Map name (see --maps), or papaya-held-guard.
+        #[arg(long)]
+        map: String,
+        /// Entries to fill in first.
+        #[arg(long, default_value_t = 10_000)]
+        entries: u64,
+        /// Gets to do.
+        #[arg(long)]
+        gets: u64,
+        /// Look up absent keys instead of present ones.
+        #[arg(long)]
+        miss: bool,
+    },
+}
+
+/// How much to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Size {
+    /// A tiny run that checks the harness (the test suite's smoke test).
+    Smoke,
+    /// A few minutes.
+    Quick,
+    /// The full matrix.
+    Full,
+}
+
+/// The parts of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// Throughput matrix.
+    Maps,
+    /// Per-operation latency.
+    Latency,
+    /// Instructions per get under callgrind.
+    Instructions,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The quick variant (the default).
+    #[arg(long, conflicts_with_all = ["full", "size"])]
+    quick: bool,
+    /// The full matrix (more operations, rounds and keys).
+    #[arg(long, conflicts_with = "size")]
+    full: bool,
+    /// Size by name (smoke is what the test suite runs).
+    #[arg(long, value_enum)]
+    size: Option<Size>,
+    /// Parts to run (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+    /// Maps to include (default: all), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    maps: Vec<String>,
+    /// Rounds per cell (default: by size).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Folder for CSV, SVG and results.md.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Also write the generated tables into this Markdown file (between its markers) and the
+    /// plots into docs/bench/ beside it.
+    #[arg(long, value_name = "BENCHMARKS.md")]
+    publish: Option<PathBuf>,
+}
+
+/// Operation counts and repeats of one size.
+struct Profile {
+    rounds: usize,
+    threads: Vec<usize>,
+    ops: usize,
+    key_space: u64,
+    latency_ops: usize,
+    callgrind_gets: u64,
+    callgrind_entries: u64,
+}
+
+impl Profile {
+    fn of(size: Size) -> Profile {
+        match size {
+            Size::Smoke => Profile {
+                rounds: 1,
+                threads: vec![1, 2],
+                ops: 4_000,
+                key_space: 1 << 10,
+                latency_ops: 4_000,
+                callgrind_gets: 1_000,
+                callgrind_entries: 1_000,
+            },
+            Size::Quick => Profile {
+                rounds: 3,
+                threads: vec![1, 2, 4],
+                ops: 400_000,
+                key_space: 1 << 16,
+                latency_ops: 400_000,
+                callgrind_gets: 20_000,
+                callgrind_entries: 10_000,
+            },
+            Size::Full => Profile {
+                rounds: 7,
+                threads: vec![1, 2, 4],
+                ops: 2_000_000,
+                key_space: 1 << 20,
+                latency_ops: 2_000_000,
+                callgrind_gets: 100_000,
+                callgrind_entries: 100_000,
+            },
+        }
+    }
+}
+
+fn selected_maps(names: &[String]) -> anyhow::Result<Vec<MapKind>> {
+    if names.is_empty() {
+        return Ok(MapKind::ALL.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| {
+            MapKind::from_name(n).with_context(|| {
+                let all: Vec<_> = MapKind::ALL.iter().map(|m| m.name()).collect();
+                format!("unknown map {n:?}; known: {}", all.join(", "))
+            })
+        })
+        .collect()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpus} CPUs ({cpu}), Linux {}", kernel.trim())
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let size = match (args.size, args.full) {
+        (Some(s), _) => s,
+        (None, true) => Size::Full,
+        (None, false) => Size::Quick,
+    };
+    let mut profile = Profile::of(size);
+    if let Some(r) = args.rounds {
+        if r == 0 {
+            bail!("--rounds must be at least 1");
+        }
+        profile.rounds = r;
+    }
+    let maps = selected_maps(&args.maps)?;
+    if !maps.iter().any(|m| !m.is_mapguard()) {
+        bail!("--maps needs at least one peer (ratios are to the best peer)");
+    }
+    let parts = if args.only.is_empty() {
+        vec![Part::Maps, Part::Latency, Part::Instructions]
+    } else {
+        args.only.clone()
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let machine = machine();
+    println!("bench ({size:?}): {machine}; hasher: foldhash fast (fixed seed) for every map");
+
+    let mut sections = Vec::new();
+    if parts.contains(&Part::Maps) {
+        let results = matrix::run(&matrix::MatrixConfig {
+            workloads: WORKLOADS.to_vec(),
+            threads: profile.threads.clone(),
+            maps: maps.clone(),
+            rounds: profile.rounds,
+            ops: profile.ops,
+            key_space: profile.key_space,
+        });
+        let plots = plot::throughput(&results, &args.out)?;
+        sections.push(report::throughput(&results, plots));
+    }
+    if parts.contains(&Part::Latency) {
+        let workloads =
+            ["read_heavy", "rapid_grow"].map(|w| workload::workload(w).expect("known workload"));
+        let results = latency::run(
+            &workloads,
+            2,
+            &maps,
+            profile.rounds,
+            profile.latency_ops,
+            profile.key_space,
+        );
+        sections.push(latency::section(&results));
+    }
+    if parts.contains(&Part::Instructions) {
+        let targets = instructions::Target::all(&maps);
+        let results =
+            instructions::run(&targets, profile.callgrind_entries, profile.callgrind_gets)?;
+        sections.push(instructions::section(
+            &results,
+            profile.callgrind_entries,
+            profile.callgrind_gets,
+        ));
+    }
+
+    for s in &sections {
+        report::emit(s, &args.out)?;
+    }
+    let header = format!(
+        "Generated by `bench --size {}` on {machine}, {} rounds.",
+        format!("{size:?}").to_lowercase(),
+        profile.rounds
+    );
+    let plots: Vec<String> = sections.iter().flat_map(|s| s.plots.clone()).collect();
+    std::fs::write(
+        args.out.join("results.md"),
+        report::markdown(&header, &sections, ""),
+    )?;
+    if let Some(doc) = &args.publish {
+        report::publish(
+            doc,
+            &report::markdown(&header, &sections, "docs/bench/"),
+            &args.out,
+            &plots,
+        )?;
+    }
+    println!("\nCSV, SVG and results.md in {}", args.out.display());
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.mode {
+        Some(Mode::CountGets {
+            map,
+            entries,
+            gets,
+            miss,
+        }) => match instructions::Target::from_name(&map) {
+            Some(target) => {
+                let hits = instructions::count_gets(target, entries, gets, miss);
+                let expected = if miss { 0 } else { gets };
+                if hits == expected {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!(
+                        "count-gets: {hits} hits of {gets} gets, expected {expected}"
+                    ))
+                }
+            }
+            None => Err(anyhow::anyhow!("count-gets: unknown map {map:?}")),
+        },
+        None => run(cli.run),
+    };
+    if let Err(e) = result {
+        eprintln!("bench: {e:#}");
+        std::process::exit(1);
+    }
+}
