@@ -4,6 +4,7 @@
 //! ratios against the best peer; CSV and SVG files go to `--out` (default `target/bench`), and
 //! `--publish` writes the generated tables into BENCHMARKS.md. See BENCHMARKS.md.
 
+mod http;
 mod instructions;
 mod latency;
 mod maps;
@@ -52,6 +53,21 @@ enum Mode {
         #[arg(long)]
         miss: bool,
     },
+    /// Run the order-status HTTP service (what the HTTP part drives with wrk).
+    Serve {
+        /// Store: mapguard-sharded, mapguard-snapshot, dashmap or std-rwlock.
+        #[arg(long)]
+        store: String,
+        /// Address to listen on (port 0: any; the chosen one is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Orders to create at start (ids 0..N, status "placed").
+        #[arg(long, default_value_t = 10_000)]
+        orders: u64,
+        /// Tokio worker threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
 }
 
 /// How much to run.
@@ -74,6 +90,8 @@ enum Part {
     Latency,
     /// Instructions per get under callgrind.
     Instructions,
+    /// The HTTP service under wrk.
+    Http,
 }
 
 #[derive(Args)]
@@ -114,6 +132,9 @@ struct Profile {
     latency_ops: usize,
     callgrind_gets: u64,
     callgrind_entries: u64,
+    http_write_percents: Vec<u8>,
+    http_rounds: usize,
+    http_seconds: u32,
 }
 
 impl Profile {
@@ -127,6 +148,9 @@ impl Profile {
                 latency_ops: 4_000,
                 callgrind_gets: 1_000,
                 callgrind_entries: 1_000,
+                http_write_percents: vec![10],
+                http_rounds: 1,
+                http_seconds: 1,
             },
             Size::Quick => Profile {
                 rounds: 3,
@@ -136,6 +160,9 @@ impl Profile {
                 latency_ops: 400_000,
                 callgrind_gets: 20_000,
                 callgrind_entries: 10_000,
+                http_write_percents: vec![1, 10, 50],
+                http_rounds: 2,
+                http_seconds: 3,
             },
             Size::Full => Profile {
                 rounds: 7,
@@ -145,6 +172,9 @@ impl Profile {
                 latency_ops: 2_000_000,
                 callgrind_gets: 100_000,
                 callgrind_entries: 100_000,
+                http_write_percents: vec![1, 10, 50],
+                http_rounds: 5,
+                http_seconds: 10,
             },
         }
     }
@@ -198,7 +228,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("--maps needs at least one peer (ratios are to the best peer)");
     }
     let parts = if args.only.is_empty() {
-        vec![Part::Maps, Part::Latency, Part::Instructions]
+        vec![Part::Maps, Part::Latency, Part::Instructions, Part::Http]
     } else {
         args.only.clone()
     };
@@ -242,6 +272,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             profile.callgrind_entries,
             profile.callgrind_gets,
         ));
+    }
+    if parts.contains(&Part::Http) {
+        let cfg = http::HttpConfig {
+            stores: http::store::StoreKind::ALL.to_vec(),
+            write_percents: profile.http_write_percents.clone(),
+            rounds: args.rounds.unwrap_or(profile.http_rounds),
+            seconds: profile.http_seconds,
+            orders: 10_000,
+            connections: 32,
+        };
+        let results = http::run(&cfg, &args.out)?;
+        sections.push(http::section(&results, &cfg));
     }
 
     for s in &sections {
@@ -290,6 +332,12 @@ fn main() {
                 }
             }
             None => Err(anyhow::anyhow!("count-gets: unknown map {map:?}")),
+        },
+        Some(Mode::Serve { store, addr, orders, workers }) => match http::store::StoreKind::from_name(&store) {
+            Some(kind) => http::service::serve(kind.build(orders), &addr, workers),
+            None => Err(anyhow::anyhow!(
+                "serve: unknown store {store:?}; known: mapguard-sharded, mapguard-snapshot, dashmap, std-rwlock"
+            )),
         },
         None => run(cli.run),
     };
