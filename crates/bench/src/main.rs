@@ -9,6 +9,7 @@ mod instructions;
 mod latency;
 mod maps;
 mod matrix;
+mod overhead;
 mod plot;
 mod report;
 mod stats;
@@ -92,6 +93,8 @@ enum Part {
     Instructions,
     /// The HTTP service under wrk.
     Http,
+    /// mapwatch's overhead on a Go program (root for the eBPF rows).
+    Overhead,
 }
 
 #[derive(Args)]
@@ -114,6 +117,9 @@ struct RunArgs {
     /// Rounds per cell (default: by size).
     #[arg(long)]
     rounds: Option<usize>,
+    /// The mapwatch binary the overhead part runs (default: target/release/mapwatch).
+    #[arg(long)]
+    mapwatch: Option<PathBuf>,
     /// Folder for CSV, SVG and results.md.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -135,6 +141,7 @@ struct Profile {
     http_write_percents: Vec<u8>,
     http_rounds: usize,
     http_seconds: u32,
+    overhead: overhead::Ops,
 }
 
 impl Profile {
@@ -151,6 +158,11 @@ impl Profile {
                 http_write_percents: vec![10],
                 http_rounds: 1,
                 http_seconds: 1,
+                overhead: overhead::Ops {
+                    long: 100_000,
+                    mapwatch: 10_000,
+                    entry_probe: 2_000,
+                },
             },
             Size::Quick => Profile {
                 rounds: 3,
@@ -163,6 +175,11 @@ impl Profile {
                 http_write_percents: vec![1, 10, 50],
                 http_rounds: 2,
                 http_seconds: 3,
+                overhead: overhead::Ops {
+                    long: 20_000_000,
+                    mapwatch: 1_000_000,
+                    entry_probe: 100_000,
+                },
             },
             Size::Full => Profile {
                 rounds: 7,
@@ -175,6 +192,11 @@ impl Profile {
                 http_write_percents: vec![1, 10, 50],
                 http_rounds: 5,
                 http_seconds: 10,
+                overhead: overhead::Ops {
+                    long: 100_000_000,
+                    mapwatch: 5_000_000,
+                    entry_probe: 300_000,
+                },
             },
         }
     }
@@ -228,7 +250,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("--maps needs at least one peer (ratios are to the best peer)");
     }
     let parts = if args.only.is_empty() {
-        vec![Part::Maps, Part::Latency, Part::Instructions, Part::Http]
+        vec![
+            Part::Maps,
+            Part::Latency,
+            Part::Instructions,
+            Part::Http,
+            Part::Overhead,
+        ]
     } else {
         args.only.clone()
     };
@@ -284,6 +312,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         let results = http::run(&cfg, &args.out)?;
         sections.push(http::section(&results, &cfg));
+    }
+    if parts.contains(&Part::Overhead) {
+        let cfg = overhead::OverheadConfig {
+            mapwatch: args
+                .mapwatch
+                .clone()
+                .unwrap_or_else(|| gobuild::repo_root().join("target/release/mapwatch")),
+            rounds: profile.rounds,
+            ops: profile.overhead,
+        };
+        let results = overhead::run(&cfg)?;
+        sections.push(overhead::section(&results, &cfg));
     }
 
     for s in &sections {
