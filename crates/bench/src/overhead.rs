@@ -25,7 +25,8 @@ pub enum Variant {
     Bpftrace,
     /// `mapwatch run`.
     Mapwatch,
-    /// `mapwatch run --duty-cycle 10`.
+    /// `mapwatch run --duty-cycle 10` (with `--duty-period 1` where mapwatch has it, so a run
+    /// spans several periods).
     MapwatchDutyCycle,
     /// Built with `-race`.
     Race,
@@ -62,8 +63,10 @@ impl Variant {
 /// reports ns/op, so counts needn't match).
 #[derive(Clone, Copy, Debug)]
 pub struct Ops {
-    /// Plain, duty-cycled and race runs.
+    /// Plain and race runs.
     pub long: u64,
+    /// The duty-cycled run: enough for several duty periods at plain speed.
+    pub duty_cycled: u64,
     /// mapwatch's full run.
     pub mapwatch: u64,
     /// bpftrace's entry probes (single-stepped: ~5-17 µs each on this VM).
@@ -135,7 +138,8 @@ fn run_once(
     let ops = match variant {
         Variant::Bpftrace => cfg.ops.entry_probe,
         Variant::Mapwatch => cfg.ops.mapwatch,
-        _ => cfg.ops.long,
+        Variant::MapwatchDutyCycle => cfg.ops.duty_cycled,
+        Variant::Plain | Variant::Race => cfg.ops.long,
     };
     let ops_arg = ops.to_string();
     let stdout = match variant {
@@ -165,12 +169,27 @@ fn run_once(
             cmd.args(["run", "--quiet"]);
             if variant == Variant::MapwatchDutyCycle {
                 cmd.args(["--duty-cycle", "10"]);
+                if mapwatch_run_help(&cfg.mapwatch).contains("--duty-period") {
+                    cmd.args(["--duty-period", DUTY_PERIOD_S]);
+                }
             }
             cmd.arg("--").arg(plain).args([op, &ops_arg]);
             output(&mut cmd, "mapwatch run")?
         }
     };
     ns_per_op(op, &stdout)
+}
+
+/// The duty period asked for: short, so that one run spans several periods and the slowdown
+/// is an average over on and off phases rather than a matter of phase.
+const DUTY_PERIOD_S: &str = "1";
+
+fn mapwatch_run_help(mapwatch: &Path) -> String {
+    Command::new(mapwatch)
+        .args(["run", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// Why a variant can't run here, if it can't.
@@ -307,10 +326,11 @@ pub fn section(results: &[OverheadResult], cfg: &OverheadConfig) -> Section {
         intro: format!(
             "`testdata/go/mapbench` times its own loop of `map[int]int` reads or writes (ns/op), \
              so start-up and attach are not counted; median of {} interleaved rounds. Ops per \
-             run: {} plain, duty-cycled and -race; {} under mapwatch; {} under bpftrace (its \
-             entry probes are single-stepped). bpftrace's own count must reach the op count. \
-             `added/op` is ns/op minus plain's.",
-            cfg.rounds, cfg.ops.long, cfg.ops.mapwatch, cfg.ops.entry_probe
+             run: {} plain and -race; {} duty-cycled (10 % of each {DUTY_PERIOD_S} s period \
+             watched, so a run spans several periods); {} under mapwatch; {} under bpftrace \
+             (its entry probes are single-stepped). bpftrace's own count must reach the op \
+             count. `added/op` is ns/op minus plain's.",
+            cfg.rounds, cfg.ops.long, cfg.ops.duty_cycled, cfg.ops.mapwatch, cfg.ops.entry_probe
         ),
         table,
         csv_name: "overhead.csv",
