@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 use crate::maps::MapKind;
 use crate::report::Section;
 use crate::table::Table;
-use crate::workload::{Latency, Plan, Workload};
+use crate::workload::{histogram, Latency, Plan, Workload};
 
 /// One map's merged histograms for one workload.
 pub struct LatencyResult {
@@ -40,8 +40,8 @@ pub fn run(
                 workload: w.name,
                 threads,
                 map,
-                reads: Histogram::new(3).expect("valid precision"),
-                inserts: Histogram::new(3).expect("valid precision"),
+                reads: histogram(),
+                inserts: histogram(),
             })
             .collect();
         for round in 0..rounds {

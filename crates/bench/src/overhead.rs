@@ -248,7 +248,16 @@ pub fn run(cfg: &OverheadConfig) -> anyhow::Result<Vec<OverheadResult>> {
     Ok(results)
 }
 
-/// The overhead table: ns/op, slowdown to plain, and µs added per probed op.
+/// Time added per op: ns below a microsecond, µs above.
+fn added(ns: f64) -> String {
+    if ns.abs() < 1000.0 {
+        format!("{ns:.1} ns")
+    } else {
+        format!("{:.2} µs", ns / 1000.0)
+    }
+}
+
+/// The overhead table: ns/op, slowdown to plain, and time added per probed op.
 pub fn section(results: &[OverheadResult], cfg: &OverheadConfig) -> Section {
     let plain: Vec<f64> = match &results[0].samples {
         Ok(s) => s.iter().map(|v| Summary::of(v).median).collect(),
@@ -285,7 +294,7 @@ pub fn section(results: &[OverheadResult], cfg: &OverheadConfig) -> Section {
                     let added = if r.variant == Variant::Plain {
                         "-".to_string()
                     } else {
-                        format!("{:.2} µs", (s.median - plain[i]) / 1000.0)
+                        added(s.median - plain[i])
                     };
                     row.extend([format!("{:.1}", s.median), format!("{slowdown:.2}x"), added]);
                     csv.push(vec![

@@ -244,8 +244,10 @@ pub struct Latencies {
     pub inserts: Histogram<u64>,
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant figures is valid")
+/// A latency histogram from 1 ns to 100 s at 3 significant figures: wide enough that no
+/// sample (a resize, a publication of a large snapshot, a descheduled thread) is clipped.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 
 /// Runs a plan timing every read and insert on its own (a clock read on each side of the
@@ -321,6 +323,15 @@ mod tests {
         assert!((count(INSERT) / 50_000.0 - 0.40).abs() < 0.02);
         assert!((count(READ) / 50_000.0 - 0.10).abs() < 0.02);
         assert!(plan.threads[0].iter().all(|&p| p >> 2 < 1024));
+    }
+
+    #[test]
+    fn latency_histograms_keep_long_samples() {
+        let mut h = histogram();
+        h.saturating_record(40);
+        h.saturating_record(5_000_000_000);
+        assert!(h.max() >= 5_000_000_000 * 999 / 1000, "max {}", h.max());
+        assert_eq!(h.value_at_quantile(0.0), 40);
     }
 
     #[test]
