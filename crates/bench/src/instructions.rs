@@ -278,7 +278,7 @@ pub fn section(results: &[InstructionResult], entries: u64, n: u64) -> Section {
             "{entries} entries, {n} gets of present (hit) or absent (miss) keys in shuffled \
              order; callgrind collects only inside the measured loop \
              (`--toggle-collect=*measured_gets*`), so start-up and fill are not counted. \
-             Includes ~5 instructions of benchmark loop. Lower is better; ratios are to the \
+             Includes the benchmark loop's own ~12 instructions per get (index wrap, key load, count). Lower is better; ratios are to the \
              cheapest peer (>1 costs more). `papaya-held-guard` takes one guard for all gets; \
              `mapguard-sharded-no-telemetry` is ShardedMap with `telemetry(false)`."
         ),
