@@ -271,6 +271,7 @@ pub fn section(results: &[OverheadResult], cfg: &OverheadConfig) -> Section {
         "write ns/op",
         "slowdown",
         "added/op",
+        "note",
     ]);
     let mut csv = vec![[
         "variant",
@@ -308,10 +309,11 @@ pub fn section(results: &[OverheadResult], cfg: &OverheadConfig) -> Section {
                         String::new(),
                     ]);
                 }
+                row.push(String::new());
             }
             Err(why) => {
+                row.extend(std::iter::repeat("-".to_string()).take(6));
                 row.push(why.clone());
-                row.extend(std::iter::repeat(String::new()).take(5));
                 for op in OPS {
                     csv.push(vec![
                         r.variant.name().into(),

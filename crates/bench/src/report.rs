@@ -48,14 +48,15 @@ pub fn markdown(header: &str, sections: &[Section], image_dir: &str) -> String {
         for p in &s.plots {
             md += &format!("\n![{p}]({image_dir}{p})\n");
         }
-        md += &format!("\nCSV: `{}`.\n", s.csv_name);
+        md += &format!("\nCSV: [{0}]({image_dir}{0}).\n", s.csv_name);
     }
     md
 }
 
 /// Replaces the generated part of `doc` (between [`BEGIN`] and [`END`]) with `generated`,
-/// creating the markers at the end if the file has none, and copies the plots beside it.
-pub fn publish(doc: &Path, generated: &str, out: &Path, plots: &[String]) -> anyhow::Result<()> {
+/// creating the markers at the end if the file has none, and copies the plots and CSV files
+/// (`files`, from `out`) beside it.
+pub fn publish(doc: &Path, generated: &str, out: &Path, files: &[String]) -> anyhow::Result<()> {
     let old = std::fs::read_to_string(doc).unwrap_or_default();
     let block = format!("{BEGIN}\n{generated}\n{END}");
     let new = match (old.find(BEGIN), old.find(END)) {
@@ -65,13 +66,13 @@ pub fn publish(doc: &Path, generated: &str, out: &Path, plots: &[String]) -> any
     std::fs::write(doc, new).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", doc.display()))?;
     let images = image_dir(doc);
     std::fs::create_dir_all(&images)?;
-    for p in plots {
-        std::fs::copy(out.join(p), images.join(p))?;
+    for f in files {
+        std::fs::copy(out.join(f), images.join(f))?;
     }
     Ok(())
 }
 
-/// Where published plots go: `docs/bench/` beside the document.
+/// Where published plots and CSV files go: `docs/bench/` beside the document.
 pub fn image_dir(doc: &Path) -> PathBuf {
     doc.parent().unwrap_or(Path::new(".")).join("docs/bench")
 }
