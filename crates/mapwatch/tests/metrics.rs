@@ -54,12 +54,13 @@ fn prometheus_scrapes_mapwatch_while_it_watches() {
     let prometheus = which("prometheus").expect(
         "prometheus is not installed: run scripts/setup.sh --tests (Debian package prometheus)",
     );
-    let bin = go_binary(TEST_VERSIONS[1], "longrun");
+    // Two goroutines racing on one map, 25 ms apart (never overlapping: only the race
+    // detector sees it), for ~8 s: time for several scrapes.
+    let bin = go_binary(TEST_VERSIONS[1], "racyloop");
     let dir = scratch("metrics");
     let metrics_port = free_port();
     let prometheus_port = free_port();
 
-    // ~8 s of map work: time for several scrapes.
     let watcher = Reaped(
         mapwatch()
             .args([
@@ -70,7 +71,7 @@ fn prometheus_scrapes_mapwatch_while_it_watches() {
                 "--",
             ])
             .arg(&bin)
-            .args(["80", "100"])
+            .args(["160", "50"])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -109,22 +110,26 @@ fn prometheus_scrapes_mapwatch_while_it_watches() {
         );
         let probes = prometheus_value(prometheus_port, "mapwatch_probes");
         let watched = prometheus_value(prometheus_port, "mapwatch_watched_processes");
-        if let (Some(w), Some(p), Some(1.0)) = (writes, probes, watched) {
-            if w > 0.0 && p > 0.0 {
-                seen = Some((w, p));
+        let races = prometheus_value(
+            prometheus_port,
+            "sum(mapwatch_findings_total%7Bkind%3D%22race%22%7D)",
+        );
+        if let (Some(w), Some(p), Some(1.0), Some(r)) = (writes, probes, watched, races) {
+            if w > 0.0 && p > 0.0 && r > 0.0 {
+                seen = Some((w, p, r));
                 break;
             }
         }
         std::thread::sleep(Duration::from_millis(250));
     }
     let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-    let (writes, probes) = seen.unwrap_or_else(|| {
+    let (writes, probes, races) = seen.unwrap_or_else(|| {
         panic!(
-            "Prometheus never stored mapwatch's map ops; mapwatch serves:\n{}\nprometheus log:\n{log}",
+            "Prometheus never stored mapwatch's map ops and races; mapwatch serves:\n{}\nprometheus log:\n{log}",
             http_get(metrics_port, "/metrics").unwrap_or_default()
         )
     });
-    eprintln!("Prometheus stored {writes} map writes seen through {probes} probes");
+    eprintln!("Prometheus stored {writes} map writes seen through {probes} probes, {races} races");
     assert_eq!(
         prometheus_value(prometheus_port, "up%7Bjob%3D%22mapwatch%22%7D"),
         Some(1.0),
