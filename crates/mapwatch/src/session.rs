@@ -15,7 +15,7 @@ use gotarget::GoBinary;
 use crate::detect::conflict::{conflict_finding, Describer};
 use crate::detect::findings::FindingLog;
 use crate::detect::maps::MapRegistry;
-use crate::detect::race::{race_finding, Race, RaceDetector};
+use crate::detect::racewatch::{RaceOccurrence, RaceScope, RaceWatch};
 use crate::event::{MapEvent, Record};
 use crate::export::audit::{AuditLog, TargetAudit};
 use crate::export::metrics::{Metrics, MetricsFeed};
@@ -26,7 +26,7 @@ use crate::report::html;
 use crate::report::jsonl::JsonlReport;
 use crate::report::terminal::{print_finding, StatusLine};
 use crate::report::{Finding, FindingKind};
-use crate::stacks::{is_user_function, StackResolver};
+use crate::stacks::StackResolver;
 
 /// How long the reader sleeps between looks at the ring buffer when nothing wakes it.
 const POLL: Duration = Duration::from_millis(100);
@@ -166,17 +166,10 @@ pub struct Session {
     /// The target's executable (read while the process exists: `/proc/PID/exe` goes with it).
     executable: PathBuf,
     audit: Option<TargetAudit>,
-    /// The race detector, when races are looked for and can be told apart.
-    races: Option<RaceDetector>,
-    found_races: Vec<Race>,
-    /// (map site or type, earlier access's caller, later one's) -> finding index.
-    race_sites: std::collections::HashMap<(u64, u64, u64), usize>,
-    /// Whether a pc's code (a map's creator, or its accessor) is user code, cached.
-    user_code: std::collections::HashMap<u64, bool>,
-    /// Whether each map (by pid, address) is watched for races, decided at its first access.
-    watched_maps: std::collections::HashMap<(u32, u64), bool>,
-    /// What limited this watch, attached to each race finding.
-    notes: Vec<String>,
+    /// Race watching, when races are looked for and can be told apart.
+    races: Option<RaceWatch>,
+    /// Reused buffer of what the race detector found at one access.
+    race_occurrences: Vec<RaceOccurrence>,
 }
 
 impl Session {
@@ -229,12 +222,13 @@ impl Session {
             executable,
             tally: OpTally::starting_at(crate::clock::monotonic_ns()),
             series: opts.html.as_ref().map(|_| OpSeries::default()),
-            races: (opts.races && races_possible).then(RaceDetector::new),
-            found_races: Vec::new(),
-            race_sites: Default::default(),
-            user_code: Default::default(),
-            watched_maps: Default::default(),
-            notes,
+            races: (opts.races && races_possible).then(|| {
+                RaceWatch::new(RaceScope {
+                    map_sites: opts.map_sites.clone(),
+                    notes,
+                })
+            }),
+            race_occurrences: Vec::new(),
             metrics,
             resolver: StackResolver::new(Arc::clone(&binary)),
             binary,
@@ -436,78 +430,37 @@ impl Session {
 
     /// Runs the race detector over a map access and records what it finds.
     fn check_races(&mut self, ev: &MapEvent, made_at: Option<u64>) -> Result<()> {
-        if self.races.is_none() {
+        let Some(races) = &mut self.races else {
             return Ok(());
-        }
-        let in_scope = self.watched_for_races(ev, made_at);
-        let mut found = std::mem::take(&mut self.found_races);
-        if let Some(races) = &mut self.races {
-            races.access(ev, in_scope, &mut found);
-        }
-        for race in found.drain(..) {
-            // A racy loop repeats the same pair of code locations many times: count those
-            // without building (symbolizing) the finding again.
-            let repeat_key = (
-                made_at.unwrap_or(ev.map_type),
-                race.earlier.ret,
-                race.later.ret,
-            );
-            if let Some(&i) = self.race_sites.get(&repeat_key) {
-                if self.log.repeat(i).is_some() {
-                    self.sink_occurrence(i, false, ev.ts)?;
+        };
+        let mut describer = Describer {
+            binary: &self.binary,
+            resolver: &mut self.resolver,
+            maps: &self.maps,
+        };
+        let mut found = std::mem::take(&mut self.race_occurrences);
+        races.access(ev, made_at, &mut describer, &mut found);
+        for occurrence in found.drain(..) {
+            match occurrence {
+                RaceOccurrence::Repeat(i) => {
+                    if self.log.repeat(i).is_some() {
+                        self.sink_occurrence(i, false, ev.ts)?;
+                    }
                 }
-                continue;
-            }
-            let mut describer = Describer {
-                binary: &self.binary,
-                resolver: &mut self.resolver,
-                maps: &self.maps,
-            };
-            let mut finding =
-                race_finding(&race, ev, &mut describer, &self.binary.go_version().raw);
-            finding.notes = self.notes.clone();
-            let (i, new) = self.log.add_indexed(finding);
-            self.race_sites.insert(repeat_key, i);
-            self.sink_occurrence(i, new, ev.ts)?;
-            if new {
-                self.report_new(i)?;
+                RaceOccurrence::New { finding, site } => {
+                    let (i, new) = self.log.add_indexed(*finding);
+                    if let Some(races) = &mut self.races {
+                        races.remember(site, i);
+                    }
+                    self.sink_occurrence(i, new, ev.ts)?;
+                    if new {
+                        self.report_new(i)?;
+                    }
+                }
             }
         }
-        self.found_races = found;
+        self.race_occurrences = found;
         Ok(())
-    }
-
-    /// Whether `ev`'s map is one races are looked for on: made by user code (or, when its
-    /// making was not seen, first used by user code), and at a chosen site if any were given.
-    fn watched_for_races(&mut self, ev: &MapEvent, made_at: Option<u64>) -> bool {
-        if ev.op == gotarget::MapOp::Make {
-            self.watched_maps.remove(&(ev.pid, ev.map));
-            return false;
-        }
-        if let Some(&watched) = self.watched_maps.get(&(ev.pid, ev.map)) {
-            return watched;
-        }
-        let pc = made_at.unwrap_or(ev.ret);
-        let resolver = &mut self.resolver;
-        let user = *self.user_code.entry(pc).or_insert_with(|| {
-            resolver
-                .call_site(pc)
-                .first()
-                .and_then(|frame| frame.split(' ').next())
-                .is_some_and(is_user_function)
-        });
-        let chosen = self.opts.map_sites.is_empty()
-            || made_at
-                .and_then(|ret| self.resolver.call_site_line(ret))
-                .is_some_and(|line| {
-                    self.opts
-                        .map_sites
-                        .iter()
-                        .any(|s| line.ends_with(s.as_str()))
-                });
-        let watched = user && chosen;
-        self.watched_maps.insert((ev.pid, ev.map), watched);
-        watched
     }
 
     /// Offers an operation to the audit log (which keeps one in N).

@@ -6,3 +6,4 @@ pub mod conflict;
 pub mod findings;
 pub mod maps;
 pub mod race;
+pub mod racewatch;

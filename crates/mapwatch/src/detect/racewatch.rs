@@ -1,0 +1,140 @@
+//! Race detection as one watch runs it: which maps are looked at, the detector, what limited
+//! the watch (attached to every race finding), and which pairs of code locations already made
+//! a finding (a racy loop repeats one pair thousands of times a second: those are counted
+//! without symbolizing them again).
+
+use std::collections::HashMap;
+
+use gotarget::MapOp;
+
+use super::conflict::Describer;
+use super::race::{race_finding, Race, RaceDetector};
+use crate::event::{MapEvent, SyncEvent};
+use crate::report::Finding;
+use crate::stacks::{is_user_function, StackResolver};
+
+/// (map site or type, earlier access's caller, later access's caller).
+pub type RaceSite = (u64, u64, u64);
+
+/// What one race found at an access amounts to.
+pub enum RaceOccurrence {
+    /// Another occurrence of the finding at this index of the watch's finding log.
+    Repeat(usize),
+    /// A pair of code locations not seen before: the finding, to be logged and then
+    /// [`remembered`](RaceWatch::remember) under `site`.
+    New {
+        /// The finding, described.
+        finding: Box<Finding>,
+        /// Its key for later repeats.
+        site: RaceSite,
+    },
+}
+
+/// What the user asked of race watching.
+#[derive(Clone, Debug, Default)]
+pub struct RaceScope {
+    /// Only maps made at these source positions (`file.go:LINE`, matched as a suffix).
+    pub map_sites: Vec<String>,
+    /// What limited the watch (sampling, unobservable synchronisation), for the findings.
+    pub notes: Vec<String>,
+}
+
+/// The race side of a watch.
+pub struct RaceWatch {
+    detector: RaceDetector,
+    scope: RaceScope,
+    found: Vec<Race>,
+    sites: HashMap<RaceSite, usize>,
+    /// Whether a pc's code (a map's creator, or its accessor) is user code, cached.
+    user_code: HashMap<u64, bool>,
+    /// Whether each map (pid, address) is watched, decided at its first access.
+    watched_maps: HashMap<(u32, u64), bool>,
+}
+
+impl RaceWatch {
+    /// Race watching within `scope`.
+    pub fn new(scope: RaceScope) -> RaceWatch {
+        RaceWatch {
+            detector: RaceDetector::new(),
+            scope,
+            found: Vec::new(),
+            sites: HashMap::new(),
+            user_code: HashMap::new(),
+            watched_maps: HashMap::new(),
+        }
+    }
+
+    /// The watch began on a running process (see [`RaceDetector::joined_late`]).
+    pub fn joined_late(&mut self) {
+        self.detector.joined_late();
+    }
+
+    /// Applies a synchronisation operation.
+    pub fn sync(&mut self, ev: &SyncEvent) {
+        self.detector.sync(ev);
+    }
+
+    /// Runs the detector over the map access `ev` (its map made at `made_at`, if seen) and
+    /// appends what each race found amounts to.
+    pub fn access(
+        &mut self,
+        ev: &MapEvent,
+        made_at: Option<u64>,
+        d: &mut Describer<'_>,
+        out: &mut Vec<RaceOccurrence>,
+    ) {
+        let in_scope = self.watched(ev, made_at, d.resolver);
+        let mut found = std::mem::take(&mut self.found);
+        self.detector.access(ev, in_scope, &mut found);
+        for race in found.drain(..) {
+            let site = (
+                made_at.unwrap_or(ev.map_type),
+                race.earlier.ret,
+                race.later.ret,
+            );
+            if let Some(&i) = self.sites.get(&site) {
+                out.push(RaceOccurrence::Repeat(i));
+                continue;
+            }
+            let mut finding = race_finding(&race, ev, d, &d.binary.go_version().raw);
+            finding.notes = self.scope.notes.clone();
+            out.push(RaceOccurrence::New {
+                finding: Box::new(finding),
+                site,
+            });
+        }
+        self.found = found;
+    }
+
+    /// Records that `site`'s finding sits at `index` of the finding log.
+    pub fn remember(&mut self, site: RaceSite, index: usize) {
+        self.sites.insert(site, index);
+    }
+
+    /// Whether `ev`'s map is one races are looked for on: made by user code (or, when its
+    /// making was not seen, first used by user code), and at a chosen site if any were given.
+    fn watched(&mut self, ev: &MapEvent, made_at: Option<u64>, r: &mut StackResolver) -> bool {
+        if ev.op == MapOp::Make {
+            self.watched_maps.remove(&(ev.pid, ev.map));
+            return false;
+        }
+        if let Some(&watched) = self.watched_maps.get(&(ev.pid, ev.map)) {
+            return watched;
+        }
+        let pc = made_at.unwrap_or(ev.ret);
+        let user = *self.user_code.entry(pc).or_insert_with(|| {
+            r.call_site(pc)
+                .first()
+                .and_then(|frame| frame.split(' ').next())
+                .is_some_and(is_user_function)
+        });
+        let sites = &self.scope.map_sites;
+        let chosen = sites.is_empty()
+            || made_at
+                .and_then(|ret| r.call_site_line(ret))
+                .is_some_and(|line| sites.iter().any(|s| line.ends_with(s.as_str())));
+        let watched = user && chosen;
+        self.watched_maps.insert((ev.pid, ev.map), watched);
+        watched
+    }
+}
