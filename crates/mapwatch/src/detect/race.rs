@@ -208,13 +208,15 @@ impl RaceDetector {
                     .goroutines
                     .get(&(pid, ev.goid))
                     .is_some_and(|g| g.select_ts == Some(ev.ts));
-            if !same_select {
+            if same_select {
+                self.goroutine(pid, ev.goid);
+            } else {
                 self.settled(pid, ev.goid);
             }
             let g = self
                 .goroutines
                 .get_mut(&(pid, ev.goid))
-                .expect("settled creates it");
+                .expect("goroutine() creates it");
             g.select_ts = (ev.kind == SyncKind::Select).then_some(ev.ts);
             for &class in releases {
                 self.objects
@@ -228,7 +230,7 @@ impl RaceDetector {
             g.clock.tick(ev.goid);
         }
         if !acquires.is_empty() {
-            let g = self.goroutines.entry((pid, ev.goid)).or_default();
+            let g = self.goroutine(pid, ev.goid);
             g.pending
                 .extend(acquires.iter().map(|&class| (pid, class, ev.object)));
         }
@@ -314,6 +316,26 @@ impl RaceDetector {
 
     /// The goroutine's state with its pending acquires applied (created on first sight).
     fn settled(&mut self, pid: u32, goid: u64) -> &mut Goroutine {
+        self.goroutine(pid, goid);
+        let g = self
+            .goroutines
+            .get_mut(&(pid, goid))
+            .expect("goroutine() creates it");
+        for key in g.pending.drain(..) {
+            if let Some(c) = self.objects.get(&key) {
+                g.clock.join(c);
+            }
+        }
+        if std::mem::take(&mut g.pending_everything) {
+            if let Some(all) = self.everything.get(&pid) {
+                g.clock.join(all);
+            }
+        }
+        g
+    }
+
+    /// The goroutine's state, as it is (created on first sight).
+    fn goroutine(&mut self, pid: u32, goid: u64) -> &mut Goroutine {
         if self.joined_late && !self.goroutines.contains_key(&(pid, goid)) {
             // A goroutine from before the watch: it may have been blocked in a Lock, a
             // receive or a Wait whose probe fired before the watch began. Everything released
@@ -332,24 +354,12 @@ impl RaceDetector {
                 },
             );
         }
-        let g = self
-            .goroutines
+        self.goroutines
             .entry((pid, goid))
             .or_insert_with(|| Goroutine {
                 clock: VectorClock::start(goid),
                 ..Goroutine::default()
-            });
-        for key in g.pending.drain(..) {
-            if let Some(c) = self.objects.get(&key) {
-                g.clock.join(c);
-            }
-        }
-        if std::mem::take(&mut g.pending_everything) {
-            if let Some(all) = self.everything.get(&pid) {
-                g.clock.join(all);
-            }
-        }
-        g
+            })
     }
 
     /// A release on an unknown object: from now on every release is remembered in one
@@ -528,6 +538,14 @@ mod tests {
         };
         assert_eq!(run(true), 0);
         assert_eq!(run(false), 1);
+    }
+
+    #[test]
+    fn a_goroutine_first_seen_at_an_acquire_has_a_clock_of_its_own() {
+        let mut d = RaceDetector::new();
+        d.sync(&sync(2, SyncKind::ChanRecv, 0xa000));
+        assert!(races(&mut d, op(2, MapOp::Write)).is_empty());
+        assert_eq!(races(&mut d, op(3, MapOp::Write)).len(), 1);
     }
 
     #[test]
