@@ -388,6 +388,12 @@ int on_sync(struct pt_regs *ctx)
 			if (a.map)
 				emit(st, &a);
 		}
+		if (n > SELECT_CASES) {
+			/* Channels past the ones reported: an unknown object, which the detector
+			 * lets synchronise with everything (never a missed edge). */
+			a.map = 0;
+			emit(st, &a);
+		}
 		return 0;
 	}
 	default: /* ADDR_UNKNOWN, ADDR_NONE */
