@@ -28,6 +28,9 @@ use crate::report::terminal::{print_finding, StatusLine};
 use crate::report::{Finding, FindingKind};
 use crate::stacks::StackResolver;
 
+/// How often the status line, the metrics and the op series are refreshed: often enough
+/// that a scrape of a target that dies a second into the watch still sees its counts.
+const TICK: Duration = Duration::from_millis(250);
 /// How long the reader sleeps between looks at the ring buffer when nothing wakes it.
 const POLL: Duration = Duration::from_millis(100);
 /// Goroutine ids remembered for the "goroutines seen" figure; past this it reads "N+".
@@ -295,7 +298,7 @@ impl Session {
             if self.opts.duration.is_some_and(|d| start.elapsed() >= d) {
                 break;
             }
-            if last_tick.elapsed() >= Duration::from_secs(1) {
+            if last_tick.elapsed() >= TICK {
                 let counters = self.probes.counters()?;
                 let rate = (counters.total_ops() - last_counters.total_ops()) as f64
                     / last_tick.elapsed().as_secs_f64();
