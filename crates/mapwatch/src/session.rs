@@ -485,6 +485,9 @@ impl Session {
         if let Some(feed) = &mut self.metrics {
             feed.metrics().add_ops(&ops);
             feed.update(counters, self.goroutines.len(), self.maps.len());
+            if let Some(races) = &self.races {
+                feed.update_detector(races.size());
+            }
         }
     }
 

@@ -130,6 +130,11 @@ fn prometheus_scrapes_mapwatch_while_it_watches() {
         )
     });
     eprintln!("Prometheus stored {writes} map writes seen through {probes} probes, {races} races");
+    let clocks = prometheus_value(prometheus_port, "mapwatch_race_detector_clock_entries");
+    assert!(
+        clocks.is_some_and(|c| c > 0.0),
+        "the race detector's memory gauge: {clocks:?}"
+    );
     assert_eq!(
         prometheus_value(prometheus_port, "up%7Bjob%3D%22mapwatch%22%7D"),
         Some(1.0),

@@ -106,6 +106,11 @@ impl RaceWatch {
         self.found = found;
     }
 
+    /// What the detector holds now (its memory).
+    pub fn size(&self) -> super::race::DetectorSize {
+        self.detector.size()
+    }
+
     /// Records that `site`'s finding sits at `index` of the finding log.
     pub fn remember(&mut self, site: RaceSite, index: usize) {
         self.sites.insert(site, index);

@@ -21,6 +21,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::detect::race::DetectorSize;
 use crate::opcount::SiteOps;
 pub use crate::opcount::UNKNOWN_SITE;
 use crate::probe::Counters;
@@ -50,6 +51,55 @@ pub struct Metrics {
     processes: Gauge,
     goroutines: Gauge,
     maps: Gauge,
+    detector: DetectorGauges,
+}
+
+/// The race detector's memory, by what it holds.
+#[derive(Clone, Default)]
+struct DetectorGauges {
+    goroutines: Gauge,
+    objects: Gauge,
+    maps: Gauge,
+    clock_entries: Gauge,
+}
+
+impl DetectorGauges {
+    fn register(&self, registry: &mut Registry) {
+        for (name, help, gauge) in [
+            (
+                "race_detector_goroutines",
+                "Goroutines the race detector keeps a vector clock for",
+                &self.goroutines,
+            ),
+            (
+                "race_detector_sync_objects",
+                "Channels, locks, WaitGroups and Values the race detector keeps a clock for",
+                &self.objects,
+            ),
+            (
+                "race_detector_maps",
+                "Maps the race detector keeps access epochs for",
+                &self.maps,
+            ),
+            (
+                "race_detector_clock_entries",
+                "Vector clock entries held over all goroutines and objects (the detector's memory grows with these, ~12 bytes each)",
+                &self.clock_entries,
+            ),
+        ] {
+            registry.register(name, help, Gauge::clone(gauge));
+        }
+    }
+
+    /// Adds `now - before` to each gauge.
+    fn shift(&self, before: DetectorSize, now: DetectorSize) {
+        let d = |a: usize, b: usize| a as i64 - b as i64;
+        self.goroutines.inc_by(d(now.goroutines, before.goroutines));
+        self.objects.inc_by(d(now.objects, before.objects));
+        self.maps.inc_by(d(now.maps, before.maps));
+        self.clock_entries
+            .inc_by(d(now.clock_entries, before.clock_entries));
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -108,7 +158,10 @@ impl Metrics {
             "Maps the detector keeps state for",
             Gauge::clone(&maps),
         );
+        let detector = DetectorGauges::default();
+        detector.register(&mut registry);
         Metrics {
+            detector,
             registry: Arc::new(registry),
             map_ops,
             findings,
@@ -154,6 +207,7 @@ impl Metrics {
             probes: probes as i64,
             goroutines: 0,
             maps: 0,
+            detector: DetectorSize::default(),
         }
     }
 
@@ -184,6 +238,7 @@ pub struct MetricsFeed {
     probes: i64,
     goroutines: i64,
     maps: i64,
+    detector: DetectorSize,
 }
 
 impl MetricsFeed {
@@ -205,6 +260,12 @@ impl MetricsFeed {
         m.maps.inc_by(maps as i64 - self.maps);
         self.maps = maps as i64;
     }
+
+    /// Brings this process's share of the race detector's memory gauges up to date.
+    pub fn update_detector(&mut self, size: DetectorSize) {
+        self.metrics.detector.shift(self.detector, size);
+        self.detector = size;
+    }
 }
 
 impl Drop for MetricsFeed {
@@ -214,6 +275,7 @@ impl Drop for MetricsFeed {
         m.probes.dec_by(self.probes);
         m.goroutines.dec_by(self.goroutines);
         m.maps.dec_by(self.maps);
+        m.detector.shift(self.detector, DetectorSize::default());
     }
 }
 
@@ -384,7 +446,18 @@ mod tests {
         a.update(&Counters::default(), 5, 2);
         b.update(&Counters::default(), 3, 1);
         b.update(&Counters::default(), 4, 1);
+        let size = |clock_entries| DetectorSize {
+            goroutines: 2,
+            objects: 1,
+            maps: 1,
+            clock_entries,
+        };
+        a.update_detector(size(10));
+        b.update_detector(size(5));
+        b.update_detector(size(6));
         let has = |line: &str| m.encode().lines().any(|l| l == line);
+        assert!(has("mapwatch_race_detector_clock_entries 16"));
+        assert!(has("mapwatch_race_detector_goroutines 4"));
         assert!(has("mapwatch_watched_processes 2"));
         assert!(has("mapwatch_probes 17"));
         assert!(has("mapwatch_goroutines 9"));
@@ -394,7 +467,9 @@ mod tests {
         assert!(has("mapwatch_probes 7"));
         assert!(has("mapwatch_goroutines 4"));
         assert!(has("mapwatch_tracked_maps 1"));
+        assert!(has("mapwatch_race_detector_clock_entries 6"));
         drop(b);
+        assert!(has("mapwatch_race_detector_clock_entries 0"));
         assert!(has("mapwatch_watched_processes 0"));
         assert!(has("mapwatch_probes 0"));
     }
