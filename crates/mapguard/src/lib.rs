@@ -19,6 +19,10 @@
 //! - **No stampede.** [`ShardedMap::get_or_load`] runs one load per missing key
 //!   however many callers arrive, shares its value or error, survives a
 //!   panicking loader, and can remember misses for a TTL.
+//! - **No stale fill.** A write to a key while its load is in flight (the
+//!   classic "update the database, then invalidate the cache") keeps the load
+//!   from storing what it read before: the callers get that value, the map
+//!   does not keep it, and the next `get_or_load` loads again.
 //! - **Resizing is invisible.** A shard's table only grows or shrinks under its
 //!   exclusive lock; a [`SnapshotMap`] publishes whole immutable copies.
 //! - **Self-reporting.** [`ShardedMap::stats`] gives exact per-shard counts of

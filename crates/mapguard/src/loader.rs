@@ -9,37 +9,90 @@
 //!
 //! 1. Look the key up in the map; a hit returns.
 //! 2. Lock `table`. A flight for the key exists: clone it, unlock, wait.
-//!    None exists: look the map up *again* (a loader fills the map before it
-//!    removes its flight, both in order, so "no flight and not in the map" means
-//!    nobody has a value to give us), then register a new flight, unlock, load.
-//! 3. The loader fills the map, then removes its flight from `table` (adding a
-//!    negative-cache entry in the same critical section when the load found
-//!    nothing), then publishes the outcome in the flight and wakes the waiters.
-//!    Removing before publishing means a waiter told to retry can never find the
-//!    finished flight still registered (no spinning).
-//! 4. If the load function panics, a drop guard does step 3 with the outcome
+//!    None exists: register a new flight (and count it in `in_flight`), unlock.
+//! 3. The new loader looks the map up *again*, under the engine's lock: a
+//!    loader fills the map before it removes its flight, so "no flight when we
+//!    registered" means any earlier loader's value is visible now. A hit ends
+//!    the flight with that value; a miss runs the load function.
+//! 4. The loader fills the map, unless the flight was *invalidated* (below),
+//!    then removes its flight from `table` (adding a negative-cache entry in the
+//!    same critical section when the load found nothing and the flight was not
+//!    invalidated), then publishes the outcome in the flight and wakes the
+//!    waiters. Removing before publishing means a waiter told to retry can never
+//!    find the finished flight still registered (no spinning).
+//! 5. If the load function panics, a drop guard does step 4 with the outcome
 //!    `Abandoned`: waiters wake and start over, one of them becoming the new
 //!    loader; the panic continues in the loading caller. Nothing is poisoned.
 //!
-//! Lock order: `table` before a shard lock (the re-check in step 2), never the
-//! reverse, and a flight's own mutex is never held with either. The loom model
-//! in `tests/loom.rs` checks this protocol.
+//! ## Invalidation: no stale fill
+//!
+//! A load may read its source before a concurrent writer changes the source and
+//! then writes the map ("update the database, then invalidate the cache"). Filling
+//! the map with such a value afterwards would resurrect stale data, possibly for
+//! good. So every write to a key calls [`SingleFlight::invalidate`] (whole-map
+//! writes: [`SingleFlight::invalidate_all`]) *inside the engine's write critical
+//! section* (the shard's write lock, the snapshot writer mutex), which marks the
+//! key's flight, if any; the loader's fill checks the mark inside the same lock
+//! and, when set, hands its value to its caller and the waiters without storing
+//! it (and caches no miss). Why no stale value can be stored:
+//!
+//! * The fill and the mark are in critical sections of one lock, so they are
+//!   ordered: a write whose critical section comes first has marked the flight
+//!   when the fill looks; a write that comes after the fill overwrites or
+//!   removes the filled value itself.
+//! * The writer sees the flight whenever the load might predate the write. The
+//!   loader registers (and increments `in_flight`, under `table`) *before* its
+//!   re-check in step 3, which takes the engine lock. If that re-check comes
+//!   before the write in the lock's order, the increment happens-before the
+//!   writer's read of `in_flight`, and the registration before the writer's
+//!   `table` lookup, so the flight is found and marked. If the re-check comes
+//!   after the write, the writer's change of the source happens-before the
+//!   load, which therefore reads it: not stale. This holds even for a source
+//!   that does not synchronise by itself (the loom model uses a Relaxed atomic).
+//!
+//! Writes stay cheap when nothing is loading: `invalidate` reads the
+//! `in_flight` count (Relaxed is enough: the happens-before edge comes from the
+//! lock, as argued above) and takes `table` only when it is non-zero. A write
+//! that skips the engine's write (the snapshot engine's `remove` or `update` of
+//! an absent key, which copies nothing) still takes the engine lock to
+//! invalidate. The `try_*` writes give up with `WouldBlock` when `table` is
+//! busy, before changing anything.
+//!
+//! Conservative corners: a flight registered just before a write's critical
+//! section whose re-check comes after it reads the new source but is marked
+//! all the same (its value is then merely not stored); and a miss cached before
+//! a write stays cached for its TTL, as negative caching promises (writes do not
+//! forget misses: `forget_miss` does).
+//!
+//! Lock order: an engine lock before `table` (writers), never the reverse (no
+//! loader holds `table` while taking an engine lock), and a flight's own mutex is
+//! never held with either. The loom models in `tests/loom.rs` check this
+//! protocol, including a loader racing a remover.
 
 use std::any::Any;
+use std::borrow::Borrow;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 
-use crate::sync::{current_thread_id, Condvar, Mutex};
+use crate::api::WouldBlock;
+use crate::sync::{current_thread_id, AtomicUsize, Condvar, Mutex};
 
 /// The map operations the protocol needs from an engine.
 pub(crate) trait Backing<K, V> {
     /// The value stored for `key`, cloned.
     fn lookup(&self, key: &K) -> Option<V>;
-    /// Stores `value` unless the key got a value meanwhile; returns what is stored.
-    fn fill(&self, key: K, value: V) -> V;
+    /// [`lookup`](Self::lookup) under the lock that orders the engine's writes
+    /// (and that [`fill`](Self::fill) takes): the loader's re-check, which the
+    /// invalidation argument needs ordered against every write.
+    fn recheck(&self, key: &K) -> Option<V>;
+    /// Stores `value` unless the key got a value meanwhile (which is returned
+    /// instead) or `invalidated` is set when checked inside the write critical
+    /// section (`value` is then returned without being stored).
+    fn fill(&self, key: K, value: V, invalidated: &AtomicBool) -> V;
 }
 
 #[cfg(loom)]
@@ -63,6 +116,21 @@ struct Flight<V> {
     /// Lets a load function that asks for its own key fail loudly instead of
     /// waiting for itself forever.
     loader: LoaderId,
+    /// Set when the key was written while the flight was in progress: the
+    /// loaded value may predate that write and must not be stored. Written and
+    /// read under the engine's write lock (or `table`), so Relaxed suffices.
+    invalidated: AtomicBool,
+}
+
+impl<V> Flight<V> {
+    fn new() -> Self {
+        Flight {
+            state: Mutex::new(State::Loading),
+            done: Condvar::new(),
+            loader: current_thread_id(),
+            invalidated: AtomicBool::new(false),
+        }
+    }
 }
 
 struct Table<K, V> {
@@ -76,6 +144,9 @@ struct Table<K, V> {
 /// The single-flight state of one map.
 pub(crate) struct SingleFlight<K, V> {
     table: Mutex<Table<K, V>>,
+    /// Flights registered in `table`, readable without its lock: writers take
+    /// `table` to invalidate only when this is non-zero.
+    in_flight: AtomicUsize,
     negative_ttl: Option<Duration>,
 }
 
@@ -89,6 +160,7 @@ impl<K, V> SingleFlight<K, V> {
                 misses: HashMap::new(),
                 sweep_at: FIRST_SWEEP,
             }),
+            in_flight: AtomicUsize::new(0),
             negative_ttl,
         }
     }
@@ -96,6 +168,71 @@ impl<K, V> SingleFlight<K, V> {
     /// Forgets all cached misses (the map was cleared).
     pub(crate) fn forget_misses(&self) {
         self.table.lock().misses.clear();
+    }
+
+    /// Whether no flight is registered: the writers' fast path (Relaxed: the
+    /// engine lock orders what matters, see the module docs).
+    fn is_idle(&self) -> bool {
+        self.in_flight.load(Relaxed) == 0
+    }
+
+    /// Marks every flight in progress invalidated (a whole-map write). Call it
+    /// inside the write critical section (see the module docs).
+    pub(crate) fn invalidate_all(&self) {
+        if self.is_idle() {
+            return;
+        }
+        for flight in self.table.lock().flights.values() {
+            flight.invalidated.store(true, Relaxed);
+        }
+    }
+
+    /// [`invalidate_all`](Self::invalidate_all) for the `try_*` writes:
+    /// [`WouldBlock`] instead of waiting for the flights table.
+    pub(crate) fn try_invalidate_all(&self) -> Result<(), WouldBlock> {
+        if self.is_idle() {
+            return Ok(());
+        }
+        let table = self.table.try_lock().ok_or(WouldBlock)?;
+        for flight in table.flights.values() {
+            flight.invalidated.store(true, Relaxed);
+        }
+        Ok(())
+    }
+}
+
+impl<K: Hash + Eq, V> SingleFlight<K, V> {
+    /// Marks the flight loading `key`, if any, invalidated: the write in whose
+    /// critical section this is called may postdate what the load read. One
+    /// atomic load when nothing is loading.
+    pub(crate) fn invalidate<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.is_idle() {
+            return;
+        }
+        if let Some(flight) = self.table.lock().flights.get(key) {
+            flight.invalidated.store(true, Relaxed);
+        }
+    }
+
+    /// [`invalidate`](Self::invalidate) for the `try_*` writes: [`WouldBlock`]
+    /// instead of waiting for the flights table.
+    pub(crate) fn try_invalidate<Q>(&self, key: &Q) -> Result<(), WouldBlock>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.is_idle() {
+            return Ok(());
+        }
+        let table = self.table.try_lock().ok_or(WouldBlock)?;
+        if let Some(flight) = table.flights.get(key) {
+            flight.invalidated.store(true, Relaxed);
+        }
+        Ok(())
     }
 }
 
@@ -156,15 +293,11 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
                 match table.flights.get(&key) {
                     Some(flight) => Role::Wait(Arc::clone(flight)),
                     None => {
-                        if let Some(value) = backing.lookup(&key) {
-                            return Ok(Some(value));
-                        }
-                        let flight = Arc::new(Flight {
-                            state: Mutex::new(State::Loading),
-                            done: Condvar::new(),
-                            loader: current_thread_id(),
-                        });
+                        let flight = Arc::new(Flight::new());
                         table.flights.insert(key.clone(), Arc::clone(&flight));
+                        // Under `table`, before the re-check in `run_load`: the
+                        // order the invalidation argument relies on.
+                        self.in_flight.fetch_add(1, Relaxed);
                         Role::Load(flight)
                     }
                 }
@@ -223,10 +356,15 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
             flight: &flight,
             landed: false,
         };
-        let outcome = match load(&key) {
-            Ok(Some(value)) => Ok(Some(backing.fill(key.clone(), value))),
-            Ok(None) => Ok(None),
-            Err(error) => Err(Arc::new(error)),
+        // The re-check (step 3): a value filled by a loader that landed before
+        // we registered is visible here.
+        let outcome = match backing.recheck(&key) {
+            Some(value) => Ok(Some(value)),
+            None => match load(&key) {
+                Ok(Some(value)) => Ok(Some(backing.fill(key.clone(), value, &flight.invalidated))),
+                Ok(None) => Ok(None),
+                Err(error) => Err(Arc::new(error)),
+            },
         };
         let state = match &outcome {
             Ok(value) => State::Loaded(value.clone()),
@@ -254,9 +392,15 @@ impl<K: Hash + Eq + Clone, V> Landing<'_, K, V> {
             if let Some(registered) = table.flights.get(self.key) {
                 if Arc::ptr_eq(registered, self.flight) {
                     table.flights.remove(self.key);
+                    self.owner.in_flight.fetch_sub(1, Relaxed);
                 }
             }
-            if let (true, Some(ttl)) = (remember_miss, self.owner.negative_ttl) {
+            // Writers mark under `table` too, so this read sees every mark made
+            // before the flight left the table; a later write finds no flight
+            // to mark, and this miss is then just an ordinary cached miss.
+            let invalidated = self.flight.invalidated.load(Relaxed);
+            if let (true, false, Some(ttl)) = (remember_miss, invalidated, self.owner.negative_ttl)
+            {
                 let now = Instant::now();
                 if table.misses.len() >= table.sweep_at {
                     table.misses.retain(|_, until| *until > now);

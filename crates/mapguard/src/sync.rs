@@ -1,17 +1,21 @@
 //! The blocking primitives of the crate's own protocols, swappable for loom's.
 //!
 //! Everything that parks a thread on a protocol this crate invented (single-flight
-//! waiting, the snapshot writer lock) goes through this module, so that
-//! `RUSTFLAGS="--cfg loom"` swaps in loom's model-checked versions and the loom
-//! tests explore every interleaving. The shard `RwLock`s stay parking_lot ones even
-//! under loom: a shard lock is never held across a loom yield point (no shard
-//! lock is held while waiting on anything), so loom never needs to see it.
+//! waiting, the snapshot writer lock, the shard locks) and the atomics those
+//! protocols reason about go through this module, so that `RUSTFLAGS="--cfg loom"`
+//! swaps in loom's model-checked versions and the loom tests explore every
+//! interleaving. The shard `RwLock`s must be loom's too under loom: a writer takes
+//! the flights table (a loom mutex, a yield point) while holding its shard lock to
+//! invalidate loads in flight, and the ordering argument for that rests on the
+//! shard lock, which loom therefore has to see.
 //!
 //! The API is parking_lot's (no poisoning: `lock()` returns the guard, a condvar
 //! waits on `&mut guard`), emulated over loom's std-like one.
 
 #[cfg(not(loom))]
-pub(crate) use parking_lot::{Condvar, Mutex};
+pub(crate) use parking_lot::{Condvar, Mutex, RwLock, RwLockWriteGuard};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::AtomicUsize;
 
 #[cfg(not(loom))]
 pub(crate) fn current_thread_id() -> std::thread::ThreadId {
@@ -19,7 +23,9 @@ pub(crate) fn current_thread_id() -> std::thread::ThreadId {
 }
 
 #[cfg(loom)]
-pub(crate) use self::loom_shim::{current_thread_id, Condvar, Mutex};
+pub(crate) use self::loom_shim::{current_thread_id, Condvar, Mutex, RwLock, RwLockWriteGuard};
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::AtomicUsize;
 
 #[cfg(loom)]
 mod loom_shim {
@@ -94,4 +100,44 @@ mod loom_shim {
             0
         }
     }
+
+    /// loom's read-write lock with parking_lot's interface (poisoning ignored).
+    #[derive(Debug)]
+    pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
+
+    impl<T> RwLock<T> {
+        pub(crate) fn new(value: T) -> Self {
+            RwLock(loom::sync::RwLock::new(value))
+        }
+
+        pub(crate) fn read(&self) -> loom::sync::RwLockReadGuard<'_, T> {
+            self.0
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
+
+        pub(crate) fn try_read(&self) -> Option<loom::sync::RwLockReadGuard<'_, T>> {
+            match self.0.try_read() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            }
+        }
+
+        pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
+            self.0
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
+
+        pub(crate) fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
+            match self.0.try_write() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            }
+        }
+    }
+
+    pub(crate) type RwLockWriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
 }

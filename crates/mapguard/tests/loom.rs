@@ -1,5 +1,6 @@
 //! loom models of the crate's own blocking protocols: single-flight loading
-//! (join, share, abandon on panic, retry) and serialized snapshot writers.
+//! (join, share, abandon on panic, retry, invalidation by a concurrent write)
+//! and serialized snapshot writers.
 //!
 //! Run with: `RUSTFLAGS="--cfg loom" cargo test -p mapguard --release --test loom`.
 //! Under `--cfg loom` the crate's `sync` shim swaps in loom's Mutex/Condvar, so
@@ -8,7 +9,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use loom::sync::Arc;
 use loom::thread;
 use mapguard::{Compute, ShardedMap, SnapshotMap};
@@ -116,5 +117,64 @@ fn snapshot_loads_once_and_writers_do_not_lose_updates() {
         assert_eq!(mine, Ok(10));
         assert_eq!(calls.load(SeqCst), 1);
         assert_eq!(map.get_cloned(&2), Some(2));
+    });
+}
+
+/// A loader racing a remover that first changes the source (1 -> 2) and then
+/// removes the key: "update the database, then invalidate the cache". The
+/// source is a Relaxed atomic, so nothing but the map's own locks orders the
+/// loader's read of it against the remover: the model checks that the engine
+/// lock orders the loader's registration and re-check against the writer's
+/// write and invalidation. Whatever the interleaving, the loader's caller gets
+/// a value the source held, and the map never ends holding the value read
+/// before the remove.
+fn remove_during_load<M: Send + Sync + 'static>(
+    map: M,
+    load: fn(&M, &AtomicU32) -> Result<u32, std::sync::Arc<()>>,
+    remove: fn(&M),
+    cached: fn(&M) -> Option<u32>,
+) {
+    let map = Arc::new(map);
+    let source = Arc::new(AtomicU32::new(1));
+    let loader = {
+        let (map, source) = (Arc::clone(&map), Arc::clone(&source));
+        thread::spawn(move || load(&map, &source))
+    };
+    source.store(2, Relaxed);
+    remove(&map);
+    let loaded = loader.join().unwrap();
+    assert!(matches!(loaded, Ok(1 | 2)), "loaded {loaded:?}");
+    let cached = cached(&map);
+    assert!(
+        matches!(cached, None | Some(2)),
+        "the map kept {cached:?}, loaded before the remove"
+    );
+}
+
+#[test]
+fn sharded_remove_during_load_leaves_no_stale_value() {
+    loom::model(|| {
+        remove_during_load(
+            sharded(),
+            |map, source| map.get_or_load(1, |_| Ok(source.load(Relaxed))),
+            |map| {
+                map.remove(&1);
+            },
+            |map| map.get_cloned(&1),
+        )
+    });
+}
+
+#[test]
+fn snapshot_remove_during_load_leaves_no_stale_value() {
+    loom::model(|| {
+        remove_during_load(
+            SnapshotMap::<u32, u32>::new(),
+            |map, source| map.get_or_load(1, |_| Ok(source.load(Relaxed))),
+            |map| {
+                map.remove(&1);
+            },
+            |map| map.get_cloned(&1),
+        )
     });
 }

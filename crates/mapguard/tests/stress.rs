@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::{within, Engine};
-use mapguard::{ShardedMap, SnapshotMap};
+use mapguard::{Compute, ShardedMap, SnapshotMap};
 
 const THREADS: usize = 8;
 
@@ -250,6 +250,175 @@ fn sharded_no_stampede_after_delete() {
 #[test]
 fn snapshot_no_stampede_after_delete() {
     within(60, stampede_after_delete::<SnapshotMap<u64, u64>>);
+}
+
+/// Hazard: a stale fill. A load reads its source; then the source changes and
+/// the key is invalidated in the map (the classic "update the database, then
+/// invalidate the cache"); then the load finishes. Its caller still gets what it
+/// read, but the map must not keep that pre-invalidation value, or it would be
+/// served until the next write. Barriers pin the interleaving.
+fn no_stale_fill<E: Engine>(invalidate: &str, write: fn(&E)) {
+    let map = E::fresh();
+    let source = AtomicU64::new(1);
+    let source_read = Barrier::new(2);
+    let written = Barrier::new(2);
+    std::thread::scope(|s| {
+        let loader = s.spawn(|| {
+            map.get_or_load(7, |_| {
+                let value = source.load(SeqCst);
+                source_read.wait();
+                written.wait();
+                Ok::<_, ()>(value)
+            })
+        });
+        source_read.wait();
+        source.store(2, SeqCst);
+        write(&map);
+        written.wait();
+        assert_eq!(
+            loader.join().unwrap(),
+            Ok(1),
+            "the loading caller gets its value"
+        );
+    });
+    assert_eq!(
+        map.get(7),
+        None,
+        "{}: the value loaded before `{invalidate}` was stored",
+        E::NAME
+    );
+    let reloaded = map.get_or_load(7, |_| Ok::<_, ()>(source.load(SeqCst)));
+    assert_eq!(
+        reloaded,
+        Ok(2),
+        "{}: the next load reads the source again",
+        E::NAME
+    );
+    assert_eq!(map.get(7), Some(2));
+}
+
+fn no_stale_fill_after_any_write<E: Engine>() {
+    no_stale_fill::<E>("remove", |m| {
+        m.remove(7);
+    });
+    no_stale_fill::<E>("insert then remove", |m| {
+        m.insert(7, 2);
+        m.remove(7);
+    });
+    no_stale_fill::<E>("compute to remove", |m| {
+        m.compute(7, |_| Compute::Remove);
+    });
+    no_stale_fill::<E>("retain", |m| m.retain_even_values());
+    no_stale_fill::<E>("clear", |m| m.clear());
+}
+
+#[test]
+fn sharded_no_stale_fill_after_invalidation() {
+    within(30, no_stale_fill_after_any_write::<ShardedMap<u64, u64>>);
+}
+
+#[test]
+fn snapshot_no_stale_fill_after_invalidation() {
+    within(30, no_stale_fill_after_any_write::<SnapshotMap<u64, u64>>);
+}
+
+/// Invalidation is per key: writing another key while a load is in flight
+/// leaves the load's fill alone.
+fn other_keys_do_not_invalidate<E: Engine>() {
+    let map = E::fresh();
+    let loading = Barrier::new(2);
+    let written = Barrier::new(2);
+    std::thread::scope(|s| {
+        let loader = s.spawn(|| {
+            map.get_or_load(7, |_| {
+                loading.wait();
+                written.wait();
+                Ok::<_, ()>(1)
+            })
+        });
+        loading.wait();
+        map.insert(8, 8);
+        map.remove(9);
+        map.compute(10, |_| Compute::Set(10));
+        written.wait();
+        assert_eq!(loader.join().unwrap(), Ok(1));
+    });
+    assert_eq!(
+        map.get(7),
+        Some(1),
+        "{}: an unrelated write dropped the fill",
+        E::NAME
+    );
+}
+
+#[test]
+fn sharded_other_keys_do_not_invalidate() {
+    within(30, other_keys_do_not_invalidate::<ShardedMap<u64, u64>>);
+}
+
+#[test]
+fn snapshot_other_keys_do_not_invalidate() {
+    within(30, other_keys_do_not_invalidate::<SnapshotMap<u64, u64>>);
+}
+
+/// An invalidated load that found nothing is not remembered as a miss: the
+/// key may exist at the source by now.
+fn invalidated_miss_not_cached(
+    load: impl Fn(&dyn Fn() -> Option<u64>) -> Option<u64> + Sync,
+    remove: impl Fn() + Sync,
+) {
+    let source = std::sync::Mutex::new(None);
+    let source_read = Barrier::new(2);
+    let written = Barrier::new(2);
+    std::thread::scope(|s| {
+        let loader = s.spawn(|| {
+            load(&|| {
+                let found = *source.lock().unwrap();
+                source_read.wait();
+                written.wait();
+                found
+            })
+        });
+        source_read.wait();
+        *source.lock().unwrap() = Some(5);
+        remove();
+        written.wait();
+        assert_eq!(loader.join().unwrap(), None);
+    });
+    assert_eq!(
+        load(&|| *source.lock().unwrap()),
+        Some(5),
+        "a stale miss was cached"
+    );
+}
+
+#[test]
+fn invalidated_misses_are_not_cached() {
+    within(30, || {
+        let ttl = Duration::from_secs(600);
+        let sharded: ShardedMap<u64, u64> = ShardedMap::builder().negative_ttl(ttl).build();
+        invalidated_miss_not_cached(
+            |read| {
+                sharded
+                    .get_or_load_optional(7, |_| Ok::<_, ()>(read()))
+                    .unwrap()
+            },
+            || {
+                sharded.remove(&7);
+            },
+        );
+        let snapshot: SnapshotMap<u64, u64> = SnapshotMap::builder().negative_ttl(ttl).build();
+        invalidated_miss_not_cached(
+            |read| {
+                snapshot
+                    .get_or_load_optional(7, |_| Ok::<_, ()>(read()))
+                    .unwrap()
+            },
+            || {
+                snapshot.remove(&7);
+            },
+        );
+    });
 }
 
 /// Go hazard: concurrent read and write. Values are written as (n, n) pairs in

@@ -1,5 +1,5 @@
 //! The default engine: hashbrown tables in cache-padded shards, each behind a
-//! parking_lot read-write lock.
+//! read-write lock (parking_lot's; loom's under `--cfg loom`).
 //!
 //! A key's hash picks its shard (bits 50..57, just below the 7 bits hashbrown
 //! uses for control bytes, so the two choices are independent) and is stored with
@@ -7,6 +7,10 @@
 //! Every operation takes exactly one shard lock, and user closures run under it:
 //! the thread-local record in [`crate::reentry`] turns any blocking call back
 //! into the same map from such a closure into an immediate panic.
+//!
+//! Every write to a key also invalidates a load of that key in flight, inside
+//! the shard's write lock (see [`crate::loader`]): `self.flights.invalidate` in
+//! the write closures below. It costs one atomic load when nothing is loading.
 
 mod builder;
 mod iter;
@@ -16,6 +20,7 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::mem;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -440,6 +445,7 @@ where
     pub fn insert(&self, key: K, value: V) -> Option<V> {
         let hash = self.hash_of(&key);
         self.with_table("ShardedMap::insert", hash, |t| {
+            self.flights.invalidate(&key);
             insert_slot(t, hash, key, value)
         })
     }
@@ -454,8 +460,9 @@ where
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, WouldBlock> {
         let hash = self.hash_of(&key);
         self.try_with_table("ShardedMap::try_insert", hash, |t| {
-            insert_slot(t, hash, key, value)
-        })
+            self.flights.try_invalidate(&key)?;
+            Ok(insert_slot(t, hash, key, value))
+        })?
     }
 
     /// Removes the entry; returns its value. Shrinks the shard's table when it
@@ -472,7 +479,10 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table("ShardedMap::remove", hash, |t| remove_slot(t, hash, key))
+        self.with_table("ShardedMap::remove", hash, |t| {
+            self.flights.invalidate(key);
+            remove_slot(t, hash, key)
+        })
     }
 
     /// Like [`remove`](Self::remove), without waiting.
@@ -488,8 +498,9 @@ where
     {
         let hash = self.hash_of(key);
         self.try_with_table("ShardedMap::try_remove", hash, |t| {
-            remove_slot(t, hash, key)
-        })
+            self.flights.try_invalidate(key)?;
+            Ok(remove_slot(t, hash, key))
+        })?
     }
 
     /// Changes the value in place under the shard's write lock; `None` when the
@@ -509,7 +520,10 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table("ShardedMap::update", hash, |t| update_slot(t, hash, key, f))
+        self.with_table("ShardedMap::update", hash, |t| {
+            self.flights.invalidate(key);
+            update_slot(t, hash, key, f)
+        })
     }
 
     /// Like [`update`](Self::update), without waiting.
@@ -529,8 +543,9 @@ where
     {
         let hash = self.hash_of(key);
         self.try_with_table("ShardedMap::try_update", hash, |t| {
-            update_slot(t, hash, key, f)
-        })
+            self.flights.try_invalidate(key)?;
+            Ok(update_slot(t, hash, key, f))
+        })?
     }
 
     /// Decides under one write lock what happens to the entry, present or not:
@@ -545,6 +560,7 @@ where
     pub fn compute(&self, key: K, f: impl FnOnce(Option<&V>) -> Compute<V>) -> Option<V> {
         let hash = self.hash_of(&key);
         self.with_table("ShardedMap::compute", hash, |t| {
+            self.flights.invalidate(&key);
             compute_slot(t, hash, key, f)
         })
     }
@@ -564,8 +580,9 @@ where
     ) -> Result<Option<V>, WouldBlock> {
         let hash = self.hash_of(&key);
         self.try_with_table("ShardedMap::try_compute", hash, |t| {
-            compute_slot(t, hash, key, f)
-        })
+            self.flights.try_invalidate(&key)?;
+            Ok(compute_slot(t, hash, key, f))
+        })?
     }
 
     /// The value for `key`, inserting `f()` first when absent (under the write
@@ -622,6 +639,7 @@ where
     {
         let hash = self.hash_of(key);
         self.with_table("ShardedMap::compare_and_update", hash, |t| {
+            self.flights.invalidate(key);
             let Table { slots, clock, .. } = t;
             match slots.find_mut(hash, |s| s.key.borrow() == key) {
                 Some(slot) if slot.version == seen => {
@@ -651,6 +669,7 @@ where
         for shard in self.shards.iter() {
             let entered = Entered::blocking(self.id, "ShardedMap::retain");
             let removed: Vec<Slot<K, V>> = shard.write(self.probe(&entered, None), |t| {
+                self.flights.invalidate_all();
                 let removed = t.slots.extract_if(|s| !f(&s.key, &s.value)).collect();
                 t.maybe_shrink();
                 removed
@@ -670,6 +689,7 @@ where
         for shard in self.shards.iter() {
             let entered = Entered::blocking(self.id, "ShardedMap::retain_zeroizing");
             shard.write(self.probe(&entered, None), |t| {
+                self.flights.invalidate_all();
                 t.slots.retain(|s| {
                     let keep = f(&s.key, &s.value);
                     if !keep {
@@ -691,6 +711,7 @@ where
     {
         let hash = self.hash_of(key);
         self.with_table("ShardedMap::remove_zeroized", hash, |t| {
+            self.flights.invalidate(key);
             let Ok(mut entry) = t.slots.find_entry(hash, |s| s.key.borrow() == key) else {
                 return false;
             };
@@ -706,6 +727,7 @@ where
     pub(crate) fn insert_wiping(&self, key: K, value: V, wipe: impl FnOnce(&mut V)) -> bool {
         let hash = self.hash_of(&key);
         self.with_table("ShardedMap::insert_zeroizing", hash, |t| {
+            self.flights.invalidate(&key);
             let Table { slots, clock, .. } = t;
             *clock += 1;
             match slots.entry(hash, |s| s.key == key, slot_hash) {
@@ -740,7 +762,10 @@ where
     pub fn clear(&self) {
         for shard in self.shards.iter() {
             let entered = Entered::blocking(self.id, "ShardedMap::clear");
-            let old = shard.write(self.probe(&entered, None), |t| mem::take(&mut t.slots));
+            let old = shard.write(self.probe(&entered, None), |t| {
+                self.flights.invalidate_all();
+                mem::take(&mut t.slots)
+            });
             drop(old);
         }
         self.flights.forget_misses();
@@ -825,7 +850,36 @@ where
     /// with no lock held); the others wait and share its value or its error.
     /// If `load` panics, the panic goes on in that caller and one of the waiters
     /// loads instead. The value is inserted (unless one was inserted meanwhile,
-    /// which then wins).
+    /// which then wins and is returned).
+    ///
+    /// A write to `key` while the load runs (`insert`, `remove`, `update`,
+    /// `compute`, `compare_and_update`, even on an absent key; `retain` and
+    /// `clear` count as writes to every key) invalidates it: the load may have
+    /// read its source before the writer changed it, so its value goes to its
+    /// caller and the waiters but is not stored (nor is a not-found remembered),
+    /// and the next call loads again. `get_or_insert_with` does not invalidate:
+    /// like the load's own fill, it never replaces a value.
+    ///
+    /// ```
+    /// use std::sync::{atomic::{AtomicU32, Ordering::SeqCst}, Barrier};
+    /// let map: mapguard::ShardedMap<&str, u32> = mapguard::ShardedMap::new();
+    /// let source = AtomicU32::new(1);
+    /// let (read, written) = (Barrier::new(2), Barrier::new(2));
+    /// std::thread::scope(|s| {
+    ///     let loader = s.spawn(|| map.get_or_load("price", |_| {
+    ///         let price = source.load(SeqCst);
+    ///         read.wait();
+    ///         written.wait(); // the source changes and the key is removed here
+    ///         Ok::<_, ()>(price)
+    ///     }));
+    ///     read.wait();
+    ///     source.store(2, SeqCst);
+    ///     map.remove("price");
+    ///     written.wait();
+    ///     assert_eq!(loader.join().unwrap(), Ok(1)); // its caller gets it...
+    /// });
+    /// assert_eq!(map.get_cloned("price"), None); // ...the map does not keep it
+    /// ```
     ///
     /// ```
     /// use std::sync::atomic::{AtomicU32, Ordering};
@@ -915,10 +969,30 @@ where
         })
     }
 
-    fn fill(&self, key: K, value: V) -> V {
+    fn recheck(&self, key: &K) -> Option<V> {
+        // The shard lock orders this read against every write to the key.
+        self.lookup(key)
+    }
+
+    fn fill(&self, key: K, value: V, invalidated: &AtomicBool) -> V {
         let hash = self.hash_of(&key);
         self.with_table("ShardedMap::get_or_load", hash, |t| {
-            fill_slot(t, hash, key, || value)
+            let Table { slots, clock, .. } = t;
+            match slots.entry(hash, |s| s.key == key, slot_hash) {
+                Entry::Occupied(e) => e.get().value.clone(),
+                // Checked under the shard lock the invalidating writers hold.
+                Entry::Vacant(_) if invalidated.load(Relaxed) => value,
+                Entry::Vacant(e) => {
+                    *clock += 1;
+                    let slot = e.insert(Slot {
+                        hash,
+                        key,
+                        value,
+                        version: *clock,
+                    });
+                    slot.get().value.clone()
+                }
+            }
         })
     }
 }

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use hashbrown::HashTable;
-use parking_lot::{RwLock, RwLockWriteGuard};
 
 use crate::api::WouldBlock;
+use crate::sync::{RwLock, RwLockWriteGuard};
 use crate::telemetry::recorder::ShardTelemetry;
 
 /// Tables at or below this capacity are never shrunk automatically: shrinking a

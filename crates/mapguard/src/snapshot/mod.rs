@@ -3,6 +3,10 @@
 //! mutex, copy the generation, change the copy and publish it with one atomic
 //! store. A reader therefore sees a whole generation or the next one, never a
 //! mixture, and a batch of changes becomes visible at once.
+//!
+//! Every write invalidates the loads in flight it may make stale (its key's; a
+//! batch's, `retain`'s and `clear`'s: all of them) inside the writer mutex, the
+//! lock the loader's fill takes too (see [`crate::loader`]).
 
 mod batch;
 mod view;
@@ -10,7 +14,7 @@ mod view;
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -419,7 +423,11 @@ where
     /// assert_eq!(map.snapshot().generation(), 1); // one publication
     /// ```
     pub fn write_batch<R>(&self, f: impl FnOnce(&mut Batch<'_, K, V, S>) -> R) -> R {
-        self.write_blocking("SnapshotMap::write_batch", f)
+        // A batch may touch any key: it invalidates every load in flight.
+        self.write_blocking("SnapshotMap::write_batch", |tx| {
+            self.flights.invalidate_all();
+            f(tx)
+        })
     }
 
     /// Like [`write_batch`](Self::write_batch), but returns [`WouldBlock`]
@@ -433,7 +441,10 @@ where
         &self,
         f: impl FnOnce(&mut Batch<'_, K, V, S>) -> R,
     ) -> Result<R, WouldBlock> {
-        self.write("SnapshotMap::try_write_batch", false, f)
+        self.write("SnapshotMap::try_write_batch", false, |tx| {
+            self.flights.try_invalidate_all()?;
+            Ok(f(tx))
+        })?
     }
 
     /// Inserts or replaces; returns the previous value. Copies the map: batch
@@ -445,7 +456,10 @@ where
     /// assert_eq!(map.insert(1, 2), Some(1));
     /// ```
     pub fn insert(&self, key: K, value: V) -> Option<V> {
-        self.write_blocking("SnapshotMap::insert", |tx| tx.insert(key, value))
+        self.write_blocking("SnapshotMap::insert", |tx| {
+            self.flights.invalidate(&key);
+            tx.insert(key, value)
+        })
     }
 
     /// Removes `key`; returns its value. An absent key publishes nothing.
@@ -460,12 +474,13 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if !self.contains_key(key) {
-            // Only writers add keys and they are ordered after this check; a
-            // concurrent insert may as well be ordered after this remove.
+        if !self.contains_key(key) && self.absent_invalidated("SnapshotMap::remove", key) {
             return None;
         }
-        self.write_blocking("SnapshotMap::remove", |tx| tx.remove(key))
+        self.write_blocking("SnapshotMap::remove", |tx| {
+            self.flights.invalidate(key);
+            tx.remove(key)
+        })
     }
 
     /// Changes the value in place (in the copy to publish); `None` when absent.
@@ -479,10 +494,13 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if !self.contains_key(key) {
-            return None; // same reasoning as in `remove`
+        if !self.contains_key(key) && self.absent_invalidated("SnapshotMap::update", key) {
+            return None;
         }
-        self.write_blocking("SnapshotMap::update", |tx| tx.update(key, f))
+        self.write_blocking("SnapshotMap::update", |tx| {
+            self.flights.invalidate(key);
+            tx.update(key, f)
+        })
     }
 
     /// Decides what happens to the entry, present or not (see [`Compute`]);
@@ -495,7 +513,10 @@ where
     /// assert_eq!(map.get_cloned(&1), Some(1));
     /// ```
     pub fn compute(&self, key: K, f: impl FnOnce(Option<&V>) -> Compute<V>) -> Option<V> {
-        self.write_blocking("SnapshotMap::compute", |tx| tx.compute(key, f))
+        self.write_blocking("SnapshotMap::compute", |tx| {
+            self.flights.invalidate(&key);
+            tx.compute(key, f)
+        })
     }
 
     /// The value for `key`, inserting `f()` first when absent.
@@ -510,6 +531,28 @@ where
             return value;
         }
         self.fill_with("SnapshotMap::get_or_insert_with", key, f)
+    }
+
+    /// For a `remove` or `update` that found `key` absent: whether it is still
+    /// absent under the writer mutex, in which case the write changes nothing
+    /// and needs no copy of the map, only the invalidation of a load of the key
+    /// in flight (which may have read its source before this write's caller
+    /// changed it). `false`: a writer, e.g. that very load's fill, added the key
+    /// meanwhile, and the caller must do the full write. The writer mutex is the
+    /// lock the loader's re-check and fill take, which orders them against this
+    /// check (see [`crate::loader`]).
+    fn absent_invalidated<Q>(&self, op: &'static str, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let _entered = Entered::blocking(self.id, op);
+        let _writer = self.writer.lock();
+        if self.contains_key(key) {
+            return false;
+        }
+        self.flights.invalidate(key);
+        true
     }
 
     fn fill_with(&self, op: &'static str, key: K, f: impl FnOnce() -> V) -> V {
@@ -548,6 +591,7 @@ where
             current => return Err(Conflict { current }),
         }
         self.write_blocking("SnapshotMap::compare_and_update", |tx| {
+            self.flights.invalidate(key);
             match tx.map.get(key).map(|e| e.version) {
                 Some(v) if v == seen => {}
                 current => return Err(Conflict { current }),
@@ -565,7 +609,10 @@ where
     /// assert_eq!(map.len(), 5);
     /// ```
     pub fn retain(&self, f: impl FnMut(&K, &V) -> bool) {
-        self.write_blocking("SnapshotMap::retain", |tx| tx.retain(f));
+        self.write_blocking("SnapshotMap::retain", |tx| {
+            self.flights.invalidate_all();
+            tx.retain(f)
+        });
     }
 
     /// Removes every entry (one publication).
@@ -576,12 +623,18 @@ where
     /// assert!(map.is_empty());
     /// ```
     pub fn clear(&self) {
-        self.write_blocking("SnapshotMap::clear", |tx| tx.clear());
+        self.write_blocking("SnapshotMap::clear", |tx| {
+            self.flights.invalidate_all();
+            tx.clear()
+        });
         self.flights.forget_misses();
     }
 
     /// The value for `key`, loading it once however many callers ask at the
-    /// same time (see [`ShardedMap::get_or_load`](crate::ShardedMap::get_or_load)).
+    /// same time (see [`ShardedMap::get_or_load`](crate::ShardedMap::get_or_load),
+    /// which also describes how a write during the load keeps its value out of
+    /// the map; here a [`write_batch`](Self::write_batch) counts as a write to
+    /// every key).
     ///
     /// ```
     /// let map: mapguard::SnapshotMap<u8, String> = mapguard::SnapshotMap::new();
@@ -640,8 +693,24 @@ where
         self.get_cloned(key)
     }
 
-    fn fill(&self, key: K, value: V) -> V {
-        self.fill_with("SnapshotMap::get_or_load", key, || value)
+    fn recheck(&self, key: &K) -> Option<V> {
+        // Reads are lock-free; the writer mutex is what orders this read
+        // against every write (and the loader's fill).
+        let _writer = self.writer.lock();
+        self.get_cloned(key)
+    }
+
+    fn fill(&self, key: K, value: V, invalidated: &AtomicBool) -> V {
+        self.write_blocking("SnapshotMap::get_or_load", |tx| {
+            if let Some(existing) = tx.get(&key) {
+                return existing.clone();
+            }
+            // Checked under the writer mutex the invalidating writers hold.
+            if !invalidated.load(Relaxed) {
+                tx.insert(key, value.clone());
+            }
+            value
+        })
     }
 }
 
