@@ -977,22 +977,12 @@ where
     fn fill(&self, key: K, value: V, invalidated: &AtomicBool) -> V {
         let hash = self.hash_of(&key);
         self.with_table("ShardedMap::get_or_load", hash, |t| {
-            let Table { slots, clock, .. } = t;
-            match slots.entry(hash, |s| s.key == key, slot_hash) {
-                Entry::Occupied(e) => e.get().value.clone(),
-                // Checked under the shard lock the invalidating writers hold.
-                Entry::Vacant(_) if invalidated.load(Relaxed) => value,
-                Entry::Vacant(e) => {
-                    *clock += 1;
-                    let slot = e.insert(Slot {
-                        hash,
-                        key,
-                        value,
-                        version: *clock,
-                    });
-                    slot.get().value.clone()
-                }
+            // Checked under the shard lock the invalidating writers hold: an invalidated
+            // load leaves the key absent (a value stored meanwhile still wins).
+            if invalidated.load(Relaxed) && t.slots.find(hash, |s| s.key == key).is_none() {
+                return value;
             }
+            fill_slot(t, hash, key, || value)
         })
     }
 }
