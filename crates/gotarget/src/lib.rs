@@ -302,6 +302,8 @@ impl GoBinary {
         Ok(ProbeSite {
             addr,
             file_offset,
+            // After the stack check, or the entry of a function without one: `push rbp`.
+            emulated: d.placement == Placement::AfterStackCheck || d.instruction == "push rbp",
             placement: d.placement,
             instruction: d.instruction,
         })
@@ -332,6 +334,7 @@ impl GoBinary {
                     file_offset,
                     placement: Placement::Return,
                     instruction: "ret".into(),
+                    emulated: false,
                 })
             })
             .collect()
@@ -352,6 +355,7 @@ impl GoBinary {
                         reason: e.to_string(),
                     },
                     instruction: String::new(),
+                    emulated: false,
                 });
                 Some(MapProbe {
                     op,

@@ -119,10 +119,19 @@ pub struct SyncProbe {
     pub call_site: String,
     /// Where to attach.
     pub site: ProbeSite,
-    /// Whether the kernel emulates the probed instruction.
-    pub emulated: bool,
     /// How to find the object.
     pub object: SyncObject,
+}
+
+impl SyncProbe {
+    /// The function, and for an inlined operation its source position: `main.bump main.go:17`.
+    pub fn location(&self) -> String {
+        if self.call_site.is_empty() {
+            self.function.clone()
+        } else {
+            format!("{} {}", self.function, self.call_site)
+        }
+    }
 }
 
 /// The sync probes of a binary, and what could not be observed.
@@ -277,7 +286,6 @@ impl GoBinary {
             match self.probe_site(&f) {
                 Ok(site) => plan.probes.push(SyncProbe {
                     kind,
-                    emulated: emulated(&site),
                     function: f.name,
                     call_site: String::new(),
                     site,
@@ -292,7 +300,6 @@ impl GoBinary {
                     kind: SyncKind::GoStart,
                     function: f.name.clone(),
                     call_site: String::new(),
-                    emulated: false,
                     site,
                     object: SyncObject::NewGoroutine,
                 })),
@@ -388,7 +395,6 @@ impl GoBinary {
                     kind,
                     function: func.name.clone(),
                     call_site,
-                    emulated: placed.emulated,
                     site: ProbeSite {
                         addr: placed.addr,
                         file_offset,
@@ -396,18 +402,13 @@ impl GoBinary {
                             key_addr: placed.key_addr,
                         },
                         instruction: placed.instruction,
+                        emulated: placed.emulated,
                     },
                     object: SyncObject::At(object),
                 });
             }
         }
     }
-}
-
-/// Whether the kernel emulates a function-entry probe site (a `push rbp`, after the stack
-/// check or at the entry of a function without one).
-fn emulated(site: &ProbeSite) -> bool {
-    site.placement == Placement::AfterStackCheck || site.instruction == "push rbp"
 }
 
 fn short_path(path: &str) -> &str {

@@ -83,7 +83,7 @@ fn global_mutex_sync_probes_compute_the_mutex_address() {
                 .iter()
                 .find(|p| p.kind == kind && p.function == "main.bump")
                 .unwrap_or_else(|| panic!("go{version}: no {kind} probe in main.bump"));
-            assert!(p.emulated, "go{version}: {p:?}");
+            assert!(p.site.emulated, "go{version}: {p:?}");
             let SyncObject::At(ObjectAddr::FromProbe { delta }) = p.object else {
                 panic!("go{version}: a global's address is fixed: {p:?}");
             };

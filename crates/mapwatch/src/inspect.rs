@@ -60,7 +60,7 @@ pub fn describe(binary: &GoBinary) -> Result<String> {
         }
     }
     let sync = binary.sync_probe_plan();
-    let emulated = sync.probes.iter().filter(|p| p.emulated).count();
+    let emulated = sync.probes.iter().filter(|p| p.site.emulated).count();
     writeln!(
         s,
         "sync probes (happens-before, for races): {} ({emulated} on emulated instructions)",
@@ -71,9 +71,9 @@ pub fn describe(binary: &GoBinary) -> Result<String> {
             s,
             "  {:<12} {:<44} {:>#10x}  {}: `{}` object {:?}",
             p.kind.to_string(),
-            format!("{} {}", p.function, p.call_site).trim_end(),
+            p.location(),
             p.site.addr,
-            if p.emulated {
+            if p.site.emulated {
                 "emulated"
             } else {
                 "single-stepped"

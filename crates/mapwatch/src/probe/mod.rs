@@ -75,6 +75,7 @@ fn entry_site(binary: &GoBinary, f: &gotarget::Function) -> Result<gotarget::Pro
             reason: "entry placement requested".into(),
         },
         instruction: String::new(),
+        emulated: false,
     })
 }
 
@@ -349,32 +350,18 @@ impl Probes {
                 sites.push(PlannedSite {
                     kind: ProbeKind::Sync(p.kind),
                     program: BpfProgram::Sync,
-                    function: format!("{} {}", p.function, p.call_site)
-                        .trim_end()
-                        .to_string(),
+                    function: p.location(),
                     site: p.site.clone(),
                     cookie: i as u64,
                 });
             }
         }
         self.attach_sites(&sites, exe, pid)?;
-        self.attached.extend(sites.iter().map(|s| {
-            AttachedProbe {
-                kind: s.kind,
-                emulated: match s.kind {
-                    ProbeKind::Sync(_) => self
-                        .sync_plan
-                        .probes
-                        .get(s.cookie as usize)
-                        .is_some_and(|p| p.emulated),
-                    _ => {
-                        s.site.placement == Placement::AfterStackCheck
-                            || s.site.instruction == "push rbp"
-                    }
-                },
-                function: s.function.clone(),
-                addr: s.site.addr,
-            }
+        self.attached.extend(sites.iter().map(|s| AttachedProbe {
+            kind: s.kind,
+            emulated: s.site.emulated,
+            function: s.function.clone(),
+            addr: s.site.addr,
         }));
         self.planned.extend(sites);
         self.target = Some((exe.to_path_buf(), pid));
@@ -394,8 +381,7 @@ impl Probes {
     /// Switches the map-access probes off (`false`) or back on, leaving map creation and
     /// synchronisation probes attached so map identities and clocks stay right.
     pub fn set_map_access_probes(&mut self, on: bool) -> Result<()> {
-        let attached = self.links.iter().any(|(p, _)| p.is_map_access());
-        if on == attached {
+        if on == self.map_access_probes_on() {
             return Ok(());
         }
         if !on {
