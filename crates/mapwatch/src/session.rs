@@ -63,17 +63,6 @@ pub struct WatchOptions {
     pub map_sites: Vec<String>,
 }
 
-impl WatchOptions {
-    /// Defaults with race detection on.
-    pub fn new() -> WatchOptions {
-        WatchOptions {
-            races: true,
-            duty_period: Duration::from_secs(5),
-            ..WatchOptions::default()
-        }
-    }
-}
-
 /// The process being watched.
 pub enum Target {
     /// A child mapwatch started (`run`): waited for, its status returned.

@@ -17,7 +17,7 @@
 //! over-approximate the Go memory model's edges: the detector may miss a race, never invent
 //! one. An operation whose object could not be recovered synchronises with everything.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use gotarget::{MapOp, SyncKind};
 
@@ -121,7 +121,7 @@ pub struct RaceDetector {
     /// Per process: every release joined, for acquires of unknown objects.
     everything: HashMap<u32, VectorClock, Hasher>,
     /// Goroutines that exited, still named by some map's access epochs.
-    exited: HashMap<(u32, u64), (), Hasher>,
+    exited: HashSet<(u32, u64), Hasher>,
     exits_since_sweep: usize,
     /// The watch began while the process ran (attach): goroutines may predate it.
     joined_late: bool,
@@ -161,7 +161,7 @@ impl RaceDetector {
             SyncKind::GoExit => {
                 self.settled(pid, ev.goid);
                 self.goroutines.remove(&(pid, ev.goid));
-                self.exited.insert((pid, ev.goid), ());
+                self.exited.insert((pid, ev.goid));
                 self.exits_since_sweep += 1;
                 if self.exits_since_sweep >= SWEEP_EVERY.max(self.goroutines.len()) {
                     self.sweep();
@@ -305,15 +305,6 @@ impl RaceDetector {
         }
     }
 
-    /// Forgets a process that is gone.
-    pub fn forget_process(&mut self, pid: u32) {
-        self.goroutines.retain(|&(p, _), _| p != pid);
-        self.objects.retain(|&(p, _, _), _| p != pid);
-        self.maps.retain(|&(p, _), _| p != pid);
-        self.everything.remove(&pid);
-        self.exited.retain(|&(p, _), _| p != pid);
-    }
-
     /// The goroutine's state with its pending acquires applied (created on first sight).
     fn settled(&mut self, pid: u32, goid: u64) -> &mut Goroutine {
         self.goroutine(pid, goid);
@@ -385,15 +376,14 @@ impl RaceDetector {
     /// can be compared against their ticks any more. Keeps memory bounded under churn.
     fn sweep(&mut self) {
         self.exits_since_sweep = 0;
-        let mut named: HashMap<(u32, u64), (), Hasher> = HashMap::default();
+        let mut named: HashSet<(u32, u64), Hasher> = HashSet::default();
         for (&(pid, _), m) in &self.maps {
             for a in m.write.iter().chain(&m.reads) {
-                named.insert((pid, a.goid), ());
+                named.insert((pid, a.goid));
             }
         }
         let exited = std::mem::take(&mut self.exited);
-        let gone =
-            |pid: u32, g: u64| exited.contains_key(&(pid, g)) && !named.contains_key(&(pid, g));
+        let gone = |pid: u32, g: u64| exited.contains(&(pid, g)) && !named.contains(&(pid, g));
         for (&(pid, _), g) in self.goroutines.iter_mut() {
             g.clock.retain(|x| !gone(pid, x));
         }
@@ -403,10 +393,7 @@ impl RaceDetector {
         for (&pid, c) in self.everything.iter_mut() {
             c.retain(|x| !gone(pid, x));
         }
-        self.exited = exited
-            .into_iter()
-            .filter(|(k, _)| named.contains_key(k))
-            .collect();
+        self.exited = exited.into_iter().filter(|k| named.contains(k)).collect();
     }
 }
 
