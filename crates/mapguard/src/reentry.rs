@@ -82,6 +82,13 @@ impl ThreadState {
         }
     }
 
+    /// Advances the telemetry tick: true once every [`SAMPLE_EVERY`] calls.
+    fn sample(&self) -> bool {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        tick % SAMPLE_EVERY == 0
+    }
+
     /// The innermost entry for `map`, if this thread is inside it.
     fn find(&self, map: u64) -> Option<Held> {
         let depth = self.depth.get();
@@ -157,11 +164,9 @@ impl Entered {
                 }
             }
             state.push(Held { map, op });
-            let tick = state.tick.get().wrapping_add(1);
-            state.tick.set(tick);
             Entered {
                 map,
-                sampled: tick % SAMPLE_EVERY == 0,
+                sampled: state.sample(),
             }
         })
     }
@@ -184,6 +189,12 @@ impl Drop for Entered {
         // `try_with`: during thread teardown the record may already be gone.
         let _ = STATE.try_with(|state| state.remove(self.map));
     }
+}
+
+/// For operations that never block and so record nothing (the read-mostly
+/// engine's reads): whether telemetry should sample this one.
+pub(crate) fn sample() -> bool {
+    STATE.with(ThreadState::sample)
 }
 
 /// Whether this thread is inside a closure of `map` (any operation).

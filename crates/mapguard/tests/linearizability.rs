@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Barrier;
 
 use common::Engine;
-use mapguard::{Compute, ShardedMap, SnapshotMap};
+use mapguard::{Compute, ReadMostlyMap, ShardedMap, SnapshotMap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Call {
@@ -103,15 +103,43 @@ fn linearizable(events: &[Event]) -> bool {
     search(events, 0, None, &mut HashSet::new())
 }
 
-fn record<E: Engine>(threads: usize, ops_per_thread: usize, keys: u64, seed: u64) -> Vec<Event> {
+/// Records one history of `threads` x `ops_per_thread` random calls on keys
+/// `0..keys`. With `resizing`, one more thread inserts and removes other keys
+/// all the while, so the tables grow, shrink and migrate under the recorded calls.
+fn record<E: Engine>(
+    threads: usize,
+    ops_per_thread: usize,
+    keys: u64,
+    seed: u64,
+    resizing: bool,
+) -> Vec<Event> {
     let map = E::fresh();
     let clock = AtomicU64::new(0);
     let barrier = Barrier::new(threads);
+    let recording = AtomicU64::new(threads as u64);
     let mut all = Vec::new();
     std::thread::scope(|s| {
+        if resizing {
+            let (map, recording) = (&map, &recording);
+            s.spawn(move || {
+                let mut round = 0u64;
+                while recording.load(SeqCst) > 0 {
+                    // Grow to 64 extra keys, then remove them all: every table
+                    // migrates up and down again.
+                    let base = 1_000 + (round % 4) * 100;
+                    for k in base..base + 64 {
+                        map.insert(k, k);
+                    }
+                    for k in base..base + 64 {
+                        map.remove(k);
+                    }
+                    round += 1;
+                }
+            });
+        }
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (map, clock, barrier) = (&map, &clock, &barrier);
+                let (map, clock, barrier, recording) = (&map, &clock, &barrier, &recording);
                 s.spawn(move || {
                     // xorshift, seeded per thread and history.
                     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -156,6 +184,7 @@ fn record<E: Engine>(threads: usize, ops_per_thread: usize, keys: u64, seed: u64
                             responded,
                         });
                     }
+                    recording.fetch_sub(1, SeqCst);
                     events
                 })
             })
@@ -167,11 +196,10 @@ fn record<E: Engine>(threads: usize, ops_per_thread: usize, keys: u64, seed: u64
     all
 }
 
-fn check_many<E: Engine>() {
-    let histories = 300;
+fn check_many<E: Engine>(histories: u64, resizing: bool) {
     let mut overlapping = 0;
     for seed in 0..histories {
-        let events = record::<E>(3, 10, 2, seed);
+        let events = record::<E>(3, 10, 2, seed, resizing);
         overlapping += events
             .iter()
             .enumerate()
@@ -197,12 +225,29 @@ fn check_many<E: Engine>() {
 
 #[test]
 fn sharded_map_histories_are_linearizable() {
-    check_many::<ShardedMap<u64, u64>>();
+    check_many::<ShardedMap<u64, u64>>(300, false);
 }
 
 #[test]
 fn snapshot_map_histories_are_linearizable() {
-    check_many::<SnapshotMap<u64, u64>>();
+    check_many::<SnapshotMap<u64, u64>>(300, false);
+}
+
+#[test]
+fn read_mostly_map_histories_are_linearizable() {
+    check_many::<ReadMostlyMap<u64, u64>>(300, false);
+}
+
+/// The same, with every table growing, shrinking and migrating under the
+/// recorded calls, thousands of times.
+#[test]
+fn read_mostly_map_histories_are_linearizable_while_resizing() {
+    check_many::<ReadMostlyMap<u64, u64>>(2_000, true);
+}
+
+#[test]
+fn sharded_map_histories_are_linearizable_while_resizing() {
+    check_many::<ShardedMap<u64, u64>>(300, true);
 }
 
 fn ev(call: Call, ret: Option<u64>, invoked: u64, responded: u64) -> Event {

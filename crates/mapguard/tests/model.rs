@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::Engine;
-use mapguard::{Compute, ShardedMap, SnapshotMap};
+use mapguard::{Compute, ReadMostlyMap, ShardedMap, SnapshotMap};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -163,6 +163,11 @@ proptest! {
     #[test]
     fn snapshot_map_matches_hashmap(ops in proptest::collection::vec(op(), 1..120)) {
         run::<SnapshotMap<u64, u64>>(&ops)?;
+    }
+
+    #[test]
+    fn read_mostly_map_matches_hashmap(ops in proptest::collection::vec(op(), 1..120)) {
+        run::<ReadMostlyMap<u64, u64>>(&ops)?;
     }
 }
 

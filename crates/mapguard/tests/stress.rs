@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::{within, Engine};
-use mapguard::{Compute, ShardedMap, SnapshotMap};
+use mapguard::{Compute, ReadMostlyMap, ShardedMap, SnapshotMap};
 
 const THREADS: usize = 8;
 
@@ -74,6 +74,11 @@ fn snapshot_update_loses_nothing() {
     lost_update::<SnapshotMap<u64, u64>>(2_000);
 }
 
+#[test]
+fn read_mostly_update_loses_nothing() {
+    lost_update::<ReadMostlyMap<u64, u64>>(20_000);
+}
+
 /// Many concurrent callers of `get_or_load` on one missing key: one load.
 fn single_flight<E: Engine>(threads: usize, rounds: usize) {
     let map = Arc::new(E::fresh());
@@ -113,6 +118,11 @@ fn sharded_single_flight_1000_callers() {
 #[test]
 fn snapshot_single_flight_1000_callers() {
     within(60, || single_flight::<SnapshotMap<u64, u64>>(32, 32));
+}
+
+#[test]
+fn read_mostly_single_flight_1000_callers() {
+    within(60, || single_flight::<ReadMostlyMap<u64, u64>>(32, 32));
 }
 
 /// A panicking loader: the panic reaches its caller, the waiters retry, one of
@@ -176,6 +186,11 @@ fn snapshot_panicking_loader() {
     within(30, panicking_loader::<SnapshotMap<u64, u64>>);
 }
 
+#[test]
+fn read_mostly_panicking_loader_leaves_a_working_map() {
+    within(30, panicking_loader::<ReadMostlyMap<u64, u64>>);
+}
+
 /// A loader's error is shared with the waiters (not retried by each of them).
 fn shared_error<E: Engine>() {
     let map = E::fresh();
@@ -217,6 +232,11 @@ fn snapshot_shared_error() {
     within(30, shared_error::<SnapshotMap<u64, u64>>);
 }
 
+#[test]
+fn read_mostly_waiters_share_the_error() {
+    within(30, shared_error::<ReadMostlyMap<u64, u64>>);
+}
+
 /// Go hazard: cache stampede after a delete. 100 concurrent reloads, one load.
 fn stampede_after_delete<E: Engine>() {
     let map = E::fresh();
@@ -250,6 +270,11 @@ fn sharded_no_stampede_after_delete() {
 #[test]
 fn snapshot_no_stampede_after_delete() {
     within(60, stampede_after_delete::<SnapshotMap<u64, u64>>);
+}
+
+#[test]
+fn read_mostly_no_stampede_after_delete() {
+    within(60, stampede_after_delete::<ReadMostlyMap<u64, u64>>);
 }
 
 /// Hazard: a stale fill. A load reads its source; then the source changes and
@@ -322,6 +347,11 @@ fn snapshot_no_stale_fill_after_invalidation() {
     within(30, no_stale_fill_after_any_write::<SnapshotMap<u64, u64>>);
 }
 
+#[test]
+fn read_mostly_no_stale_fill_after_any_write() {
+    within(30, no_stale_fill_after_any_write::<ReadMostlyMap<u64, u64>>);
+}
+
 /// Invalidation is per key: writing another key while a load is in flight
 /// leaves the load's fill alone.
 fn other_keys_do_not_invalidate<E: Engine>() {
@@ -359,6 +389,11 @@ fn sharded_other_keys_do_not_invalidate() {
 #[test]
 fn snapshot_other_keys_do_not_invalidate() {
     within(30, other_keys_do_not_invalidate::<SnapshotMap<u64, u64>>);
+}
+
+#[test]
+fn read_mostly_other_keys_do_not_invalidate() {
+    within(30, other_keys_do_not_invalidate::<ReadMostlyMap<u64, u64>>);
 }
 
 /// An invalidated load that found nothing is not remembered as a miss: the
@@ -518,6 +553,11 @@ fn reads_during_resize<E: Engine>() {
 #[test]
 fn sharded_no_stale_reads_while_resizing() {
     reads_during_resize::<ShardedMap<u64, u64>>();
+}
+
+#[test]
+fn read_mostly_no_stale_reads_while_resizing() {
+    reads_during_resize::<ReadMostlyMap<u64, u64>>();
 }
 
 #[test]

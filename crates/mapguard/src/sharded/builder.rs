@@ -26,11 +26,11 @@ pub(crate) const MAX_SHARDS: usize = 1 << 16;
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ShardedMapBuilder<K, V, S = DefaultHashBuilder> {
-    shards: Option<usize>,
-    capacity: usize,
-    hasher: S,
-    telemetry: bool,
-    negative_ttl: Option<Duration>,
+    pub(crate) shards: Option<usize>,
+    pub(crate) capacity: usize,
+    pub(crate) hasher: S,
+    pub(crate) telemetry: bool,
+    pub(crate) negative_ttl: Option<Duration>,
     _types: PhantomData<fn() -> (K, V)>,
 }
 

@@ -12,7 +12,7 @@
 //! the shard's write lock (see [`crate::loader`]): `self.flights.invalidate` in
 //! the write closures below. It costs one atomic load when nothing is loading.
 
-mod builder;
+pub(crate) mod builder;
 mod iter;
 mod shard;
 
@@ -29,10 +29,11 @@ use hashbrown::hash_table::Entry;
 pub use self::builder::ShardedMapBuilder;
 pub use self::iter::Iter;
 pub(crate) use self::shard::Shard;
-use self::shard::{slot_hash, Probe, Slot, Table};
+use self::shard::{slot_hash, Slot, Table};
 use crate::api::{Compute, Conflict, WouldBlock};
 use crate::loader::{Backing, SingleFlight};
 use crate::reentry::{self, Entered};
+use crate::telemetry::recorder::Probe;
 use crate::telemetry::MapStats;
 use crate::DefaultHashBuilder;
 
@@ -185,11 +186,7 @@ impl<K, V, S> ShardedMap<K, V, S> {
     }
 
     fn shard_index(&self, hash: u64) -> usize {
-        if self.shard_bits == 0 {
-            0
-        } else {
-            ((hash << 7) >> (64 - self.shard_bits)) as usize
-        }
+        shard_index(hash, self.shard_bits)
     }
 
     fn probe(&self, entered: &Entered, hash: Option<u64>) -> Probe {
@@ -198,6 +195,16 @@ impl<K, V, S> ShardedMap<K, V, S> {
             sampled: entered.sampled,
             hash,
         }
+    }
+}
+
+/// The shard of a key's hash among `1 << shard_bits` (bits 50..57 and down:
+/// independent of the table's own use of the low bits and hashbrown's top 7).
+pub(crate) fn shard_index(hash: u64, shard_bits: u32) -> usize {
+    if shard_bits == 0 {
+        0
+    } else {
+        ((hash << 7) >> (64 - shard_bits)) as usize
     }
 }
 

@@ -7,13 +7,12 @@
 //! observe a half-moved table.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::{Duration, Instant};
 
 use hashbrown::HashTable;
 
 use crate::api::WouldBlock;
 use crate::sync::{RwLock, RwLockWriteGuard};
-use crate::telemetry::recorder::ShardTelemetry;
+use crate::telemetry::recorder::{Probe, ShardTelemetry};
 
 /// Tables at or below this capacity are never shrunk automatically: shrinking a
 /// small table saves nothing and would make insert/remove cycles reallocate.
@@ -62,17 +61,6 @@ impl<K, V> Table<K, V> {
     }
 }
 
-/// What the caller tells the shard about this access, for telemetry.
-#[derive(Clone, Copy)]
-pub(crate) struct Probe {
-    /// Count this operation at all (the map's telemetry switch).
-    pub(crate) telemetry: bool,
-    /// Time it and offer its key hash to the hot-key sketch.
-    pub(crate) sampled: bool,
-    /// The key's hash, when the operation has one key.
-    pub(crate) hash: Option<u64>,
-}
-
 pub(crate) struct Shard<K, V> {
     lock: RwLock<Table<K, V>>,
     /// Mirrors of the table's length and capacity, updated under the write lock,
@@ -113,15 +101,15 @@ impl<K, V> Shard<K, V> {
         }
         let guard = match self.lock.try_read() {
             Some(guard) => {
-                self.uncontended(probe);
+                self.telemetry.uncontended(probe);
                 guard
             }
-            None => self.contended(probe, || self.lock.read()),
+            None => self.telemetry.contended(probe, || self.lock.read()),
         };
-        let held = self.held_since(probe);
+        let held = self.telemetry.held_since(probe);
         let result = f(&guard);
         drop(guard);
-        self.record_hold(held);
+        self.telemetry.record_hold(held);
         result
     }
 
@@ -140,11 +128,11 @@ impl<K, V> Shard<K, V> {
         if probe.telemetry {
             self.telemetry.reads.fetch_add(1, Relaxed);
         }
-        self.uncontended(probe);
-        let held = self.held_since(probe);
+        self.telemetry.uncontended(probe);
+        let held = self.telemetry.held_since(probe);
         let result = f(&guard);
         drop(guard);
-        self.record_hold(held);
+        self.telemetry.record_hold(held);
         Ok(result)
     }
 
@@ -152,10 +140,10 @@ impl<K, V> Shard<K, V> {
     pub(crate) fn write<R>(&self, probe: Probe, f: impl FnOnce(&mut Table<K, V>) -> R) -> R {
         let guard = match self.lock.try_write() {
             Some(guard) => {
-                self.uncontended(probe);
+                self.telemetry.uncontended(probe);
                 guard
             }
-            None => self.contended(probe, || self.lock.write()),
+            None => self.telemetry.contended(probe, || self.lock.write()),
         };
         self.write_locked(probe, guard, f)
     }
@@ -172,7 +160,7 @@ impl<K, V> Shard<K, V> {
             }
             return Err(WouldBlock);
         };
-        self.uncontended(probe);
+        self.telemetry.uncontended(probe);
         Ok(self.write_locked(probe, guard, f))
     }
 
@@ -183,7 +171,7 @@ impl<K, V> Shard<K, V> {
         mut guard: RwLockWriteGuard<'_, Table<K, V>>,
         f: impl FnOnce(&mut Table<K, V>) -> R,
     ) -> R {
-        let held = self.held_since(probe);
+        let held = self.telemetry.held_since(probe);
         // The mirrors must be refreshed even when `f` panics (it may have
         // inserted before panicking), hence the guard-like closure.
         let result = {
@@ -193,46 +181,8 @@ impl<K, V> Shard<K, V> {
             f(&mut *mirror.table)
         };
         drop(guard);
-        self.record_hold(held);
+        self.telemetry.record_hold(held);
         result
-    }
-
-    fn uncontended(&self, probe: Probe) {
-        if probe.sampled && probe.telemetry {
-            self.telemetry.wait.record(Duration::ZERO);
-        }
-    }
-
-    #[cold]
-    fn contended<G>(&self, probe: Probe, acquire: impl FnOnce() -> G) -> G {
-        if !probe.telemetry {
-            return acquire();
-        }
-        self.telemetry.contended.fetch_add(1, Relaxed);
-        if probe.sampled {
-            let start = Instant::now();
-            let guard = acquire();
-            self.telemetry.wait.record(start.elapsed());
-            guard
-        } else {
-            acquire()
-        }
-    }
-
-    fn held_since(&self, probe: Probe) -> Option<Instant> {
-        if !(probe.sampled && probe.telemetry) {
-            return None;
-        }
-        if let Some(hash) = probe.hash {
-            self.telemetry.offer_hot(hash);
-        }
-        Some(Instant::now())
-    }
-
-    fn record_hold(&self, since: Option<Instant>) {
-        if let Some(since) = since {
-            self.telemetry.hold.record(since.elapsed());
-        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! is skipped rather than waited for when another thread is updating it.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -82,6 +82,17 @@ impl SpaceSaving {
     }
 }
 
+/// What an engine tells its shard's telemetry about one access.
+#[derive(Clone, Copy)]
+pub(crate) struct Probe {
+    /// Count this operation at all (the map's telemetry switch).
+    pub(crate) telemetry: bool,
+    /// Time it and offer its key hash to the hot-key sketch.
+    pub(crate) sampled: bool,
+    /// The key's hash, when the operation has one key.
+    pub(crate) hash: Option<u64>,
+}
+
 /// One shard's counters.
 #[derive(Debug)]
 pub(crate) struct ShardTelemetry {
@@ -111,6 +122,50 @@ impl ShardTelemetry {
     pub(crate) fn offer_hot(&self, hash: u64) {
         if let Some(mut hot) = self.hot.try_lock() {
             hot.offer(hash);
+        }
+    }
+
+    /// Records a lock acquired without waiting.
+    pub(crate) fn uncontended(&self, probe: Probe) {
+        if probe.sampled && probe.telemetry {
+            self.wait.record(Duration::ZERO);
+        }
+    }
+
+    /// Acquires a lock that was busy with `acquire`, counting the contention
+    /// and timing the wait when sampled.
+    #[cold]
+    pub(crate) fn contended<G>(&self, probe: Probe, acquire: impl FnOnce() -> G) -> G {
+        if !probe.telemetry {
+            return acquire();
+        }
+        self.contended.fetch_add(1, Relaxed);
+        if probe.sampled {
+            let start = Instant::now();
+            let guard = acquire();
+            self.wait.record(start.elapsed());
+            guard
+        } else {
+            acquire()
+        }
+    }
+
+    /// Starts timing a hold of the lock (when sampled), offering the key's hash
+    /// to the hot-key sketch.
+    pub(crate) fn held_since(&self, probe: Probe) -> Option<Instant> {
+        if !(probe.sampled && probe.telemetry) {
+            return None;
+        }
+        if let Some(hash) = probe.hash {
+            self.offer_hot(hash);
+        }
+        Some(Instant::now())
+    }
+
+    /// Ends what [`held_since`](Self::held_since) started.
+    pub(crate) fn record_hold(&self, since: Option<Instant>) {
+        if let Some(since) = since {
+            self.hold.record(since.elapsed());
         }
     }
 

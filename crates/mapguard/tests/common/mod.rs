@@ -1,7 +1,7 @@
-//! One interface over both engines, so every behavioural test runs on each.
+//! One interface over every engine, so every behavioural test runs on each.
 #![allow(dead_code)]
 
-use mapguard::{Compute, ShardedMap, SnapshotMap};
+use mapguard::{Compute, ReadMostlyMap, ShardedMap, SnapshotMap};
 
 pub trait Engine: Send + Sync + 'static {
     const NAME: &'static str;
@@ -82,6 +82,65 @@ impl Engine for ShardedMap<u64, u64> {
         f: impl FnOnce(&u64) -> Result<u64, E>,
     ) -> Result<u64, std::sync::Arc<E>> {
         ShardedMap::get_or_load(self, k, f)
+    }
+}
+
+impl Engine for ReadMostlyMap<u64, u64> {
+    const NAME: &'static str = "ReadMostlyMap";
+    fn fresh() -> Self {
+        // Few shards and no capacity: migrations start early and often.
+        ReadMostlyMap::builder().shards(2).build()
+    }
+    fn insert(&self, k: u64, v: u64) -> Option<u64> {
+        ReadMostlyMap::insert(self, k, v)
+    }
+    fn remove(&self, k: u64) -> Option<u64> {
+        ReadMostlyMap::remove(self, &k)
+    }
+    fn get(&self, k: u64) -> Option<u64> {
+        self.get_cloned(&k)
+    }
+    fn contains(&self, k: u64) -> bool {
+        self.contains_key(&k)
+    }
+    fn update_add(&self, k: u64, d: u64) -> Option<u64> {
+        self.update(&k, |v| {
+            *v += d;
+            *v
+        })
+    }
+    fn compute(&self, k: u64, f: impl FnOnce(Option<&u64>) -> Compute<u64>) -> Option<u64> {
+        ReadMostlyMap::compute(self, k, f)
+    }
+    fn get_or_insert(&self, k: u64, v: u64) -> u64 {
+        self.get_or_insert_with(k, || v)
+    }
+    fn get_versioned(&self, k: u64) -> Option<(u64, u64)> {
+        ReadMostlyMap::get_versioned(self, &k)
+    }
+    fn cas(&self, k: u64, seen: u64, v: u64) -> Result<u64, mapguard::Conflict> {
+        self.compare_and_update(&k, seen, |x| *x = v)
+    }
+    fn len(&self) -> usize {
+        ReadMostlyMap::len(self)
+    }
+    fn retain_even_values(&self) {
+        self.retain(|_, v| v % 2 == 0)
+    }
+    fn clear(&self) {
+        ReadMostlyMap::clear(self)
+    }
+    fn entries(&self) -> Vec<(u64, u64)> {
+        let mut e: Vec<_> = self.iter().collect();
+        e.sort();
+        e
+    }
+    fn get_or_load<E: Send + Sync + 'static>(
+        &self,
+        k: u64,
+        f: impl FnOnce(&u64) -> Result<u64, E>,
+    ) -> Result<u64, std::sync::Arc<E>> {
+        ReadMostlyMap::get_or_load(self, k, f)
     }
 }
 

@@ -1,0 +1,470 @@
+//! One shard of the read-mostly engine: the table readers start from, the
+//! writer lock, and the incremental, cooperative migration protocol.
+//!
+//! ## Migration
+//!
+//! When a write needs room (or removals left the table mostly empty), the
+//! writer allocates the new table `N` and publishes it as the old table's
+//! `next` (release) — nothing else. From then on, under the writer lock:
+//!
+//! 1. every write first moves a few more old slots ([`MIGRATE_STEP`]), in
+//!    order: an old slot's entry pointer is published in `N` (the entry itself
+//!    is shared, never copied), then the old slot is marked `MOVED` (release);
+//! 2. a write to key `k` first moves `k`'s old slot, if `k` is still live
+//!    there, then writes `k` in `N` only. So `k` is live in at most one of the
+//!    two tables, and any value newer than the one left in the old table is in
+//!    `N`;
+//! 3. after the last old slot is moved, the shard's `current` pointer is
+//!    switched to `N` (release) and the old table is retired; readers still in
+//!    it find everything through `next`.
+//!
+//! A reader searches the table it loaded and goes on into `next` when its
+//! probe ends without a live match (`Table::find`). It never sees a removed
+//! key again (removal happens in the table where the key is live), never a
+//! stale value (a live old entry has no newer version), and never misses a
+//! present key (a moved key reached `N` before its old slot was marked, which
+//! the reader saw or passed before its probe ended; a key inserted during the
+//! migration is in `N`, published before the insert).
+//!
+//! The old table's slots only ever change from an entry to `MOVED` during a
+//! migration, so its probe sequences stay intact. A migration target never
+//! fills: if a write would push it past half full, the writer finishes the
+//! migration first. Writes stay short otherwise: a migration costs each write
+//! [`MIGRATE_STEP`] slot visits, and readers never wait for any of it.
+
+use std::ptr;
+use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::time::Instant;
+
+use super::reclaim::{Guard, Reclaimer};
+use super::table::{is_entry, max_used, moved, tombstone, Entry, Table};
+use crate::api::WouldBlock;
+use crate::sync::{AtomicPtr, AtomicUsize, Mutex};
+use crate::telemetry::recorder::{Probe, ShardTelemetry};
+
+/// Old-table slots each write moves while a migration is in progress.
+pub(crate) const MIGRATE_STEP: usize = 32;
+
+/// Smallest table (slots).
+const MIN_CAPACITY: usize = 8;
+
+/// Tables at or below this size are never shrunk automatically.
+const MIN_AUTO_SHRINK_CAPACITY: usize = 64;
+
+/// Slots for a table that should hold `len` entries with room to grow (a
+/// quarter full right after migrating).
+fn capacity_for(len: usize) -> usize {
+    (len.max(1) * 4).next_power_of_two().max(MIN_CAPACITY)
+}
+
+/// Entries a table of `slots` slots holds before it must grow.
+pub(crate) fn entries_for(slots: usize) -> usize {
+    max_used(slots)
+}
+
+/// State only the writer touches, under the shard's writer lock.
+pub(crate) struct Writer<K, V> {
+    /// The migration target (the current table's `next`), null when none.
+    target: *mut Table<K, V>,
+    /// Old-table slots moved so far (in order; a key's own slot may have been
+    /// moved early by a write to it).
+    moved: usize,
+    /// Used slots (entries and tombstones) of the table writes go to.
+    used: usize,
+    len: usize,
+    /// Source of entry versions: bumped by every write, never reset, so a
+    /// version never repeats for a key (no ABA for `compare_and_update`).
+    clock: u64,
+    writes: u64,
+}
+
+// SAFETY: the raw pointer is the migration target, owned by the shard and only
+// used under the writer lock.
+unsafe impl<K: Send + Sync, V: Send + Sync> Send for Writer<K, V> {}
+
+pub(crate) struct Shard<K, V> {
+    /// The table readers start from.
+    current: AtomicPtr<Table<K, V>>,
+    writer: Mutex<Writer<K, V>>,
+    /// Mirrors of the writer's counts, so `len()` and `stats()` take no lock.
+    len: AtomicUsize,
+    capacity: AtomicUsize,
+    pub(crate) telemetry: ShardTelemetry,
+}
+
+impl<K, V> Shard<K, V> {
+    pub(crate) fn with_capacity(entries: usize) -> Self {
+        let slots = capacity_for(entries.div_ceil(2));
+        Shard {
+            current: AtomicPtr::new(Box::into_raw(Box::new(Table::new(slots)))),
+            writer: Mutex::new(Writer {
+                target: ptr::null_mut(),
+                moved: 0,
+                used: 0,
+                len: 0,
+                clock: 0,
+                writes: 0,
+            }),
+            len: AtomicUsize::new(0),
+            capacity: AtomicUsize::new(entries_for(slots)),
+            telemetry: ShardTelemetry::default(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Relaxed)
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity.load(Relaxed)
+    }
+
+    /// The table a reader starts from.
+    #[inline]
+    pub(crate) fn table<'g>(&self, guard: &'g Guard<'_>) -> &'g Table<K, V> {
+        // SAFETY: the current table is retired only after being replaced, and
+        // `guard` keeps retired tables allocated.
+        unsafe { &*guard.protect(&self.current) }
+    }
+
+    /// Runs `f` with the writer lock held, waiting for it if needed.
+    pub(crate) fn write<R>(
+        &self,
+        probe: Probe,
+        reclaimer: &Reclaimer,
+        f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
+    ) -> R {
+        let mut writer = match self.writer.try_lock() {
+            Some(guard) => {
+                self.telemetry.uncontended(probe);
+                guard
+            }
+            None => self.telemetry.contended(probe, || self.writer.lock()),
+        };
+        self.edit(probe, reclaimer, &mut writer, f)
+    }
+
+    /// Runs `f` with the writer lock held if it can be had without waiting.
+    pub(crate) fn try_write<R>(
+        &self,
+        probe: Probe,
+        reclaimer: &Reclaimer,
+        f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
+    ) -> Result<R, WouldBlock> {
+        let Some(mut writer) = self.writer.try_lock() else {
+            if probe.telemetry {
+                self.telemetry.contended.fetch_add(1, Relaxed);
+            }
+            return Err(WouldBlock);
+        };
+        self.telemetry.uncontended(probe);
+        Ok(self.edit(probe, reclaimer, &mut writer, f))
+    }
+
+    fn edit<R>(
+        &self,
+        probe: Probe,
+        reclaimer: &Reclaimer,
+        writer: &mut Writer<K, V>,
+        f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
+    ) -> R {
+        let held: Option<Instant> = self.telemetry.held_since(probe);
+        writer.writes += u64::from(probe.telemetry);
+        let guard = reclaimer.enter();
+        let mut edit = Edit {
+            shard: self,
+            writer,
+            guard: &guard,
+        };
+        edit.migrate_step();
+        let result = f(&mut edit);
+        drop(edit);
+        self.telemetry.record_hold(held);
+        result
+    }
+
+    /// Frees every table and entry. Needs exclusive access: the map is being dropped.
+    pub(crate) fn free_all(&mut self) {
+        let mut table = self.current.load(Relaxed);
+        while !table.is_null() {
+            // SAFETY: nothing else can reach the shard; the tables on the `next`
+            // chain from `current` are owned by it (older ones were retired), and a
+            // live entry is in exactly one of them.
+            let owned = unsafe { Box::from_raw(table) };
+            for (_, entry) in owned.live() {
+                drop(unsafe { Box::from_raw(entry) });
+            }
+            table = owned.next.load(Relaxed);
+        }
+    }
+}
+
+/// The writer's view of a shard, under its lock: every change to the shard's
+/// tables goes through it.
+pub(crate) struct Edit<'a, K, V> {
+    shard: &'a Shard<K, V>,
+    writer: &'a mut Writer<K, V>,
+    guard: &'a Guard<'a>,
+}
+
+impl<K, V> Drop for Edit<'_, K, V> {
+    /// Refreshes the lock-free mirrors, also when a closure panicked mid-edit.
+    fn drop(&mut self) {
+        self.shard.len.store(self.writer.len, Relaxed);
+        self.shard
+            .capacity
+            .store(entries_for(self.write_table().capacity()), Relaxed);
+        self.shard
+            .telemetry
+            .writes
+            .store(self.writer.writes, Relaxed);
+    }
+}
+
+impl<K, V> Edit<'_, K, V> {
+    fn current(&self) -> &Table<K, V> {
+        // SAFETY: only the writer replaces or retires the current table.
+        unsafe { &*self.shard.current.load(Relaxed) }
+    }
+
+    fn target(&self) -> Option<&Table<K, V>> {
+        // SAFETY: the target is owned by the shard until it becomes current.
+        unsafe { self.writer.target.as_ref() }
+    }
+
+    /// The table writes go to: the migration target while migrating.
+    pub(crate) fn write_table(&self) -> &Table<K, V> {
+        self.target().unwrap_or_else(|| self.current())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.writer.len
+    }
+
+    pub(crate) fn next_version(&mut self) -> u64 {
+        self.writer.clock += 1;
+        self.writer.clock
+    }
+
+    /// The slot of `key`'s live entry in the write table, moving it there first
+    /// when it is still in the table being migrated away from.
+    pub(crate) fn locate<Q>(&mut self, hash: u64, key: &Q) -> Option<usize>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if self.target().is_some() {
+            if let Some(i) = self.current().locate(hash, key) {
+                self.move_slot(i);
+            }
+        }
+        self.write_table().locate(hash, key)
+    }
+
+    /// The live entry in the write table's slot `i`.
+    pub(crate) fn entry(&self, i: usize) -> &Entry<K, V> {
+        self.write_table().entry(i)
+    }
+
+    /// Replaces the entry in slot `i` with a new one; the old one is retired.
+    pub(crate) fn replace(&mut self, i: usize, key: K, value: V) -> u64 {
+        let version = self.next_version();
+        let new = Box::into_raw(Box::new(Entry {
+            key,
+            value,
+            version,
+        }));
+        let old = self.write_table().slots[i].entry.swap(new, Release);
+        // SAFETY: `old` was live and is now unreachable for new readers.
+        unsafe { self.guard.retire(old) };
+        version
+    }
+
+    /// Removes the entry in slot `i` (retired), then shrinks when the table
+    /// became mostly empty.
+    pub(crate) fn remove(&mut self, i: usize) {
+        let old = self.write_table().slots[i].entry.swap(tombstone(), Release);
+        // SAFETY: as in `replace`.
+        unsafe { self.guard.retire(old) };
+        self.writer.len -= 1;
+        self.maybe_shrink();
+    }
+
+    /// Inserts a key known to be absent (checked with [`locate`](Self::locate)
+    /// in this edit).
+    pub(crate) fn insert_new(&mut self, hash: u64, key: K, value: V) -> u64 {
+        self.reserve_one();
+        let version = self.next_version();
+        let entry = Box::into_raw(Box::new(Entry {
+            key,
+            value,
+            version,
+        }));
+        if self.write_table().publish_new(hash, entry) {
+            self.writer.used += 1;
+        }
+        self.writer.len += 1;
+        version
+    }
+
+    /// Removes the entries `keep` rejects (after finishing any migration, so
+    /// every entry is in one table).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        self.finish_migration();
+        let doomed: Vec<usize> = self
+            .current()
+            .live()
+            .filter(|&(_, p)| {
+                // SAFETY: live entries are only retired by us.
+                let e = unsafe { &*p };
+                !keep(&e.key, &e.value)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for i in doomed {
+            let old = self.current().slots[i].entry.swap(tombstone(), Release);
+            // SAFETY: as in `replace`.
+            unsafe { self.guard.retire(old) };
+            self.writer.len -= 1;
+        }
+        self.maybe_shrink();
+    }
+
+    /// Calls `f` on every live entry (a consistent view of the shard: no
+    /// writer can run meanwhile).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Entry<K, V>)) {
+        let tables = [Some(self.current()), self.target()];
+        for table in tables.into_iter().flatten() {
+            for (_, p) in table.live() {
+                // SAFETY: live entries are only retired by the writer, us.
+                f(unsafe { &*p });
+            }
+        }
+    }
+
+    /// Empties the shard: readers switch to a fresh empty table at once; the old
+    /// tables and entries are retired.
+    pub(crate) fn clear(&mut self) {
+        let fresh = Box::into_raw(Box::new(Table::new(MIN_CAPACITY)));
+        let old = self.shard.current.swap(fresh, Release);
+        let mut table = old;
+        while !table.is_null() {
+            // SAFETY: `table` is `old` or on its `next` chain, owned by the shard
+            // until now, unreachable for new readers after the swap.
+            let t = unsafe { &*table };
+            for (_, entry) in t.live() {
+                unsafe { self.guard.retire(entry) };
+            }
+            let next = t.next.load(Relaxed);
+            unsafe { self.guard.retire(table) };
+            table = next;
+        }
+        *self.writer = Writer {
+            target: ptr::null_mut(),
+            moved: 0,
+            used: 0,
+            len: 0,
+            clock: self.writer.clock,
+            writes: self.writer.writes,
+        };
+    }
+
+    /// Migrates to a table sized for the current entries.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.finish_migration();
+        if capacity_for(self.writer.len) < self.current().capacity() {
+            self.start_migration(capacity_for(self.writer.len));
+            self.finish_migration();
+        }
+    }
+
+    /// Makes room for one more used slot in the write table.
+    fn reserve_one(&mut self) {
+        while self.writer.used + 1 > max_used(self.write_table().capacity()) {
+            if self.target().is_some() {
+                // A target must never fill: finish this migration first.
+                self.finish_migration();
+            } else {
+                self.start_migration(capacity_for(self.writer.len + 1));
+            }
+        }
+    }
+
+    fn maybe_shrink(&mut self) {
+        let capacity = self.current().capacity();
+        if self.target().is_none()
+            && capacity > MIN_AUTO_SHRINK_CAPACITY
+            && self.writer.len < capacity / 8
+        {
+            self.start_migration(capacity_for(self.writer.len));
+        }
+    }
+
+    fn start_migration(&mut self, capacity: usize) {
+        debug_assert!(self.target().is_none());
+        let target = Box::into_raw(Box::new(Table::new(capacity)));
+        // Published before any slot is marked moved and before any key is
+        // written there: a reader that finds a marker or ends its probe finds
+        // the target too.
+        self.current().next.store(target, Release);
+        self.writer.target = target;
+        self.writer.moved = 0;
+        self.writer.used = 0;
+    }
+
+    /// Moves the next [`MIGRATE_STEP`] old slots, finishing the migration when
+    /// none are left. Called at the start of every edit.
+    fn migrate_step(&mut self) {
+        if self.target().is_none() {
+            return;
+        }
+        let end = (self.writer.moved + MIGRATE_STEP).min(self.current().capacity());
+        for i in self.writer.moved..end {
+            self.move_slot(i);
+        }
+        self.writer.moved = end;
+        if end == self.current().capacity() {
+            self.complete_migration();
+        }
+    }
+
+    fn finish_migration(&mut self) {
+        while self.target().is_some() {
+            self.migrate_step();
+        }
+    }
+
+    /// Moves old slot `i`'s entry, if live, to the target and marks the slot.
+    fn move_slot(&mut self, i: usize) {
+        let slot = &self.current().slots[i];
+        let p = slot.entry.load(Relaxed);
+        if !is_entry(p) {
+            return;
+        }
+        let hash = slot.hash.load(Relaxed);
+        let target = self.target().expect("moving only while migrating");
+        // The key is absent from the target: it is live here, and a key is
+        // written in the target only after it was moved.
+        if target.publish_new(hash, p) {
+            self.writer.used += 1;
+        }
+        self.current().slots[i].entry.store(moved(), Release);
+    }
+
+    fn complete_migration(&mut self) {
+        let target = self.writer.target;
+        let old = self.shard.current.swap(target, Release);
+        self.writer.target = ptr::null_mut();
+        self.writer.moved = 0;
+        // SAFETY: the old table is unreachable for readers entering from now on
+        // (they start at `current`); readers inside it reach everything through
+        // its `next`, the new current table, which stays.
+        unsafe { self.guard.retire(old) };
+    }
+}
+
+/// For tests: whether `shard` is between tables right now.
+#[cfg(test)]
+pub(crate) fn migrating<K, V>(shard: &Shard<K, V>) -> bool {
+    !shard.writer.lock().target.is_null()
+}

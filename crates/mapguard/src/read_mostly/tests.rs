@@ -1,0 +1,134 @@
+//! White-box tests of the migration protocol (the black-box ones, shared with
+//! the other engines, are in `tests/`).
+
+use super::shard::migrating;
+use super::*;
+
+fn one_shard() -> ReadMostlyMap<u64, u64> {
+    ReadMostlyMap::builder().shards(1).build()
+}
+
+#[test]
+fn a_growing_table_migrates_incrementally_and_every_key_stays_readable() {
+    let map = one_shard();
+    let mut saw_migration = false;
+    for k in 0..5_000u64 {
+        map.insert(k, k * 10);
+        saw_migration |= migrating(&map.shards[0]);
+        // Every key written so far is visible with its latest value, mid-migration too.
+        if k % 97 == 0 {
+            for j in 0..=k {
+                assert_eq!(
+                    map.get_cloned(&j),
+                    Some(j * 10),
+                    "key {j} after inserting {k}"
+                );
+            }
+        }
+    }
+    assert!(
+        saw_migration,
+        "growth happened without an incremental migration"
+    );
+    assert_eq!(map.len(), 5_000);
+    assert_eq!(map.iter().count(), 5_000);
+}
+
+#[test]
+fn writes_during_a_migration_land_in_the_new_table_only() {
+    let map = one_shard();
+    for k in 0..1_000u64 {
+        map.insert(k, 0);
+    }
+    // Drive inserts until a migration is in progress, then write old keys.
+    let mut k = 1_000;
+    while !migrating(&map.shards[0]) {
+        map.insert(k, 0);
+        k += 1;
+    }
+    for j in 0..k {
+        map.update(&j, |v| *v = j + 1);
+        assert_eq!(map.get_cloned(&j), Some(j + 1));
+    }
+    for j in (0..k).step_by(2) {
+        assert_eq!(map.remove(&j), Some(j + 1));
+        assert_eq!(map.get_cloned(&j), None, "removed key {j} reappeared");
+    }
+    for j in 0..k {
+        let expected = (j % 2 == 1).then_some(j + 1);
+        assert_eq!(map.get_cloned(&j), expected);
+    }
+    assert_eq!(map.len() as u64, k / 2);
+}
+
+#[test]
+fn mass_removal_shrinks_the_table() {
+    let map = one_shard();
+    for k in 0..10_000u64 {
+        map.insert(k, k);
+    }
+    let grown = map.capacity();
+    for k in 0..9_990u64 {
+        map.remove(&k);
+    }
+    // Shrinking is a migration too: let a few writes finish it.
+    for _ in 0..2_000 {
+        map.insert(1_000_000, 0);
+    }
+    assert!(map.capacity() < grown / 8, "{} vs {grown}", map.capacity());
+    for k in 9_990..10_000u64 {
+        assert_eq!(map.get_cloned(&k), Some(k));
+    }
+}
+
+#[test]
+fn clear_mid_migration_frees_both_tables_and_keeps_working() {
+    let map = one_shard();
+    let mut k = 0;
+    while !migrating(&map.shards[0]) || k < 100 {
+        map.insert(k, k);
+        k += 1;
+    }
+    map.clear();
+    assert!(map.is_empty());
+    assert_eq!(map.get_cloned(&1), None);
+    map.insert(1, 2);
+    assert_eq!(map.get_cloned(&1), Some(2));
+}
+
+#[test]
+fn values_are_dropped_exactly_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+    struct Counted(#[allow(dead_code)] u64);
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            LIVE.fetch_add(1, SeqCst);
+            Counted(self.0)
+        }
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            LIVE.fetch_sub(1, SeqCst);
+        }
+    }
+    fn counted(v: u64) -> Counted {
+        LIVE.fetch_add(1, SeqCst);
+        Counted(v)
+    }
+    {
+        let map: ReadMostlyMap<u64, Counted> = ReadMostlyMap::builder().shards(2).build();
+        for k in 0..3_000 {
+            map.insert(k, counted(k));
+        }
+        for k in 0..3_000 {
+            map.update(&k, |_| ());
+        }
+        for k in (0..3_000).step_by(3) {
+            drop(map.remove(&k));
+        }
+        map.retain(|k, _| k % 2 == 0);
+        drop(map.insert(5, counted(5)));
+    }
+    assert_eq!(LIVE.load(SeqCst), 0, "values leaked or dropped twice");
+}
