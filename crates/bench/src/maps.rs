@@ -5,7 +5,7 @@ use std::collections::HashMap as StdHashMap;
 use std::hint::black_box;
 use std::sync::RwLock as StdRwLock;
 
-use mapguard::{ShardedMap, SnapshotMap};
+use mapguard::{ReadMostlyMap, ShardedMap, SnapshotMap};
 
 /// The one hasher every map uses: foldhash's fast hasher with a fixed seed, so instruction
 /// counts repeat exactly from run to run.
@@ -54,6 +54,8 @@ pub enum MapKind {
     Sharded,
     /// `mapguard::SnapshotMap` (copy-on-write; writes batched, see [`SNAPSHOT_BATCH`]).
     Snapshot,
+    /// `mapguard::ReadMostlyMap` (lock-free reads, incremental migration).
+    ReadMostly,
     /// `dashmap::DashMap`.
     DashMap,
     /// `papaya::HashMap`, pinned per operation.
@@ -70,9 +72,10 @@ pub enum MapKind {
 
 impl MapKind {
     /// Every map, mapguard's engines first.
-    pub const ALL: [MapKind; 8] = [
+    pub const ALL: [MapKind; 9] = [
         MapKind::Sharded,
         MapKind::Snapshot,
+        MapKind::ReadMostly,
         MapKind::DashMap,
         MapKind::Papaya,
         MapKind::Scc,
@@ -86,6 +89,7 @@ impl MapKind {
         match self {
             MapKind::Sharded => "mapguard-sharded",
             MapKind::Snapshot => "mapguard-snapshot",
+            MapKind::ReadMostly => "mapguard-readmostly",
             MapKind::DashMap => "dashmap",
             MapKind::Papaya => "papaya",
             MapKind::Scc => "scc",
@@ -102,7 +106,10 @@ impl MapKind {
 
     /// mapguard's own engines (the rest are peers).
     pub fn is_mapguard(self) -> bool {
-        matches!(self, MapKind::Sharded | MapKind::Snapshot)
+        matches!(
+            self,
+            MapKind::Sharded | MapKind::Snapshot | MapKind::ReadMostly
+        )
     }
 
     /// Calls `visitor` with this kind's map type.
@@ -110,6 +117,7 @@ impl MapKind {
         match self {
             MapKind::Sharded => visitor.visit::<ShardedMap<u64, u64, Hasher>>(),
             MapKind::Snapshot => visitor.visit::<SnapshotMap<u64, u64, Hasher>>(),
+            MapKind::ReadMostly => visitor.visit::<ReadMostlyMap<u64, u64, Hasher>>(),
             MapKind::DashMap => visitor.visit::<dashmap::DashMap<u64, u64, Hasher>>(),
             MapKind::Papaya => visitor.visit::<papaya::HashMap<u64, u64, Hasher>>(),
             MapKind::Scc => visitor.visit::<scc::HashMap<u64, u64, Hasher>>(),
@@ -173,6 +181,23 @@ impl BenchMap for ShardedMap<u64, u64, Hasher> {
     type Session<'a> = Direct<'a, Self>;
     fn empty() -> Self {
         ShardedMap::builder().hasher(hasher()).build()
+    }
+    fn session(&self) -> Self::Session<'_> {
+        Direct(self)
+    }
+}
+
+direct_session!(ReadMostlyMap<u64, u64, Hasher>, |m, k, v| {
+    get: m.read(&k, |v| black_box(*v)).is_some(),
+    insert: m.insert(k, v),
+    remove: m.remove(&k),
+    update: m.update(&k, |v| *v += 1),
+});
+
+impl BenchMap for ReadMostlyMap<u64, u64, Hasher> {
+    type Session<'a> = Direct<'a, Self>;
+    fn empty() -> Self {
+        ReadMostlyMap::builder().hasher(hasher()).build()
     }
     fn session(&self) -> Self::Session<'_> {
         Direct(self)

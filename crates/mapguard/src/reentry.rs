@@ -15,8 +15,9 @@
 //! bench counted ~105 instructions per get in a `RefCell<Vec>` version, a third of
 //! `ShardedMap::read`). Deeper nesting spills to a vector.
 //!
-//! The same thread-local also carries the telemetry sampling tick, so an
-//! operation touches thread-local storage once.
+//! The telemetry sampling tick is a thread-local of its own: a `Cell` with no
+//! destructor, which the compiler reaches with one segment-relative access
+//! (the read-mostly engine's reads use it and nothing else from here).
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +35,6 @@ struct ThreadState {
     /// Entries `INLINE..depth`.
     spilled: RefCell<Vec<Held>>,
     depth: Cell<usize>,
-    tick: Cell<u32>,
 }
 
 #[derive(Clone, Copy)]
@@ -56,7 +56,6 @@ impl ThreadState {
             ],
             spilled: RefCell::new(Vec::new()),
             depth: Cell::new(0),
-            tick: Cell::new(0),
         }
     }
 
@@ -80,13 +79,6 @@ impl ThreadState {
                 }
             }
         }
-    }
-
-    /// Advances the telemetry tick: true once every [`SAMPLE_EVERY`] calls.
-    fn sample(&self) -> bool {
-        let tick = self.tick.get().wrapping_add(1);
-        self.tick.set(tick);
-        tick % SAMPLE_EVERY == 0
     }
 
     /// The innermost entry for `map`, if this thread is inside it.
@@ -141,6 +133,16 @@ loom::thread_local! {
     static STATE: ThreadState = ThreadState::new();
 }
 
+#[cfg(not(loom))]
+std::thread_local! {
+    static TICK: Cell<u32> = const { Cell::new(0) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static TICK: Cell<u32> = Cell::new(0);
+}
+
 /// A process-unique identity for a map, used as its key in the record.
 pub(crate) fn next_map_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -166,7 +168,7 @@ impl Entered {
             state.push(Held { map, op });
             Entered {
                 map,
-                sampled: state.sample(),
+                sampled: sample(),
             }
         })
     }
@@ -193,8 +195,13 @@ impl Drop for Entered {
 
 /// For operations that never block and so record nothing (the read-mostly
 /// engine's reads): whether telemetry should sample this one.
+#[inline]
 pub(crate) fn sample() -> bool {
-    STATE.with(ThreadState::sample)
+    TICK.with(|tick| {
+        let next = tick.get().wrapping_add(1);
+        tick.set(next);
+        next % SAMPLE_EVERY == 0
+    })
 }
 
 /// Whether this thread is inside a closure of `map` (any operation).

@@ -116,8 +116,15 @@ impl<K, V> Table<K, V> {
     {
         let mut table = self;
         loop {
-            for i in table.probe(hash) {
-                let slot = &table.slots[i];
+            // A plain index loop: the iterator version of this probe cost ~15
+            // instructions per read more (callgrind, `bench count-gets`).
+            let slots = &table.slots[..];
+            // `len - 1` rather than the stored mask lets the compiler see that
+            // every index is in bounds.
+            let mask = slots.len() - 1;
+            let mut i = hash as usize & mask;
+            for _ in 0..slots.len() {
+                let slot = &slots[i];
                 let p = guard.protect(&slot.entry);
                 if p.is_null() {
                     break;
@@ -129,6 +136,7 @@ impl<K, V> Table<K, V> {
                         return Some(entry);
                     }
                 }
+                i = (i + 1) & mask;
             }
             let next = guard.protect(&table.next);
             if next.is_null() {

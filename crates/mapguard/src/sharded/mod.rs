@@ -201,11 +201,9 @@ impl<K, V, S> ShardedMap<K, V, S> {
 /// The shard of a key's hash among `1 << shard_bits` (bits 50..57 and down:
 /// independent of the table's own use of the low bits and hashbrown's top 7).
 pub(crate) fn shard_index(hash: u64, shard_bits: u32) -> usize {
-    if shard_bits == 0 {
-        0
-    } else {
-        ((hash << 7) >> (64 - shard_bits)) as usize
-    }
+    // `>> 1 >> (63 - bits)` is `>> (64 - bits)` without the overflow at 0 bits,
+    // and without a branch: reads on the read-mostly engine pay for every one.
+    (((hash << 7) >> 1) >> (63 - shard_bits)) as usize
 }
 
 pub(crate) fn stats_of<K, V>(shards: &[CachePadded<Shard<K, V>>]) -> MapStats {
