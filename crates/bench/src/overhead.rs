@@ -312,7 +312,7 @@ pub fn section(results: &[OverheadResult], cfg: &OverheadConfig) -> Section {
                 row.push(String::new());
             }
             Err(why) => {
-                row.extend(std::iter::repeat("-".to_string()).take(6));
+                row.extend(std::iter::repeat_n("-".to_string(), 6));
                 row.push(why.clone());
                 for op in OPS {
                     csv.push(vec![
