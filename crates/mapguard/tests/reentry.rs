@@ -3,7 +3,7 @@
 mod common;
 
 use common::within;
-use mapguard::{ShardedMap, SnapshotMap, WouldBlock};
+use mapguard::{ReadMostlyMap, ShardedMap, SnapshotMap, WouldBlock};
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
@@ -195,4 +195,45 @@ fn snapshot_map_write_reentry_panics_reads_do_not() {
         "SnapshotMap::insert",
         "SnapshotMap::write_batch",
     );
+}
+
+/// The read-mostly engine: reads hold no lock, so reading the map from inside
+/// any closure (even a write's) is allowed and sees the committed state; a
+/// blocking write from inside a write closure is refused, naming both calls.
+#[test]
+fn read_mostly_reads_inside_closures_are_fine_writes_inside_writes_panic() {
+    let map: ReadMostlyMap<u32, u32> = ReadMostlyMap::builder().shards(1).build();
+    map.insert(1, 1);
+    map.insert(2, 2);
+    // A read closure may write (it holds nothing), and a write closure may read.
+    map.read(&1, |_| map.insert(3, 3));
+    assert_eq!(
+        map.update(&1, |v| *v + map.get_cloned(&2).unwrap()),
+        Some(3)
+    );
+    assert_eq!(
+        map.update(&1, |v| map.get_cloned(&1) == Some(*v)),
+        Some(true)
+    );
+    expect_reentry_panic(
+        || {
+            let map: ReadMostlyMap<u32, u32> = ReadMostlyMap::builder().shards(1).build();
+            map.insert(1, 1);
+            map.update(&1, |_| map.insert(2, 2));
+        },
+        "ReadMostlyMap::insert",
+        "ReadMostlyMap::update",
+    );
+    // Nothing was published by the panicking closure, and the lock was released.
+    let map: ReadMostlyMap<u32, u32> = ReadMostlyMap::builder().shards(1).build();
+    map.insert(1, 1);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        map.compute(1, |_| {
+            map.remove(&1);
+            mapguard::Compute::Keep
+        })
+    }));
+    assert!(panic_message(r.expect_err("re-entry")).contains("ReadMostlyMap::compute"));
+    assert_eq!(map.get_cloned(&1), Some(1));
+    assert_eq!(within(10, move || map.try_insert(1, 5)), Ok(Some(1)));
 }

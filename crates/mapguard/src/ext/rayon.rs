@@ -4,7 +4,7 @@ use std::hash::{BuildHasher, Hash};
 
 use rayon::prelude::*;
 
-use crate::{ShardedMap, Snapshot};
+use crate::{ReadMostlyMap, ShardedMap, Snapshot};
 
 impl<K, V, S> ShardedMap<K, V, S>
 where
@@ -18,6 +18,29 @@ where
     /// ```
     /// use rayon::prelude::*;
     /// let map: mapguard::ShardedMap<u64, u64> = (0..1000).map(|i| (i, i)).collect();
+    /// let sum: u64 = map.par_iter().map(|(_, v)| v).sum();
+    /// assert_eq!(sum, 999 * 1000 / 2);
+    /// ```
+    pub fn par_iter(&self) -> impl ParallelIterator<Item = (K, V)> + '_ {
+        (0..self.shard_count())
+            .into_par_iter()
+            .flat_map_iter(move |i| self.snapshot_shard(i))
+    }
+}
+
+impl<K, V, S> ReadMostlyMap<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync,
+    V: Clone + Send + Sync,
+    S: BuildHasher + Sync,
+{
+    /// A rayon parallel iterator of owned `(key, value)` pairs: shards are
+    /// copied (each under its writer lock; readers carry on) and processed in
+    /// parallel.
+    ///
+    /// ```
+    /// use rayon::prelude::*;
+    /// let map: mapguard::ReadMostlyMap<u64, u64> = (0..1000).map(|i| (i, i)).collect();
     /// let sum: u64 = map.par_iter().map(|(_, v)| v).sum();
     /// assert_eq!(sum, 999 * 1000 / 2);
     /// ```

@@ -1,7 +1,8 @@
-//! `Serialize`/`Deserialize` for both engines (feature `serde`), as plain maps.
+//! `Serialize`/`Deserialize` for every engine (feature `serde`), as plain maps.
 //!
-//! A `ShardedMap` serializes a per-shard copy (each shard consistent, see
-//! [`ShardedMap::iter`]); a `SnapshotMap` serializes one snapshot (consistent).
+//! A `ShardedMap` or `ReadMostlyMap` serializes a per-shard copy (each shard
+//! consistent, see [`ShardedMap::iter`]); a `SnapshotMap` serializes one
+//! snapshot (consistent).
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -11,7 +12,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{ShardedMap, ShardedMapBuilder, Snapshot, SnapshotMap};
+use crate::{ReadMostlyMap, ShardedMap, ShardedMapBuilder, Snapshot, SnapshotMap};
 
 impl<K, V, S> Serialize for ShardedMap<K, V, S>
 where
@@ -20,14 +21,33 @@ where
     S: BuildHasher,
 {
     fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
-        // Copy first: the length must match the entries written.
-        let entries: Vec<(K, V)> = self.iter().collect();
-        let mut map = serializer.serialize_map(Some(entries.len()))?;
-        for (k, v) in &entries {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
+        serialize_copy(self.iter(), serializer)
     }
+}
+
+impl<K, V, S> Serialize for ReadMostlyMap<K, V, S>
+where
+    K: Serialize + Hash + Eq + Clone,
+    V: Serialize + Clone,
+    S: BuildHasher,
+{
+    fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        serialize_copy(self.iter(), serializer)
+    }
+}
+
+/// Serializes pairs copied out of a sharded engine. Copied first: the map's
+/// announced length must match the entries written, and the map may change.
+fn serialize_copy<K: Serialize, V: Serialize, Ser: Serializer>(
+    pairs: impl Iterator<Item = (K, V)>,
+    serializer: Ser,
+) -> Result<Ser::Ok, Ser::Error> {
+    let entries: Vec<(K, V)> = pairs.collect();
+    let mut map = serializer.serialize_map(Some(entries.len()))?;
+    for (k, v) in &entries {
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
 }
 
 impl<K, V, S> Serialize for Snapshot<K, V, S>
@@ -88,6 +108,25 @@ where
     }
 }
 
+impl<'de, K, V, S> Deserialize<'de> for ReadMostlyMap<K, V, S>
+where
+    K: Deserialize<'de> + Hash + Eq + Clone,
+    V: Deserialize<'de> + Clone,
+    S: BuildHasher + Default,
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let pairs = deserializer.deserialize_map(PairsVisitor::<K, V>(PhantomData))?;
+        let map = ReadMostlyMap::builder()
+            .capacity(pairs.len())
+            .hasher(S::default())
+            .build();
+        for (k, v) in pairs {
+            map.insert(k, v);
+        }
+        Ok(map)
+    }
+}
+
 impl<'de, K, V, S> Deserialize<'de> for SnapshotMap<K, V, S>
 where
     K: Deserialize<'de> + Hash + Eq + Clone,
@@ -102,7 +141,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use crate::{ShardedMap, SnapshotMap};
+    use crate::{ReadMostlyMap, ShardedMap, SnapshotMap};
 
     #[test]
     fn round_trips_through_json() {
@@ -119,6 +158,14 @@ mod tests {
         assert_eq!(snap.len(), 50);
         let again: SnapshotMap<String, u32> =
             serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+        assert_eq!(again.get_cloned("k7"), Some(7));
+
+        let read_mostly: ReadMostlyMap<String, u32> = serde_json::from_str(&json).unwrap();
+        let mut c: Vec<_> = read_mostly.iter().collect();
+        c.sort();
+        assert_eq!(c, a);
+        let again: ReadMostlyMap<String, u32> =
+            serde_json::from_str(&serde_json::to_string(&read_mostly).unwrap()).unwrap();
         assert_eq!(again.get_cloned("k7"), Some(7));
     }
 }

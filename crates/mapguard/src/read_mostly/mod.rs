@@ -26,7 +26,8 @@ use crossbeam_utils::CachePadded;
 
 pub use self::builder::ReadMostlyMapBuilder;
 use self::reclaim::Reclaimer;
-use self::shard::{Edit, Shard};
+use self::shard::Edit;
+pub(crate) use self::shard::Shard;
 use self::table::Entry;
 use crate::api::{Compute, Conflict, WouldBlock};
 use crate::loader::{Backing, SingleFlight};
@@ -68,7 +69,9 @@ use crate::DefaultHashBuilder;
 /// }
 /// ```
 pub struct ReadMostlyMap<K, V, S = DefaultHashBuilder> {
-    shards: Box<[CachePadded<Shard<K, V>>]>,
+    /// Shared (not boxed) so the Prometheus collector can hold a weak
+    /// reference; it reads only telemetry and the length mirrors.
+    shards: Arc<[CachePadded<Shard<K, V>>]>,
     shard_bits: u32,
     hasher: S,
     id: u64,
@@ -192,14 +195,12 @@ impl<K, V, S> ReadMostlyMap<K, V, S> {
     /// assert_eq!(map.stats().writes(), 1);
     /// ```
     pub fn stats(&self) -> MapStats {
-        MapStats {
-            shards: self
-                .shards
-                .iter()
-                .enumerate()
-                .map(|(i, s)| s.telemetry.snapshot(i, s.len(), s.capacity()))
-                .collect(),
-        }
+        stats_of(&self.shards)
+    }
+
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn shards_weak(&self) -> std::sync::Weak<[CachePadded<Shard<K, V>>]> {
+        Arc::downgrade(&self.shards)
     }
 
     fn probe(&self, entered: &Entered, hash: Option<u64>) -> Probe {
@@ -209,6 +210,10 @@ impl<K, V, S> ReadMostlyMap<K, V, S> {
             hash,
         }
     }
+}
+
+pub(crate) fn stats_of<K, V>(shards: &[CachePadded<Shard<K, V>>]) -> MapStats {
+    MapStats::of(shards.iter().map(|s| (&s.telemetry, s.len(), s.capacity())))
 }
 
 impl<K, V, S> ReadMostlyMap<K, V, S>
@@ -704,7 +709,7 @@ where
         (0..self.shards.len()).flat_map(move |i| self.snapshot_shard(i))
     }
 
-    fn snapshot_shard(&self, index: usize) -> Vec<(K, V)> {
+    pub(crate) fn snapshot_shard(&self, index: usize) -> Vec<(K, V)> {
         let entered = Entered::blocking(self.id, "ReadMostlyMap::iter");
         self.shards[index].write(self.probe(&entered, None), &self.reclaimer, |e| {
             let mut pairs = Vec::with_capacity(e.len());
@@ -901,8 +906,11 @@ fn fill_entry<K: Eq, V: Clone>(
 
 impl<K, V, S> Drop for ReadMostlyMap<K, V, S> {
     fn drop(&mut self) {
-        for shard in self.shards.iter_mut() {
-            shard.free_all();
+        for shard in self.shards.iter() {
+            // SAFETY: the map is being dropped, so no operation is in progress
+            // or can start; a Prometheus collector may still hold the shards
+            // but reads only their telemetry and length mirrors.
+            unsafe { shard.free_all() };
         }
         // `reclaimer` drops next and frees everything retired.
     }

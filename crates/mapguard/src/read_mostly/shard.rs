@@ -183,8 +183,12 @@ impl<K, V> Shard<K, V> {
         result
     }
 
-    /// Frees every table and entry. Needs exclusive access: the map is being dropped.
-    pub(crate) fn free_all(&mut self) {
+    /// Frees every table and entry.
+    ///
+    /// # Safety
+    /// No operation on the shard may be in progress or start later: the map
+    /// is being dropped. (Its telemetry and mirrors stay readable.)
+    pub(crate) unsafe fn free_all(&self) {
         let mut table = self.current.load(Relaxed);
         while !table.is_null() {
             // SAFETY: nothing else can reach the shard; the tables on the `next`

@@ -207,13 +207,7 @@ pub(crate) fn shard_index(hash: u64, shard_bits: u32) -> usize {
 }
 
 pub(crate) fn stats_of<K, V>(shards: &[CachePadded<Shard<K, V>>]) -> MapStats {
-    MapStats {
-        shards: shards
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.telemetry.snapshot(i, s.len(), s.capacity()))
-            .collect(),
-    }
+    MapStats::of(shards.iter().map(|s| (&s.telemetry, s.len(), s.capacity())))
 }
 
 impl<K, V, S> ShardedMap<K, V, S>

@@ -173,6 +173,19 @@ pub struct MapStats {
 }
 
 impl MapStats {
+    /// Collects the stats of shards given as (telemetry, length, capacity), in
+    /// shard order.
+    pub(crate) fn of<'a>(
+        shards: impl Iterator<Item = (&'a recorder::ShardTelemetry, usize, usize)>,
+    ) -> MapStats {
+        MapStats {
+            shards: shards
+                .enumerate()
+                .map(|(i, (telemetry, len, capacity))| telemetry.snapshot(i, len, capacity))
+                .collect(),
+        }
+    }
+
     /// Total entries.
     ///
     /// ```

@@ -3,10 +3,11 @@
 //!
 //! The collector holds a weak reference to the map's shards: registering does
 //! not keep a dropped map alive (its metrics just disappear from scrapes), and
-//! scraping never takes a shard lock.
+//! scraping never takes a shard lock. Both sharded engines register the same
+//! metrics; only how their per-shard stats are read differs.
 
 use std::fmt;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use crossbeam_utils::CachePadded;
 use prometheus_client::collector::Collector;
@@ -15,15 +16,17 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::{Histogram, MapStats};
-use crate::sharded::{stats_of, Shard};
-use crate::ShardedMap;
+use crate::{read_mostly, sharded, ReadMostlyMap, ShardedMap};
 
-struct MapCollector<K, V> {
+/// The stats of a live map, or `None` once it is dropped.
+type StatsSource = Box<dyn Fn() -> Option<MapStats> + Send + Sync>;
+
+struct MapCollector {
     prefix: String,
-    shards: Weak<[CachePadded<Shard<K, V>>]>,
+    stats: StatsSource,
 }
 
-impl<K, V> fmt::Debug for MapCollector<K, V> {
+impl fmt::Debug for MapCollector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MapCollector")
             .field("prefix", &self.prefix)
@@ -80,17 +83,11 @@ fn histogram(
     metric.encode_histogram::<NoLabelSet>(h.sum_ns as f64 / 1e9, h.count(), &buckets, None)
 }
 
-impl<K, V> Collector for MapCollector<K, V>
-where
-    K: Send + Sync + 'static,
-    V: Send + Sync + 'static,
-{
+impl Collector for MapCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let Some(shards) = self.shards.upgrade() else {
+        let Some(stats) = (self.stats)() else {
             return Ok(()); // the map is gone
         };
-        let stats = stats_of(&shards);
-        drop(shards);
         let p = &self.prefix;
         per_shard(
             &mut encoder,
@@ -182,9 +179,40 @@ where
     /// assert!(text.contains("sessions_lock_hold_seconds_bucket"));
     /// ```
     pub fn register(&self, registry: &mut Registry, prefix: &str) {
+        let shards: Weak<[CachePadded<sharded::Shard<K, V>>]> = Arc::downgrade(&self.shards);
         registry.register_collector(Box::new(MapCollector {
             prefix: prefix.to_string(),
-            shards: std::sync::Arc::downgrade(&self.shards),
+            stats: Box::new(move || shards.upgrade().map(|s| sharded::stats_of(&s))),
+        }));
+    }
+}
+
+impl<K, V, S> ReadMostlyMap<K, V, S>
+where
+    K: Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    /// Registers this map's telemetry with a prometheus-client registry, under
+    /// the same names as [`ShardedMap::register`] (`_reads_total` is sampled:
+    /// see [`ReadMostlyMap::stats`]; the lock metrics are the writer locks').
+    ///
+    /// ```
+    /// use prometheus_client::{encoding::text::encode, registry::Registry};
+    ///
+    /// let map: mapguard::ReadMostlyMap<u32, u32> = mapguard::ReadMostlyMap::builder().shards(2).build();
+    /// let mut registry = Registry::default();
+    /// map.register(&mut registry, "routes");
+    /// map.insert(1, 1);
+    /// let mut text = String::new();
+    /// encode(&mut text, &registry).unwrap();
+    /// assert!(text.contains("routes_writes_total{shard="));
+    /// assert!(text.contains("routes_entries{shard="));
+    /// ```
+    pub fn register(&self, registry: &mut Registry, prefix: &str) {
+        let shards: Weak<[CachePadded<read_mostly::Shard<K, V>>]> = self.shards_weak();
+        registry.register_collector(Box::new(MapCollector {
+            prefix: prefix.to_string(),
+            stats: Box::new(move || shards.upgrade().map(|s| read_mostly::stats_of(&s))),
         }));
     }
 }
