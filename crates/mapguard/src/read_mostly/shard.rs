@@ -134,14 +134,18 @@ impl<K, V> Shard<K, V> {
         reclaimer: &Reclaimer,
         f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
     ) -> R {
+        // Entered before the lock so that it is dropped after the unlock: leaving
+        // it may free retired entries (running their destructors), which must
+        // not lengthen the lock hold.
+        let guard = reclaimer.enter();
         let mut writer = match self.writer.try_lock() {
-            Some(guard) => {
+            Some(writer) => {
                 self.telemetry.uncontended(probe);
-                guard
+                writer
             }
             None => self.telemetry.contended(probe, || self.writer.lock()),
         };
-        self.edit(probe, reclaimer, &mut writer, f)
+        self.edit(probe, &guard, &mut writer, f)
     }
 
     /// Runs `f` with the writer lock held if it can be had without waiting.
@@ -151,6 +155,7 @@ impl<K, V> Shard<K, V> {
         reclaimer: &Reclaimer,
         f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
     ) -> Result<R, WouldBlock> {
+        let guard = reclaimer.enter(); // before the lock, as in `write`
         let Some(mut writer) = self.writer.try_lock() else {
             if probe.telemetry {
                 self.telemetry.contended.fetch_add(1, Relaxed);
@@ -158,23 +163,22 @@ impl<K, V> Shard<K, V> {
             return Err(WouldBlock);
         };
         self.telemetry.uncontended(probe);
-        Ok(self.edit(probe, reclaimer, &mut writer, f))
+        Ok(self.edit(probe, &guard, &mut writer, f))
     }
 
     fn edit<R>(
         &self,
         probe: Probe,
-        reclaimer: &Reclaimer,
+        guard: &Guard<'_>,
         writer: &mut Writer<K, V>,
         f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
     ) -> R {
         let held: Option<Instant> = self.telemetry.held_since(probe);
         writer.writes += u64::from(probe.telemetry);
-        let guard = reclaimer.enter();
         let mut edit = Edit {
             shard: self,
             writer,
-            guard: &guard,
+            guard,
         };
         edit.migrate_step();
         let result = f(&mut edit);
