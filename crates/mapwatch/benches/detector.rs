@@ -45,6 +45,7 @@ fn sync(goid: u64, kind: SyncKind, object: u64, child: u64) -> Ev {
         pc: 0,
         pid: PID,
         tid: 0,
+        chan: None,
     })
 }
 

@@ -247,3 +247,59 @@ func semaphoreTooWide() {
 	<-done
 	<-done
 }
+
+// chanBufferedBlockedSend: the k-th receive happens before the (k+C)-th send completes. With
+// capacity 2, the main goroutine's third send waits for the worker's first receive, so what the
+// worker did before that receive is ordered before everything after the send.
+func chanBufferedBlockedSend() {
+	m := make(map[int]int)
+	fill(m)
+	ch := make(chan int, 2)
+	go func() {
+		pause()
+		m[1] = 10
+		<-ch
+	}()
+	ch <- 1
+	ch <- 2
+	ch <- 3 // waits for the worker's receive: the buffer is full
+	_ = m[1]
+}
+
+// chanBufferedAfterHandoff: the first receive orders the third send (capacity 2) even when the
+// second value is handed straight to a waiting receiver in between, which (outside -race builds)
+// leaves the runtime's slot indices where they were.
+func chanBufferedAfterHandoff() {
+	m := make(map[int]int)
+	fill(m)
+	ch := make(chan int, 2)
+	ch <- 1
+	go func() {
+		m[1] = 10
+		<-ch // the first receive
+		go func() {
+			<-ch // waits, and is handed the second value
+		}()
+	}()
+	pause()
+	ch <- 2 // to the waiting receiver
+	ch <- 3 // completes after the first receive
+	_ = m[1]
+}
+
+// chanBufferedRecvThenSend: a receive orders only the send C later. With capacity 2 the second
+// send finds a free slot without waiting, so the receiver's write before its receive is ordered
+// with nothing the sender does after it. (int elements: see chanBufferedWriteAfterSend.)
+func chanBufferedRecvThenSend() {
+	m := make(map[int]int)
+	fill(m)
+	ch := make(chan int, 2)
+	ch <- 1
+	go func() {
+		m[1] = 10 // race:chan_buffered_recv_then_send
+		<-ch
+	}()
+	pause()
+	ch <- 2
+	_ = m[1] // race:chan_buffered_recv_then_send
+}

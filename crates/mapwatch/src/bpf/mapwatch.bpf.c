@@ -342,6 +342,35 @@ static __always_inline __u64 reg_value(struct pt_regs *ctx, __u8 r)
 	return regs[r & 15];
 }
 
+/* The state of channel `c`, whose lock the probed code holds (so it is exact), into the
+ * record: which buffer slot the operation uses follows from it (event.h, EVENT_F_CHAN_*). */
+static __always_inline void read_chan_state(struct access *a, __u64 c)
+{
+	__u64 qcount = read_u64(c + cfg.chan.qcount);
+	__u64 cap = read_u64(c + cfg.chan.dataqsiz);
+	__u64 sendx = read_u64(c + cfg.chan.sendx);
+	__u64 recvx = read_u64(c + cfg.chan.recvx);
+	__u16 elemsize = 0;
+	__u32 closed = 0;
+	bpf_probe_read_user(&elemsize, sizeof(elemsize), (const void *)(c + cfg.chan.elemsize));
+	bpf_probe_read_user(&closed, sizeof(closed), (const void *)(c + cfg.chan.closed));
+	/* Out of range (or unreadable, read as 0 everywhere): no state, and the detector orders
+	 * the operation with every other on the channel. */
+	if (cap >> 32 || qcount > cap || (cap && (sendx >= cap || recvx >= cap)))
+		return;
+	a->type = qcount | (cap << 32);
+	a->key = sendx | (recvx << 32);
+	a->flags = EVENT_F_CHAN_STATE;
+	if (closed)
+		a->flags |= EVENT_F_CHAN_CLOSED;
+	if (read_u64(c + cfg.chan.recvq_first))
+		a->flags |= EVENT_F_CHAN_RECVQ;
+	if (read_u64(c + cfg.chan.sendq_first))
+		a->flags |= EVENT_F_CHAN_SENDQ;
+	if (!elemsize)
+		a->flags |= EVENT_F_CHAN_ZERO;
+}
+
 /* A synchronisation operation: a happens-before edge for the race detector. One program for
  * all of them; the site (cookie) says which operation it is and where its object is. */
 SEC("uprobe")
@@ -399,6 +428,8 @@ int on_sync(struct pt_regs *ctx)
 	default: /* ADDR_UNKNOWN, ADDR_NONE */
 		break;
 	}
+	if (s->chan_state && a.map)
+		read_chan_state(&a, a.map);
 	return emit(st, &a);
 }
 
