@@ -2,6 +2,8 @@
 // order, and what they leave unordered.
 package main
 
+import "time"
+
 // spawnParentWrites: everything the parent did before `go` happens before the child starts.
 func spawnParentWrites() {
 	m := make(map[int]int)
@@ -268,7 +270,9 @@ func chanBufferedBlockedSend() {
 
 // chanBufferedAfterHandoff: the first receive orders the third send (capacity 2) even when the
 // second value is handed straight to a waiting receiver in between, which (outside -race builds)
-// leaves the runtime's slot indices where they were.
+// leaves the runtime's slot indices where they were. The waiting receiver knows nothing of the
+// first receiver's write: it waits for the first receive by polling len(ch), which synchronises
+// nothing.
 func chanBufferedAfterHandoff() {
 	m := make(map[int]int)
 	fill(m)
@@ -277,9 +281,12 @@ func chanBufferedAfterHandoff() {
 	go func() {
 		m[1] = 10
 		<-ch // the first receive
-		go func() {
-			<-ch // waits, and is handed the second value
-		}()
+	}()
+	go func() {
+		for len(ch) > 0 {
+			time.Sleep(time.Millisecond)
+		}
+		<-ch // waits, and is handed the second value
 	}()
 	pause()
 	ch <- 2 // to the waiting receiver
