@@ -294,6 +294,29 @@ func chanBufferedAfterHandoff() {
 	_ = m[1]
 }
 
+// chanSemaphoreContended: a capacity-1 semaphore of ints (one clock per slot, unlike struct{})
+// taken by four goroutines at once, so senders queue behind one another: each critical section
+// is ordered after the previous one, whichever path each send took.
+func chanSemaphoreContended() {
+	m := make(map[int]int)
+	fill(m)
+	sem := make(chan int, 1)
+	done := make(chan struct{})
+	for w := 0; w < 4; w++ {
+		go func(w int) {
+			for i := 0; i < 500; i++ {
+				sem <- w
+				m[i%8] += w
+				<-sem
+			}
+			done <- struct{}{}
+		}(w)
+	}
+	for w := 0; w < 4; w++ {
+		<-done
+	}
+}
+
 // chanBufferedRecvThenSend: a receive orders only the send C later. With capacity 2 the second
 // send finds a free slot without waiting, so the receiver's write before its receive is ordered
 // with nothing the sender does after it. (int elements: see chanBufferedWriteAfterSend.)

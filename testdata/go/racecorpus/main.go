@@ -65,6 +65,7 @@ var corpus = []corpusCase{
 	{"chan_buffered_blocked_send", clean, chanBufferedBlockedSend},
 	{"chan_buffered_after_handoff", clean, chanBufferedAfterHandoff},
 	{"chan_buffered_recv_then_send", racy, chanBufferedRecvThenSend},
+	{"chan_semaphore_contended", clean, chanSemaphoreContended},
 
 	// locks.go: WaitGroup, Mutex, RWMutex, Once.
 	{"waitgroup_join", clean, waitGroupJoin},
