@@ -26,9 +26,11 @@ pub enum SyncKind {
     GoStart = 16,
     /// A goroutine is exiting (`goexit1`).
     GoExit = 17,
-    /// A channel send (`chansend1`, `selectnbsend`).
+    /// A channel send: inside `chansend` with the channel locked (its state read there), or
+    /// at the entry of `chansend1` / `selectnbsend`.
     ChanSend = 18,
-    /// A channel receive (`chanrecv1/2`, `selectnbrecv`).
+    /// A channel receive: inside `chanrecv` with the channel locked (its state read there), or
+    /// at the entry of `chanrecv1/2` / `selectnbrecv`.
     ChanRecv = 19,
     /// `close(c)`.
     ChanClose = 20,
