@@ -63,11 +63,14 @@ pub enum SyncKind {
     /// A sender hands its value straight to a waiting receiver (`runtime.send`, with the
     /// channel locked): on a buffered channel the slot indices then stop counting operations.
     ChanHandoff = 34,
+    /// The entry of a non-blocking receive (`selectnbrecv`) whose locked probe reports the
+    /// receive itself: it can still find the channel closed without taking the lock.
+    ChanPoll = 35,
 }
 
 impl SyncKind {
     /// Every kind, in discriminant order.
-    pub const ALL: [SyncKind; 19] = [
+    pub const ALL: [SyncKind; 20] = [
         SyncKind::GoStart,
         SyncKind::GoExit,
         SyncKind::ChanSend,
@@ -87,6 +90,7 @@ impl SyncKind {
         SyncKind::ValueStore,
         SyncKind::ValueSwap,
         SyncKind::ChanHandoff,
+        SyncKind::ChanPoll,
     ];
 
     /// The kind with discriminant `v`.
@@ -255,14 +259,19 @@ const LOCKED_CHANNEL_OPS: &[(&str, SyncKind)] = &[
     ("runtime.chanrecv", SyncKind::ChanRecv),
 ];
 
-/// Entry points that only call the [`LOCKED_CHANNEL_OPS`] (blocking): not probed when those are.
-/// `selectnbsend`/`selectnbrecv` stay probed at entry: a non-blocking receive can see a closed
-/// channel without taking the lock.
-const BLOCKING_CHANNEL_ENTRIES: &[&str] = &[
+/// Entry points that call the [`LOCKED_CHANNEL_OPS`]: not probed when those are. A
+/// non-blocking send (`selectnbsend`) that fails without the lock synchronises with nothing.
+const CHANNEL_ENTRIES: &[&str] = &[
     "runtime.chansend1",
     "runtime.chanrecv1",
     "runtime.chanrecv2",
+    "runtime.selectnbsend",
+    "runtime.selectnbrecv",
 ];
+
+/// A non-blocking receive can find the channel closed (and return) without taking the lock:
+/// with the locked probes, its entry is still probed, as a [`SyncKind::ChanPoll`].
+const POLLING_RECEIVE: &str = "runtime.selectnbrecv";
 
 /// The runtime's lock: `lock` is inlined into a call of `lock2` (of `lockWithRank` in
 /// builds with static lock ranking).
@@ -296,11 +305,18 @@ impl GoBinary {
             })
         };
         let channels = self.locked_channel_probes();
+        let locked = channels.is_some();
         // Real calls, probed after their stack check.
         let mut calls: Vec<(Function, SyncKind, SyncObject)> = CALLS
             .iter()
-            .filter(|(name, _, _)| channels.is_none() || !BLOCKING_CHANNEL_ENTRIES.contains(name))
-            .filter_map(|&(name, kind, reg)| Some((self.function(name)?, kind, register(reg))))
+            .filter_map(|&(name, kind, reg)| {
+                let kind = match (locked, name) {
+                    (true, POLLING_RECEIVE) => SyncKind::ChanPoll,
+                    (true, _) if CHANNEL_ENTRIES.contains(&name) => return None,
+                    _ => kind,
+                };
+                Some((self.function(name)?, kind, register(reg)))
+            })
             .collect();
         plan.probes.extend(channels.into_iter().flatten());
         for f in self.functions_where(|n| sync_map_method(n).is_some()) {

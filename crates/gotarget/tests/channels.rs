@@ -47,16 +47,26 @@ fn channel_operations_are_probed_with_the_lock_held() {
                     "{what}: {inside:?}"
                 );
             }
-            // The blocking entry points call those: not probed twice.
+            // The entry points call those: not probed twice, but for a non-blocking receive,
+            // which can see a closed channel without the lock.
             for entry in [
                 "runtime.chansend1",
                 "runtime.chanrecv1",
                 "runtime.chanrecv2",
+                "runtime.selectnbsend",
             ] {
                 assert!(
                     plan.probes.iter().all(|p| p.function != entry),
                     "{what}: {entry} probed besides the locked site"
                 );
+            }
+            if bin.function("runtime.selectnbrecv").is_some() {
+                let poll = plan
+                    .probes
+                    .iter()
+                    .find(|p| p.function == "runtime.selectnbrecv")
+                    .unwrap_or_else(|| panic!("{what}: selectnbrecv not probed"));
+                assert_eq!(poll.kind, SyncKind::ChanPoll, "{what}");
             }
             let handoff = plan
                 .probes

@@ -333,3 +333,55 @@ func chanBufferedRecvThenSend() {
 	ch <- 2
 	_ = m[1] // race:chan_buffered_recv_then_send
 }
+
+// chanTryAcquireTooWide: semaphoreTooWide with a non-blocking acquire (a select with a default):
+// it orders no more than a blocking send would.
+func chanTryAcquireTooWide() {
+	m := make(map[int]int)
+	fill(m)
+	sem := make(chan int, 2)
+	done := make(chan struct{})
+	acquire := func(v int) {
+		select {
+		case sem <- v:
+		default:
+			panic("chan_try_acquire_too_wide: the semaphore has room")
+		}
+	}
+	go func() {
+		acquire(1)
+		m[1] = 10 // race:chan_try_acquire_too_wide
+		<-sem
+		done <- struct{}{}
+	}()
+	go func() {
+		pause()
+		acquire(2)
+		m[2] = 20 // race:chan_try_acquire_too_wide
+		<-sem
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+}
+
+// chanPollClosed: a non-blocking receive that finds the channel closed (which it can see without
+// taking the channel's lock) is ordered after the close, like a blocking one.
+func chanPollClosed() {
+	m := make(map[int]int)
+	finished := make(chan int, 1)
+	go func() {
+		fill(m)
+		close(finished)
+	}()
+	for {
+		select {
+		case <-finished:
+			_ = m[1]
+			m[2] = 20
+			return
+		default:
+			time.Sleep(time.Millisecond)
+		}
+	}
+}

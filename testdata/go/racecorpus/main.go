@@ -66,6 +66,8 @@ var corpus = []corpusCase{
 	{"chan_buffered_after_handoff", clean, chanBufferedAfterHandoff},
 	{"chan_buffered_recv_then_send", racy, chanBufferedRecvThenSend},
 	{"chan_semaphore_contended", clean, chanSemaphoreContended},
+	{"chan_try_acquire_too_wide", racy, chanTryAcquireTooWide},
+	{"chan_poll_closed", clean, chanPollClosed},
 
 	// locks.go: WaitGroup, Mutex, RWMutex, Once.
 	{"waitgroup_join", clean, waitGroupJoin},

@@ -195,6 +195,7 @@ impl RaceDetector {
                 return self.channel(ev, chan::classify(ev.kind, ev.chan.as_ref()));
             }
             SyncKind::ChanClose => (&[Class::ChanClosed, Class::Chan], &[]),
+            SyncKind::ChanPoll => (&[], &[Class::ChanClosed]),
             SyncKind::MutexLock | SyncKind::OnceDo => (&[], &[Class::Mutex]),
             SyncKind::MutexUnlock => (&[Class::Mutex], &[]),
             SyncKind::RLock => (&[], &[Class::RwWriter]),
@@ -770,6 +771,26 @@ mod tests {
             s.closed = true
         }));
         assert!(races(&mut d, op(1, MapOp::Write)).is_empty());
+    }
+
+    #[test]
+    fn a_non_blocking_receives_entry_acquires_only_the_close() {
+        // 2 sends (slot 0) after writing; 3 polls the channel (its receive, if any, has a
+        // locked event of its own): that alone orders nothing but a close.
+        let run = |close: bool| {
+            let mut d = RaceDetector::new();
+            spawn(&mut d, 1, 2);
+            spawn(&mut d, 1, 3);
+            assert!(races(&mut d, op(2, MapOp::Write)).is_empty());
+            d.sync(&chan_op(2, SyncKind::ChanSend, (0, 2, 0, 0)));
+            if close {
+                d.sync(&sync(2, SyncKind::ChanClose, CH));
+            }
+            d.sync(&sync(3, SyncKind::ChanPoll, CH));
+            races(&mut d, op(3, MapOp::Write)).len()
+        };
+        assert_eq!(run(false), 1);
+        assert_eq!(run(true), 0);
     }
 
     #[test]
