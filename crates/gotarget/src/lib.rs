@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 pub use abi::MapAbi;
 pub use dwarf::InlinedSite;
 pub use error::InspectError;
-pub use offsets::{OffsetSource, RuntimeOffsets, WriteFlag};
+pub use offsets::{ChanLayout, OffsetSource, RuntimeOffsets, WriteFlag};
 pub use plan::{MapOp, MapProbe, ProbeSite};
 pub use prologue::Placement;
 pub use symbolize::Frame;
@@ -548,7 +548,7 @@ impl GoBinary {
     fn compute_offsets(&mut self) -> RuntimeOffsets {
         let table = offsets::table(&self.version, self.map_abi);
         let why = match &self.dwarf {
-            Some(d) => match offsets::from_dwarf(&d.index, self.map_abi) {
+            Some(d) => match offsets::from_dwarf(&d.index, self.map_abi, &self.version) {
                 Ok(o) => return o,
                 Err(missing) => format!("DWARF lacks {}", missing.join(", ")),
             },

@@ -44,8 +44,51 @@ pub struct RuntimeOffsets {
     pub write_flag: WriteFlag,
     /// Offset of the map pointer in the iterator (`hiter.h` / `maps.Iter.m`).
     pub iter_map_offset: u32,
+    /// Channel header (`runtime.hchan`) fields.
+    pub chan: ChanLayout,
     /// DWARF or the built-in table.
     pub source: OffsetSource,
+}
+
+/// Byte offsets of the `runtime.hchan` fields that say which buffer slot a channel operation
+/// uses. Read with the channel's lock held, where they are exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChanLayout {
+    /// `qcount`: elements in the buffer.
+    pub qcount: u32,
+    /// `dataqsiz`: the capacity (0: unbuffered).
+    pub dataqsiz: u32,
+    /// `elemsize` (a u16).
+    pub elemsize: u32,
+    /// `closed` (a u32).
+    pub closed: u32,
+    /// `sendx`: the slot the next buffered send fills.
+    pub sendx: u32,
+    /// `recvx`: the slot the next buffered receive takes.
+    pub recvx: u32,
+    /// `recvq.first`: the first waiting receiver (nil: none).
+    pub recvq_first: u32,
+    /// `sendq.first`: the first waiting sender (nil: none).
+    pub sendq_first: u32,
+}
+
+impl ChanLayout {
+    /// The layout of Go 1.`minor` (measured from DWARF of 1.21.13 ... 1.27.3: 1.23 added
+    /// `timer` before `elemtype`; 1.24's `synctest` byte and 1.25's `bubble` moved nothing
+    /// read here).
+    pub(crate) fn of_minor(minor: u32) -> ChanLayout {
+        let shift = if minor >= 23 { 8 } else { 0 };
+        ChanLayout {
+            qcount: 0,
+            dataqsiz: 8,
+            elemsize: 24,
+            closed: 28,
+            sendx: 40 + shift,
+            recvx: 48 + shift,
+            recvq_first: 56 + shift,
+            sendq_first: 72 + shift,
+        }
+    }
 }
 
 /// The latest Go minor version the table was measured on.
@@ -66,6 +109,7 @@ pub(crate) fn table(version: &GoVersion, abi: MapAbi) -> RuntimeOffsets {
         m: 48,
         write_flag: default_write_flag(abi),
         iter_map_offset: 24,
+        chan: ChanLayout::of_minor(version.minor.min(LATEST_TESTED_MINOR)),
         source: OffsetSource::Table,
     }
 }
@@ -91,10 +135,17 @@ pub(crate) const DWARF_STRUCTS: &[&str] = &[
     "internal/abi.Type",
     "sync.RWMutex",
     "sync.Once",
+    "runtime.hchan",
+    "runtime.waitq",
 ];
 
-/// Offsets from DWARF, or the names of the members DWARF lacks.
-pub(crate) fn from_dwarf(idx: &DwarfIndex, abi: MapAbi) -> Result<RuntimeOffsets, Vec<String>> {
+/// Offsets from DWARF, or the names of the members DWARF lacks. The channel layout comes
+/// from the table when DWARF has no `runtime.hchan` (a program that makes no channel).
+pub(crate) fn from_dwarf(
+    idx: &DwarfIndex,
+    abi: MapAbi,
+    version: &GoVersion,
+) -> Result<RuntimeOffsets, Vec<String>> {
     let (map_struct, flag_member, iter_struct, iter_member) = match abi {
         MapAbi::Classic => ("runtime.hmap", "flags", "runtime.hiter", "h"),
         MapAbi::Swiss => (
@@ -131,6 +182,25 @@ pub(crate) fn from_dwarf(idx: &DwarfIndex, abi: MapAbi) -> Result<RuntimeOffsets
             mask: default_write_flag(abi).mask,
         },
         iter_map_offset,
+        chan: chan_from_dwarf(idx)
+            .unwrap_or_else(|| ChanLayout::of_minor(version.minor.min(LATEST_TESTED_MINOR))),
         source: OffsetSource::Dwarf,
+    })
+}
+
+/// `runtime.hchan`'s layout from DWARF, if it describes every field read.
+fn chan_from_dwarf(idx: &DwarfIndex) -> Option<ChanLayout> {
+    let get = |s: &str, m: &str| idx.member(s, m).and_then(|v| u32::try_from(v).ok());
+    let field = |m: &str| get("runtime.hchan", m);
+    let first = get("runtime.waitq", "first")?;
+    Some(ChanLayout {
+        qcount: field("qcount")?,
+        dataqsiz: field("dataqsiz")?,
+        elemsize: field("elemsize")?,
+        closed: field("closed")?,
+        sendx: field("sendx")?,
+        recvx: field("recvx")?,
+        recvq_first: field("recvq")? + first,
+        sendq_first: field("sendq")? + first,
     })
 }

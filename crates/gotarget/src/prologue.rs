@@ -37,6 +37,12 @@ pub enum Placement {
         /// Where the operation itself is.
         key_addr: u64,
     },
+    /// Inside a function, once a lock it takes is held: on the first read of the locked
+    /// object at `read_addr`, or on an emulated instruction after it.
+    Locked {
+        /// The read that identifies the object.
+        read_addr: u64,
+    },
 }
 
 impl std::fmt::Display for Placement {
@@ -46,6 +52,9 @@ impl std::fmt::Display for Placement {
             Placement::Entry { reason } => write!(f, "entry (single-stepped: {reason})"),
             Placement::Return => f.write_str("return (single-stepped)"),
             Placement::Inlined { key_addr } => write!(f, "inlined operation at {key_addr:#x}"),
+            Placement::Locked { read_addr } => {
+                write!(f, "lock held, object read at {read_addr:#x}")
+            }
         }
     }
 }

@@ -26,9 +26,11 @@ pub enum SyncKind {
     GoStart = 16,
     /// A goroutine is exiting (`goexit1`).
     GoExit = 17,
-    /// A channel send (`chansend1`, `selectnbsend`).
+    /// A channel send: inside `chansend` with the channel locked (its state read there), or
+    /// at the entry of `chansend1` / `selectnbsend`.
     ChanSend = 18,
-    /// A channel receive (`chanrecv1/2`, `selectnbrecv`).
+    /// A channel receive: inside `chanrecv` with the channel locked (its state read there), or
+    /// at the entry of `chanrecv1/2` / `selectnbrecv`.
     ChanRecv = 19,
     /// `close(c)`.
     ChanClose = 20,
@@ -58,11 +60,17 @@ pub enum SyncKind {
     ValueStore = 32,
     /// `atomic.Value.Swap` / `CompareAndSwap`: a store that also reads.
     ValueSwap = 33,
+    /// A sender hands its value straight to a waiting receiver (`runtime.send`, with the
+    /// channel locked): on a buffered channel the slot indices then stop counting operations.
+    ChanHandoff = 34,
+    /// The entry of a non-blocking receive (`selectnbrecv`) whose locked probe reports the
+    /// receive itself: it can still find the channel closed without taking the lock.
+    ChanPoll = 35,
 }
 
 impl SyncKind {
     /// Every kind, in discriminant order.
-    pub const ALL: [SyncKind; 18] = [
+    pub const ALL: [SyncKind; 20] = [
         SyncKind::GoStart,
         SyncKind::GoExit,
         SyncKind::ChanSend,
@@ -81,6 +89,8 @@ impl SyncKind {
         SyncKind::ValueLoad,
         SyncKind::ValueStore,
         SyncKind::ValueSwap,
+        SyncKind::ChanHandoff,
+        SyncKind::ChanPoll,
     ];
 
     /// The kind with discriminant `v`.
@@ -100,6 +110,9 @@ impl fmt::Display for SyncKind {
 pub enum SyncObject {
     /// An address computed from registers or memory at the probe.
     At(ObjectAddr),
+    /// A channel whose lock the code holds at the probe: its address, and its state (buffer
+    /// count, capacity, slot indices, waiters), which is exact there, read with it.
+    LockedChannel(ObjectAddr),
     /// `selectgo`'s cases: the `scase` array in AX, `nsends` in DI, `nrecvs` in SI.
     SelectCases,
     /// `newproc1`'s result: the new goroutine's `g` in AX (its goid and parentGoid).
@@ -237,6 +250,33 @@ const INLINED: &[(&str, SyncKind, KeyInstruction)] = &[
     ),
 ];
 
+/// Channel operations probed inside, once the channel's lock is held (`lock(&c.lock)` returned),
+/// where the buffer's state says exactly which slot the operation uses. At the entry points
+/// (`chansend1`, ...) the lock is not held: under contention the indices read there can be
+/// stale, and a wrong slot would drop an edge (a false alarm).
+const LOCKED_CHANNEL_OPS: &[(&str, SyncKind)] = &[
+    ("runtime.chansend", SyncKind::ChanSend),
+    ("runtime.chanrecv", SyncKind::ChanRecv),
+];
+
+/// Entry points that call the [`LOCKED_CHANNEL_OPS`]: not probed when those are. A
+/// non-blocking send (`selectnbsend`) that fails without the lock synchronises with nothing.
+const CHANNEL_ENTRIES: &[&str] = &[
+    "runtime.chansend1",
+    "runtime.chanrecv1",
+    "runtime.chanrecv2",
+    "runtime.selectnbsend",
+    "runtime.selectnbrecv",
+];
+
+/// A non-blocking receive can find the channel closed (and return) without taking the lock:
+/// with the locked probes, its entry is still probed, as a [`SyncKind::ChanPoll`].
+const POLLING_RECEIVE: &str = "runtime.selectnbrecv";
+
+/// The runtime's lock: `lock` is inlined into a call of `lock2` (of `lockWithRank` in
+/// builds with static lock ranking).
+const RUNTIME_LOCKS: &[&str] = &["runtime.lock2", "runtime.lockWithRank", "runtime.lock"];
+
 /// Layout facts (DWARF, else these values, the same in Go 1.21-1.27).
 const RWMUTEX_READER_COUNT: u64 = 16;
 const ONCE_DONE: u64 = 0;
@@ -264,11 +304,21 @@ impl GoBinary {
                 disp: 0,
             })
         };
+        let channels = self.locked_channel_probes();
+        let locked = channels.is_some();
         // Real calls, probed after their stack check.
         let mut calls: Vec<(Function, SyncKind, SyncObject)> = CALLS
             .iter()
-            .filter_map(|&(name, kind, reg)| Some((self.function(name)?, kind, register(reg))))
+            .filter_map(|&(name, kind, reg)| {
+                let kind = match (locked, name) {
+                    (true, POLLING_RECEIVE) => SyncKind::ChanPoll,
+                    (true, _) if CHANNEL_ENTRIES.contains(&name) => return None,
+                    _ => kind,
+                };
+                Some((self.function(name)?, kind, register(reg)))
+            })
             .collect();
+        plan.probes.extend(channels.into_iter().flatten());
         for f in self.functions_where(|n| sync_map_method(n).is_some()) {
             if let Some(kind) = sync_map_method(&f.name) {
                 calls.push((f, kind, register(Reg::Rax)));
@@ -311,6 +361,52 @@ impl GoBinary {
         }
         self.plan_inlined(&mut plan);
         plan
+    }
+
+    /// Probes inside `chansend` and `chanrecv` once they hold the channel's lock, and on
+    /// `runtime.send` (a hand-off to a waiting receiver, also from `selectgo`). `None` unless
+    /// every one has a site: then the entry points are probed instead, and the detector
+    /// orders every operation on a channel after every earlier one (more order than Go
+    /// promises, never less).
+    fn locked_channel_probes(&self) -> Option<Vec<SyncProbe>> {
+        let locks: Vec<u64> = RUNTIME_LOCKS
+            .iter()
+            .filter_map(|name| Some(self.function(name)?.addr))
+            .collect();
+        let closed = i64::from(self.runtime_offsets().chan.closed);
+        let mut probes = Vec::new();
+        for &(name, kind) in LOCKED_CHANNEL_OPS {
+            let f = self.function(name)?;
+            let placed = FunctionCode::decode(self.code(&f)?, f.addr).after_lock(&locks, closed)?;
+            probes.push(SyncProbe {
+                kind,
+                function: f.name,
+                call_site: String::new(),
+                site: ProbeSite {
+                    addr: placed.addr,
+                    file_offset: self.file_offset(placed.addr)?,
+                    placement: Placement::Locked {
+                        read_addr: placed.key_addr,
+                    },
+                    instruction: placed.instruction,
+                    emulated: placed.emulated,
+                },
+                object: SyncObject::LockedChannel(placed.object),
+            });
+        }
+        let send = self.function("runtime.send")?;
+        probes.push(SyncProbe {
+            kind: SyncKind::ChanHandoff,
+            site: self.probe_site(&send).ok()?,
+            function: send.name,
+            call_site: String::new(),
+            object: SyncObject::LockedChannel(ObjectAddr::Registers {
+                base: Reg::Rax,
+                index: None,
+                disp: 0,
+            }),
+        });
+        Some(probes)
     }
 
     /// Inlined operations (and their out-of-line copies, when the method is also called

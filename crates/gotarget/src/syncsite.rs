@@ -230,6 +230,79 @@ impl FunctionCode {
         })
     }
 
+    /// A probe just after the first direct call to one of `lock_calls` (the runtime's
+    /// `lock2`), where the code goes on to read a field `member` bytes into the object it
+    /// locked (`cmp dword ptr [rax+0x1c], 0` after `mov rax, [rsp+0x70]`): on the first
+    /// emulated instruction after that read while its base register still holds the object
+    /// (the `jne` that tests the field), else on the read itself (single-stepped). Only
+    /// straight-line code that nothing jumps into, so the probe fires only with the lock
+    /// held. `None` if the code does not look like that.
+    pub fn after_lock(&self, lock_calls: &[u64], member: i64) -> Option<Placed> {
+        /// Instructions looked at after the call: the read comes within a few.
+        const WINDOW: usize = 12;
+        let call = self.instructions.iter().position(|i| {
+            i.flow_control() == FlowControl::Call
+                && i.op0_kind() == OpKind::NearBranch64
+                && lock_calls.contains(&i.near_branch_target())
+        })?;
+        let mut info = InstructionInfoFactory::new();
+        let mut key: Option<(Register, &Instruction)> = None;
+        for ins in self.instructions.iter().skip(call + 1).take(WINDOW) {
+            if self.branch_targets.contains(&ins.ip()) {
+                break;
+            }
+            if let Some((base, read)) = key {
+                if is_emulated(ins) {
+                    return Some(Placed {
+                        addr: ins.ip(),
+                        emulated: true,
+                        instruction: crate::prologue::format(ins),
+                        object: ObjectAddr::Registers {
+                            base: Reg::of(base)?,
+                            index: None,
+                            disp: 0,
+                        },
+                        key_addr: read.ip(),
+                    });
+                }
+                if writes_register(ins, base, &mut info) || ins.flow_control() != FlowControl::Next
+                {
+                    break;
+                }
+                continue;
+            }
+            if ins.flow_control() != FlowControl::Next {
+                return None;
+            }
+            let reads_member = (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory)
+                && ins.memory_index() == Register::None
+                && ins.memory_displacement64() as i64 == member
+                && Reg::of(ins.memory_base())
+                    .is_some_and(|r| !matches!(r, Reg::Rsp | Reg::Rbp | Reg::R14));
+            if reads_member {
+                let base = ins.memory_base().full_register();
+                key = Some((base, ins));
+                if writes_register(ins, base, &mut info) {
+                    break;
+                }
+            }
+        }
+        // No emulated instruction in reach: the read itself, where the base still holds the
+        // object (it is read before it can be overwritten).
+        let (base, read) = key?;
+        Some(Placed {
+            addr: read.ip(),
+            emulated: false,
+            instruction: crate::prologue::format(read),
+            object: ObjectAddr::Registers {
+                base: Reg::of(base)?,
+                index: None,
+                disp: 0,
+            },
+            key_addr: read.ip(),
+        })
+    }
+
     /// Walks back from `at` over straight-line code while `expr` (valid just before
     /// instruction `at`) can still be computed: the nearest emulated instruction on the way,
     /// else the instruction right before `at`.
@@ -378,6 +451,14 @@ fn before(
     }
 }
 
+/// Whether `ins` writes (any part of) register `r`.
+fn writes_register(ins: &Instruction, r: Register, info: &mut InstructionInfoFactory) -> bool {
+    info.info(ins).used_registers().iter().any(|u| {
+        u.register().full_register() == r.full_register()
+            && !matches!(u.access(), OpAccess::Read | OpAccess::CondRead)
+    })
+}
+
 fn is_key(ins: &Instruction, key: KeyInstruction) -> bool {
     let has_memory = ins.op_count() >= 1 && ins.op0_kind() == OpKind::Memory;
     match key {
@@ -439,12 +520,13 @@ fn memory_operand(ins: &Instruction) -> ObjectAddr {
     }
 }
 
-/// The kernel emulates `nop` and `push reg` instead of single-stepping them.
+/// The kernel emulates `nop`, `push reg` and relative `jcc`, `jmp` and `call` instead of
+/// single-stepping them (arch/x86/kernel/uprobes.c).
 fn is_emulated(ins: &Instruction) -> bool {
     match ins.mnemonic() {
         Mnemonic::Nop => ins.len() == 1,
         Mnemonic::Push => ins.op0_kind() == OpKind::Register,
-        _ => false,
+        _ => ins.is_jcc_short_or_near() || ins.is_jmp_short_or_near() || ins.is_call_near(),
     }
 }
 
@@ -578,6 +660,53 @@ mod tests {
         assert!(f
             .place(0x6000..0x6100, KeyInstruction::LockCmpxchg, 0, false)
             .is_none());
+    }
+
+    /// Go 1.25's chansend after `lock(&c.lock)`: call lock2; mov rax,[rsp+0x70];
+    /// cmp dword ptr [rax+0x1c],0; nop5; jne: the probe goes on the jne, the channel in rax.
+    #[test]
+    fn after_lock_probes_the_branch_on_the_first_field_read() {
+        let lock2 = 0x9000u64;
+        let at = 0x8000u64;
+        let rel = (lock2 as i64 - (at as i64 + 5)) as i32;
+        let call = [&[0xe8u8][..], &rel.to_le_bytes()].concat();
+        let c = code(&[
+            &call,
+            &[0x48, 0x8b, 0x44, 0x24, 0x70],
+            &[0x83, 0x78, 0x1c, 0x00],
+            &[0x0f, 0x1f, 0x44, 0x00, 0x00],
+            &[0x0f, 0x85, 0x10, 0, 0, 0],
+            &[0xc3],
+        ]);
+        let f = FunctionCode::decode(&c, at);
+        let p = f.after_lock(&[lock2], 0x1c).unwrap();
+        assert_eq!((p.addr, p.emulated), (at + 19, true));
+        assert_eq!(p.key_addr, at + 10);
+        assert_eq!(
+            p.object,
+            ObjectAddr::Registers {
+                base: Reg::Rax,
+                index: None,
+                disp: 0
+            }
+        );
+        // Another callee, or another field: not this shape.
+        assert!(f.after_lock(&[lock2 + 1], 0x1c).is_none());
+        assert!(f.after_lock(&[lock2], 0x20).is_none());
+
+        // The read overwrites its base (mov eax,[rax+0x1c]; test eax,eax; jne): the read itself.
+        let c = code(&[
+            &call,
+            &[0x48, 0x8b, 0x44, 0x24, 0x70],
+            &[0x8b, 0x40, 0x1c],
+            &[0x85, 0xc0],
+            &[0x75, 0x02],
+            &[0xc3],
+        ]);
+        let p = FunctionCode::decode(&c, at)
+            .after_lock(&[lock2], 0x1c)
+            .unwrap();
+        assert_eq!((p.addr, p.emulated), (at + 10, false));
     }
 
     /// Once.Do's fast path loads `done` (mov ecx,[rax+0x18]); the function's `push rbp` is

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use gotarget::{MapOp, SyncKind};
 use mapwatch::detect::race::RaceDetector;
-use mapwatch::event::{MapEvent, SyncEvent};
+use mapwatch::event::{ChanState, MapEvent, SyncEvent};
 
 const PID: u32 = 1;
 
@@ -36,7 +36,11 @@ fn map(goid: u64, op: MapOp, map: u64, ret: u64) -> Ev {
 }
 
 fn sync(goid: u64, kind: SyncKind, object: u64, child: u64) -> Ev {
-    Ev::Sync(SyncEvent {
+    Ev::Sync(sync_event(goid, kind, object, child))
+}
+
+fn sync_event(goid: u64, kind: SyncKind, object: u64, child: u64) -> SyncEvent {
+    SyncEvent {
         ts: 0,
         kind,
         object,
@@ -45,7 +49,8 @@ fn sync(goid: u64, kind: SyncKind, object: u64, child: u64) -> Ev {
         pc: 0,
         pid: PID,
         tid: 0,
-    })
+        chan: None,
+    }
 }
 
 /// A locked workload: `workers` live goroutines at a time, replaced every `life` rounds.
@@ -68,7 +73,17 @@ fn locked_stream(events: usize) -> Vec<Ev> {
             out.push(map(g, MapOp::Read, m, 0x40_1000));
             out.push(map(g, MapOp::Write, m, 0x40_2000));
             out.push(sync(g, SyncKind::MutexUnlock, mu, 0));
-            out.push(sync(g, SyncKind::ChanSend, 0x2000, 0));
+            // A send on a buffered channel, with the state its probe reads: a slot each.
+            let slot = (round * workers as usize + i) as u32 % 64;
+            out.push(Ev::Sync(SyncEvent {
+                chan: Some(ChanState {
+                    cap: 64,
+                    sendx: slot,
+                    recvx: slot,
+                    ..ChanState::default()
+                }),
+                ..sync_event(g, SyncKind::ChanSend, 0x2000, 0)
+            }));
         }
         round += 1;
         if round.is_multiple_of(life) {

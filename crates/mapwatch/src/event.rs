@@ -18,6 +18,11 @@ pub const CONFLICT_EVENT_SIZE: usize = EVENT_SIZE + WRITER_SIZE + 8 + 2 * STACK_
 const F_WRITING: u8 = 0x01;
 const F_CONFLICT: u8 = 0x02;
 const F_RUNTIME: u8 = 0x04;
+const F_CHAN_STATE: u8 = 0x08;
+const F_CHAN_CLOSED: u8 = 0x10;
+const F_CHAN_RECVQ: u8 = 0x20;
+const F_CHAN_SENDQ: u8 = 0x40;
+const F_CHAN_ZERO: u8 = 0x80;
 
 /// Attach cookie: which op a probe reports and how its key is passed (`COOKIE_*` in event.h).
 pub fn cookie(op: MapOp, key_mode: KeyMode) -> u64 {
@@ -124,6 +129,45 @@ pub struct SyncEvent {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
+    /// For a channel operation probed with the channel's lock held, the channel's state then.
+    pub chan: Option<ChanState>,
+}
+
+/// A channel's state as its operation found it, with the channel locked (so exact).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChanState {
+    /// Elements in the buffer.
+    pub len: u32,
+    /// Buffer capacity (0: unbuffered).
+    pub cap: u32,
+    /// The slot the next buffered send fills.
+    pub sendx: u32,
+    /// The slot the next buffered receive takes.
+    pub recvx: u32,
+    /// The channel is closed.
+    pub closed: bool,
+    /// A receiver is waiting (in `recvq`).
+    pub receiver_waiting: bool,
+    /// A sender is waiting (in `sendq`).
+    pub sender_waiting: bool,
+    /// The elements have size 0 (`chan struct{}`).
+    pub zero_size: bool,
+}
+
+impl ChanState {
+    /// The state packed into a sync record (`EVENT_F_CHAN_*` in event.h), if it carries one.
+    fn from_record(len_cap: u64, indices: u64, flags: u8) -> Option<ChanState> {
+        (flags & F_CHAN_STATE != 0).then_some(ChanState {
+            len: len_cap as u32,
+            cap: (len_cap >> 32) as u32,
+            sendx: indices as u32,
+            recvx: (indices >> 32) as u32,
+            closed: flags & F_CHAN_CLOSED != 0,
+            receiver_waiting: flags & F_CHAN_RECVQ != 0,
+            sender_waiting: flags & F_CHAN_SENDQ != 0,
+            zero_size: flags & F_CHAN_ZERO != 0,
+        })
+    }
 }
 
 /// A decoded ring buffer record.
@@ -227,6 +271,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
             pc: ret,
             pid,
             tid,
+            chan: ChanState::from_record(map_type, key, flags),
         }));
     }
     let event = MapEvent {
@@ -360,6 +405,28 @@ mod tests {
         };
         assert_eq!(e.kind, SyncKind::GoStart);
         assert_eq!((e.object, e.goid, e.child, e.pc), (0xc000, 7, 42, 0x401234));
+        assert_eq!(e.chan, None);
+    }
+
+    #[test]
+    fn decodes_a_locked_channels_state() {
+        let mut b = raw_event(SyncKind::ChanRecv as u8, F_CHAN_STATE | F_CHAN_SENDQ);
+        b[16..24].copy_from_slice(&(2u64 | 4 << 32).to_le_bytes()); // len 2, cap 4
+        b[40..48].copy_from_slice(&(3u64 | 1 << 32).to_le_bytes()); // sendx 3, recvx 1
+        let Record::Sync(e) = decode(&b).unwrap() else {
+            panic!("not a sync op")
+        };
+        assert_eq!(
+            e.chan,
+            Some(ChanState {
+                len: 2,
+                cap: 4,
+                sendx: 3,
+                recvx: 1,
+                sender_waiting: true,
+                ..ChanState::default()
+            })
+        );
     }
 
     #[test]

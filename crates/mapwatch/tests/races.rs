@@ -198,11 +198,7 @@ fn describe(races: &[Finding]) -> String {
 /// Racy cases mapwatch is known to miss, with why. Each is a gap in the model, kept visible:
 /// the test fails if one is found after all (then it leaves this list), and the README lists
 /// them. Missing a race is the side the detector leans to; a false alarm is never allowed.
-const KNOWN_MISSES: &[(&str, &str)] = &[(
-    "semaphore_too_wide",
-    "a buffered channel's k-th receive orders only the (k+C)-th send; mapwatch lets every \
-     receive order every later send (it cannot tell which send completes when)",
-)];
+const KNOWN_MISSES: &[(&str, &str)] = &[];
 
 #[test]
 fn corpus_under_mapwatch() {

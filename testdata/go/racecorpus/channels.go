@@ -2,6 +2,8 @@
 // order, and what they leave unordered.
 package main
 
+import "time"
+
 // spawnParentWrites: everything the parent did before `go` happens before the child starts.
 func spawnParentWrites() {
 	m := make(map[int]int)
@@ -246,4 +248,140 @@ func semaphoreTooWide() {
 	}()
 	<-done
 	<-done
+}
+
+// chanBufferedBlockedSend: the k-th receive happens before the (k+C)-th send completes. With
+// capacity 2, the main goroutine's third send waits for the worker's first receive, so what the
+// worker did before that receive is ordered before everything after the send.
+func chanBufferedBlockedSend() {
+	m := make(map[int]int)
+	fill(m)
+	ch := make(chan int, 2)
+	go func() {
+		pause()
+		m[1] = 10
+		<-ch
+	}()
+	ch <- 1
+	ch <- 2
+	ch <- 3 // waits for the worker's receive: the buffer is full
+	_ = m[1]
+}
+
+// chanBufferedAfterHandoff: the first receive orders the third send (capacity 2) even when the
+// second value is handed straight to a waiting receiver in between, which (outside -race builds)
+// leaves the runtime's slot indices where they were. The waiting receiver knows nothing of the
+// first receiver's write: it waits for the first receive by polling len(ch), which synchronises
+// nothing.
+func chanBufferedAfterHandoff() {
+	m := make(map[int]int)
+	fill(m)
+	ch := make(chan int, 2)
+	ch <- 1
+	go func() {
+		m[1] = 10
+		<-ch // the first receive
+	}()
+	go func() {
+		for len(ch) > 0 {
+			time.Sleep(time.Millisecond)
+		}
+		<-ch // waits, and is handed the second value
+	}()
+	pause()
+	ch <- 2 // to the waiting receiver
+	ch <- 3 // completes after the first receive
+	_ = m[1]
+}
+
+// chanSemaphoreContended: a capacity-1 semaphore of ints (one clock per slot, unlike struct{})
+// taken by four goroutines at once, so senders queue behind one another: each critical section
+// is ordered after the previous one, whichever path each send took.
+func chanSemaphoreContended() {
+	m := make(map[int]int)
+	fill(m)
+	sem := make(chan int, 1)
+	done := make(chan struct{})
+	for w := 0; w < 4; w++ {
+		go func(w int) {
+			for i := 0; i < 500; i++ {
+				sem <- w
+				m[i%8] += w
+				<-sem
+			}
+			done <- struct{}{}
+		}(w)
+	}
+	for w := 0; w < 4; w++ {
+		<-done
+	}
+}
+
+// chanBufferedRecvThenSend: a receive orders only the send C later. With capacity 2 the second
+// send finds a free slot without waiting, so the receiver's write before its receive is ordered
+// with nothing the sender does after it. (int elements: see chanBufferedWriteAfterSend.)
+func chanBufferedRecvThenSend() {
+	m := make(map[int]int)
+	fill(m)
+	ch := make(chan int, 2)
+	ch <- 1
+	go func() {
+		m[1] = 10 // race:chan_buffered_recv_then_send
+		<-ch
+	}()
+	pause()
+	ch <- 2
+	_ = m[1] // race:chan_buffered_recv_then_send
+}
+
+// chanTryAcquireTooWide: semaphoreTooWide with a non-blocking acquire (a select with a default):
+// it orders no more than a blocking send would.
+func chanTryAcquireTooWide() {
+	m := make(map[int]int)
+	fill(m)
+	sem := make(chan int, 2)
+	done := make(chan struct{})
+	acquire := func(v int) {
+		select {
+		case sem <- v:
+		default:
+			panic("chan_try_acquire_too_wide: the semaphore has room")
+		}
+	}
+	go func() {
+		acquire(1)
+		m[1] = 10 // race:chan_try_acquire_too_wide
+		<-sem
+		done <- struct{}{}
+	}()
+	go func() {
+		pause()
+		acquire(2)
+		m[2] = 20 // race:chan_try_acquire_too_wide
+		<-sem
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+}
+
+// chanPollClosed: a non-blocking receive that finds the channel closed (which it can see without
+// taking the channel's lock) is ordered after the close, like a blocking one.
+func chanPollClosed() {
+	m := make(map[int]int)
+	finished := make(chan int, 1)
+	go func() {
+		fill(m)
+		close(finished)
+	}()
+	for {
+		select {
+		case <-finished:
+			_ = m[1]
+			m[2] = 20
+			return
+		default:
+			time.Sleep(time.Millisecond)
+		}
+	}
 }

@@ -62,6 +62,12 @@ var corpus = []corpusCase{
 	{"select_default", racy, selectDefault},
 	{"semaphore", clean, semaphore},
 	{"semaphore_too_wide", racy, semaphoreTooWide},
+	{"chan_buffered_blocked_send", clean, chanBufferedBlockedSend},
+	{"chan_buffered_after_handoff", clean, chanBufferedAfterHandoff},
+	{"chan_buffered_recv_then_send", racy, chanBufferedRecvThenSend},
+	{"chan_semaphore_contended", clean, chanSemaphoreContended},
+	{"chan_try_acquire_too_wide", racy, chanTryAcquireTooWide},
+	{"chan_poll_closed", clean, chanPollClosed},
 
 	// locks.go: WaitGroup, Mutex, RWMutex, Once.
 	{"waitgroup_join", clean, waitGroupJoin},

@@ -47,7 +47,8 @@ struct sync_site {
 	__u8 index;  /* enum reg or REG_NONE */
 	__u8 scale;
 	__u8 at_call; /* probe after a real call's stack check: *RSP is the caller */
-	__u8 pad[2];
+	__u8 chan_state; /* the object is a channel whose lock is held: report its state */
+	__u8 pad;
 	__s64 disp;
 	__s64 slot;
 };
@@ -70,6 +71,13 @@ enum key_mode {
 #define EVENT_F_WRITING 0x01  /* the map's write-in-progress flag was set at this access */
 #define EVENT_F_CONFLICT 0x02 /* ...by another goroutine: the record is a struct conflict_event */
 #define EVENT_F_RUNTIME 0x04  /* the Go runtime itself detected it (it is about to kill the target) */
+/* Sync records of a locked channel (sync_site.chan_state): `type` holds qcount (bits 0-31) and
+ * the capacity (32-63), `key` sendx (0-31) and recvx (32-63), and these flags say the rest. */
+#define EVENT_F_CHAN_STATE 0x08  /* the channel's state is in the record */
+#define EVENT_F_CHAN_CLOSED 0x10 /* closed */
+#define EVENT_F_CHAN_RECVQ 0x20  /* a receiver is waiting */
+#define EVENT_F_CHAN_SENDQ 0x40  /* a sender is waiting */
+#define EVENT_F_CHAN_ZERO 0x80   /* zero-size elements */
 
 /* One map operation, 64 bytes. */
 struct event {
@@ -138,6 +146,18 @@ struct conflict_event {
 	__u64 other_stack[STACK_DEPTH];
 };
 
+/* Offsets of the runtime.hchan fields read at a locked channel (gotarget::ChanLayout). */
+struct chan_layout {
+	__u32 qcount;
+	__u32 dataqsiz;
+	__u32 elemsize;
+	__u32 closed;
+	__u32 sendx;
+	__u32 recvx;
+	__u32 recvq_first;
+	__u32 sendq_first;
+};
+
 /* Read-only configuration, set before load from the target's offsets. */
 struct config {
 	__u32 goid_offset;      /* runtime.g.goid */
@@ -147,6 +167,7 @@ struct config {
 	__u8 write_flag_mask;   /* hashWriting (4) / any bit (0xff) */
 	__u8 pad[7];
 	__u64 wake_mask;        /* wake the reader once per (wake_mask + 1) events per CPU */
+	struct chan_layout chan; /* runtime.hchan */
 };
 
 #endif

@@ -131,15 +131,22 @@ fn sync_site_bytes(p: &gotarget::SyncProbe) -> [u8; 24] {
     const REG_NONE: u8 = 0xff;
     // (form, base, index, scale, disp, slot)
     let (form, base, index, scale, disp, slot): (u8, u8, u8, u8, i64, i64) = match p.object {
-        SyncObject::At(ObjectAddr::Registers { base, index, disp }) => {
+        SyncObject::At(ObjectAddr::Registers { base, index, disp })
+        | SyncObject::LockedChannel(ObjectAddr::Registers { base, index, disp }) => {
             let (i, sc) = index.map_or((REG_NONE, 0), |(r, s)| (r as u8, s));
             (0, base as u8, i, sc, disp, 0)
         }
-        SyncObject::At(ObjectAddr::FromProbe { delta }) => (1, 0, REG_NONE, 0, delta, 0),
-        SyncObject::At(ObjectAddr::Loaded { base, slot, disp }) => {
+        SyncObject::At(ObjectAddr::FromProbe { delta })
+        | SyncObject::LockedChannel(ObjectAddr::FromProbe { delta }) => {
+            (1, 0, REG_NONE, 0, delta, 0)
+        }
+        SyncObject::At(ObjectAddr::Loaded { base, slot, disp })
+        | SyncObject::LockedChannel(ObjectAddr::Loaded { base, slot, disp }) => {
             (2, base as u8, REG_NONE, 0, disp, slot)
         }
-        SyncObject::At(ObjectAddr::Unknown) => (3, 0, REG_NONE, 0, 0, 0),
+        SyncObject::At(ObjectAddr::Unknown) | SyncObject::LockedChannel(ObjectAddr::Unknown) => {
+            (3, 0, REG_NONE, 0, 0, 0)
+        }
         SyncObject::SelectCases => (4, 0, REG_NONE, 0, 0, 0),
         SyncObject::NewGoroutine => (5, 0, REG_NONE, 0, 0, 0),
         SyncObject::None => (6, 0, REG_NONE, 0, 0, 0),
@@ -148,8 +155,17 @@ fn sync_site_bytes(p: &gotarget::SyncProbe) -> [u8; 24] {
         p.site.placement,
         Placement::AfterStackCheck | Placement::Entry { .. }
     );
+    let chan_state = matches!(p.object, SyncObject::LockedChannel(_));
     let mut b = [0u8; 24];
-    b[..6].copy_from_slice(&[p.kind as u8, form, base, index, scale, at_call as u8]);
+    b[..7].copy_from_slice(&[
+        p.kind as u8,
+        form,
+        base,
+        index,
+        scale,
+        at_call as u8,
+        chan_state as u8,
+    ]);
     b[8..16].copy_from_slice(&disp.to_le_bytes());
     b[16..24].copy_from_slice(&slot.to_le_bytes());
     b
@@ -224,6 +240,15 @@ impl Probes {
         cfg.write_flag_mask = offsets.write_flag.mask;
         cfg.iter_map_offset = offsets.iter_map_offset;
         cfg.wake_mask = WAKE_EVERY - 1;
+        let chan = offsets.chan;
+        cfg.chan.qcount = chan.qcount;
+        cfg.chan.dataqsiz = chan.dataqsiz;
+        cfg.chan.elemsize = chan.elemsize;
+        cfg.chan.closed = chan.closed;
+        cfg.chan.sendx = chan.sendx;
+        cfg.chan.recvx = chan.recvx;
+        cfg.chan.recvq_first = chan.recvq_first;
+        cfg.chan.sendq_first = chan.sendq_first;
         let sync_plan = if sync {
             binary.sync_probe_plan()
         } else {
