@@ -15,7 +15,7 @@
 #[cfg(not(loom))]
 pub(crate) use parking_lot::{Condvar, Mutex, RwLock, RwLockWriteGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicUsize};
 
 #[cfg(not(loom))]
 pub(crate) fn current_thread_id() -> std::thread::ThreadId {
@@ -25,7 +25,7 @@ pub(crate) fn current_thread_id() -> std::thread::ThreadId {
 #[cfg(loom)]
 pub(crate) use self::loom_shim::{current_thread_id, Condvar, Mutex, RwLock, RwLockWriteGuard};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicUsize};
 
 #[cfg(loom)]
 mod loom_shim {

@@ -37,7 +37,7 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::time::Instant;
 
 use super::reclaim::{Guard, Reclaimer};
-use super::table::{is_entry, max_used, moved, tombstone, Entry, Table};
+use super::table::{max_used, Entry, Table};
 use crate::api::WouldBlock;
 use crate::sync::{AtomicPtr, AtomicUsize, Mutex};
 use crate::telemetry::recorder::{Probe, ShardTelemetry};
@@ -277,12 +277,14 @@ impl<K, V> Edit<'_, K, V> {
     /// Replaces the entry in slot `i` with a new one; the old one is retired.
     pub(crate) fn replace(&mut self, i: usize, key: K, value: V) -> u64 {
         let version = self.next_version();
+        let hash = self.entry(i).hash;
         let new = Box::into_raw(Box::new(Entry {
+            hash,
             key,
             value,
             version,
         }));
-        let old = self.write_table().slots[i].entry.swap(new, Release);
+        let old = self.write_table().replace(i, new);
         // SAFETY: `old` was live and is now unreachable for new readers.
         unsafe { self.guard.retire(old) };
         version
@@ -291,7 +293,7 @@ impl<K, V> Edit<'_, K, V> {
     /// Removes the entry in slot `i` (retired), then shrinks when the table
     /// became mostly empty.
     pub(crate) fn remove(&mut self, i: usize) {
-        let old = self.write_table().slots[i].entry.swap(tombstone(), Release);
+        let old = self.write_table().remove(i);
         // SAFETY: as in `replace`.
         unsafe { self.guard.retire(old) };
         self.writer.len -= 1;
@@ -304,11 +306,12 @@ impl<K, V> Edit<'_, K, V> {
         self.reserve_one();
         let version = self.next_version();
         let entry = Box::into_raw(Box::new(Entry {
+            hash,
             key,
             value,
             version,
         }));
-        if self.write_table().publish_new(hash, entry) {
+        if self.write_table().publish_new(entry) {
             self.writer.used += 1;
         }
         self.writer.len += 1;
@@ -330,7 +333,7 @@ impl<K, V> Edit<'_, K, V> {
             .map(|(i, _)| i)
             .collect();
         for i in doomed {
-            let old = self.current().slots[i].entry.swap(tombstone(), Release);
+            let old = self.current().remove(i);
             // SAFETY: as in `replace`.
             unsafe { self.guard.retire(old) };
             self.writer.len -= 1;
@@ -444,19 +447,12 @@ impl<K, V> Edit<'_, K, V> {
 
     /// Moves old slot `i`'s entry, if live, to the target and marks the slot.
     fn move_slot(&mut self, i: usize) {
-        let slot = &self.current().slots[i];
-        let p = slot.entry.load(Relaxed);
-        if !is_entry(p) {
-            return;
-        }
-        let hash = slot.hash.load(Relaxed);
         let target = self.target().expect("moving only while migrating");
         // The key is absent from the target: it is live here, and a key is
         // written in the target only after it was moved.
-        if target.publish_new(hash, p) {
+        if self.current().move_slot(i, target) {
             self.writer.used += 1;
         }
-        self.current().slots[i].entry.store(moved(), Release);
     }
 
     fn complete_migration(&mut self) {
