@@ -168,7 +168,7 @@ fn record<E: Engine>(threads: usize, ops_per_thread: usize, keys: u64, seed: u64
 }
 
 fn check_many<E: Engine>() {
-    let histories = 300;
+    let histories = common::scaled(300, 8);
     let mut overlapping = 0;
     for seed in 0..histories {
         let events = record::<E>(3, 10, 2, seed);

@@ -114,34 +114,41 @@ mod tests {
     }
 
     /// A value stored inline in the table, so that resizing copies its bytes.
+    /// With `u64` keys, neither engine's entries have padding, as
+    /// `record_frees` requires.
     const SECRET: [u8; 32] = *b"mapguard test secret 0123456789!";
 
     fn holds_secret(bytes: &[u8]) -> bool {
         bytes.windows(SECRET.len()).any(|w| w == SECRET)
     }
 
-    /// Enough entries to grow a one-shard table from 4 to 256 buckets.
-    const FILLER: u32 = 200;
+    /// Enough entries to grow a one-shard table from 4 to 256 buckets (to 64
+    /// under Miri, where scanning every freed block is slow).
+    const FILLER: u64 = if cfg!(miri) { 40 } else { 200 };
 
     #[test]
+    #[allow(unsafe_code)] // record_frees reads freed tables whole
     fn no_table_freed_by_growing_or_shrinking_a_shard_keeps_a_secret() {
-        let ((), freed) = record_frees(|| {
-            let map: ShardedMap<u32, [u8; 32]> = ShardedMap::builder().shards(1).build();
-            map.insert(0, SECRET);
-            for k in 1..=FILLER {
-                map.insert(k, [0; 32]);
-            }
-            for k in 1..=FILLER {
-                map.remove(&k); // shrinks automatically on the way down
-            }
-            map.shrink_to_fit();
-            assert_eq!(map.get_cloned(&0), Some(SECRET));
-            assert!(map.remove_zeroized(&0));
-        });
+        // SAFETY: entries of u64 keys and byte-array values have no padding.
+        let ((), freed) = unsafe {
+            record_frees(|| {
+                let map: ShardedMap<u64, [u8; 32]> = ShardedMap::builder().shards(1).build();
+                map.insert(0, SECRET);
+                for k in 1..=FILLER {
+                    map.insert(k, [0; 32]);
+                }
+                for k in 1..=FILLER {
+                    map.remove(&k); // shrinks automatically on the way down
+                }
+                map.shrink_to_fit();
+                assert_eq!(map.get_cloned(&0), Some(SECRET));
+                assert!(map.remove_zeroized(&0));
+            })
+        };
         // The gap is real: old tables did hold the secret when freed...
         let copies = freed.iter().filter(|b| holds_secret(&b.before)).count();
         assert!(
-            copies >= 6,
+            copies >= 4,
             "{copies} of {} freed tables held the secret",
             freed.len()
         );
@@ -155,24 +162,28 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)] // record_frees reads freed tables whole
     fn no_table_freed_by_snapshot_writes_keeps_a_secret() {
-        let ((), freed) = record_frees(|| {
-            let map: SnapshotMap<u32, [u8; 32]> = SnapshotMap::new();
-            map.insert(0, SECRET);
-            // One draft, grown several times while it holds a copy of the secret.
-            map.write_batch(|tx| {
-                for k in 1..=FILLER {
-                    tx.insert(k, [0; 32]);
-                }
-            });
-            let older = map.snapshot();
-            assert_eq!(map.remove(&0), Some(SECRET));
-            map.clear();
-            assert_eq!(older.get(&0), Some(&SECRET)); // outlived the writes
-        });
+        // SAFETY: entries of u64 keys and byte-array values have no padding.
+        let ((), freed) = unsafe {
+            record_frees(|| {
+                let map: SnapshotMap<u64, [u8; 32]> = SnapshotMap::new();
+                map.insert(0, SECRET);
+                // One draft, grown several times while it holds a copy of the secret.
+                map.write_batch(|tx| {
+                    for k in 1..=FILLER {
+                        tx.insert(k, [0; 32]);
+                    }
+                });
+                let older = map.snapshot();
+                assert_eq!(map.remove(&0), Some(SECRET));
+                map.clear();
+                assert_eq!(older.get(&0), Some(&SECRET)); // outlived the writes
+            })
+        };
         let copies = freed.iter().filter(|b| holds_secret(&b.before)).count();
         assert!(
-            copies >= 6,
+            copies >= 4,
             "{copies} of {} freed tables held the secret",
             freed.len()
         );

@@ -17,6 +17,12 @@
 //! tables too; the allocator is the single point all of these pass through,
 //! and wiping there costs one pass over a block that the resize has just
 //! copied anyway.
+//!
+//! What stays, by design: while a table is alive, a slot a value was moved or
+//! removed out of keeps its bytes until it is reused (hashbrown does not clear
+//! slots, and a rehash in place, after many removals, moves entries within the
+//! same block); the `*_zeroized` methods wipe the slot before removing, and
+//! everything else is wiped when the block is freed.
 
 #[cfg(feature = "zeroize")]
 #[allow(unsafe_code)] // implementing `Allocator` is `unsafe`; see the module's SAFETY notes

@@ -10,6 +10,7 @@
 //! block unwiped).
 
 use std::alloc::Layout;
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
@@ -29,7 +30,14 @@ pub(crate) struct WipingAlloc;
 // handed back to us, before `Global` frees it.
 unsafe impl Allocator for WipingAlloc {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        Global.allocate(layout)
+        // Test builds start every block zeroed, so that `record_frees` can read
+        // a freed block whole: a never-written byte is otherwise uninitialised,
+        // and reading one is undefined behaviour.
+        if cfg!(test) {
+            Global.allocate_zeroed(layout)
+        } else {
+            Global.allocate(layout)
+        }
     }
 
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
@@ -40,11 +48,14 @@ unsafe impl Allocator for WipingAlloc {
         // SAFETY: the caller guarantees that `ptr` denotes a block currently
         // allocated by this allocator and that `layout` fits it, so the block
         // is at least `layout.size()` bytes, writable, and no one else uses it
-        // any more (the caller is giving it up). A zero size gives an empty
-        // slice at a dangling but non-null, aligned pointer, which is allowed.
-        let block = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), layout.size()) };
+        // any more (the caller is giving it up). Its bytes may be uninitialised
+        // (empty buckets, padding), hence `MaybeUninit`. A zero size gives an
+        // empty slice at a dangling but non-null, aligned pointer, as allowed.
+        let block = unsafe {
+            std::slice::from_raw_parts_mut(ptr.as_ptr().cast::<MaybeUninit<u8>>(), layout.size())
+        };
         #[cfg(test)]
-        let before = record::wants_copy().then(|| block.to_vec());
+        let before = record::copy_if_recording(block);
         wipe(block);
         #[cfg(test)]
         record::freed(before, block);
@@ -57,10 +68,10 @@ unsafe impl Allocator for WipingAlloc {
 /// Zeroes `block` a machine word at a time where it is word-aligned (tables
 /// are aligned to at least 16 bytes, so that is nearly all of it): volatile
 /// byte stores are several times slower, and this runs on every table resize.
-fn wipe(block: &mut [u8]) {
-    // SAFETY: every bit pattern is a valid `u64`, and `align_to_mut` only
-    // reinterprets the aligned middle of the same exclusive borrow.
-    let (head, words, tail) = unsafe { block.align_to_mut::<u64>() };
+fn wipe(block: &mut [MaybeUninit<u8>]) {
+    // SAFETY: `MaybeUninit<u64>` has no invalid bit patterns, and `align_to_mut`
+    // only reinterprets the aligned middle of the same exclusive borrow.
+    let (head, words, tail) = unsafe { block.align_to_mut::<MaybeUninit<u64>>() };
     head.zeroize();
     words.zeroize();
     tail.zeroize();
@@ -74,6 +85,7 @@ pub(crate) use self::record::record_frees;
 #[cfg(test)]
 mod record {
     use std::cell::RefCell;
+    use std::mem::MaybeUninit;
 
     /// A block seen by `deallocate`.
     #[derive(Debug)]
@@ -93,7 +105,14 @@ mod record {
 
     /// Runs `f` and returns what it returned and every block that this
     /// thread freed through `WipingAlloc` meanwhile.
-    pub(crate) fn record_frees<R>(f: impl FnOnce() -> R) -> (R, Vec<FreedBlock>) {
+    ///
+    /// # Safety
+    ///
+    /// Each block is read whole, before and after its wipe, as bytes. Blocks
+    /// start zeroed in test builds, so every byte is initialised unless a
+    /// typed write put padding there: the tables freed while `f` runs must
+    /// hold only types without padding. (Miri reports a violation.)
+    pub(crate) unsafe fn record_frees<R>(f: impl FnOnce() -> R) -> (R, Vec<FreedBlock>) {
         FREED.with(|freed| *freed.borrow_mut() = Some(Vec::new()));
         let result = f();
         let blocks = FREED
@@ -102,22 +121,24 @@ mod record {
         (result, blocks)
     }
 
-    pub(super) fn wants_copy() -> bool {
+    /// The block's bytes, if this thread is recording.
+    pub(super) fn copy_if_recording(block: &[MaybeUninit<u8>]) -> Option<Vec<u8>> {
         // `try_with`: a table may be freed by a thread-local's destructor,
         // after this one is gone.
-        FREED
+        let recording = FREED
             .try_with(|freed| freed.borrow().is_some())
-            .unwrap_or(false)
+            .unwrap_or(false);
+        // SAFETY: `record_frees`' contract: all of the block is initialised.
+        recording.then(|| block.iter().map(|b| unsafe { b.assume_init() }).collect())
     }
 
-    pub(super) fn freed(before: Option<Vec<u8>>, after: &[u8]) {
+    pub(super) fn freed(before: Option<Vec<u8>>, after: &[MaybeUninit<u8>]) {
         let Some(before) = before else { return };
+        // SAFETY: `wipe` has just initialised every byte to zero.
+        let after = after.iter().map(|b| unsafe { b.assume_init() }).collect();
         let _ = FREED.try_with(|freed| {
             if let Some(blocks) = freed.borrow_mut().as_mut() {
-                blocks.push(FreedBlock {
-                    before,
-                    after: after.to_vec(),
-                });
+                blocks.push(FreedBlock { before, after });
             }
         });
     }
@@ -133,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_freed_block_is_zero_when_it_reaches_the_global_allocator() {
-        let ((), freed) = record_frees(|| {
+        let fill_and_free = || {
             for size in [0, 1, 7, 8, 33, 4096] {
                 let layout = Layout::from_size_align(size, 16).unwrap();
                 let block = WipingAlloc.allocate(layout).unwrap().cast::<u8>();
@@ -142,7 +163,9 @@ mod tests {
                 // SAFETY: allocated above with this layout, freed once.
                 unsafe { WipingAlloc.deallocate(block, layout) };
             }
-        });
+        };
+        // SAFETY: every byte of the blocks is written before they are freed.
+        let ((), freed) = unsafe { record_frees(fill_and_free) };
         assert_eq!(freed.len(), 6);
         for block in freed {
             assert!(block.before.iter().all(|&b| b == 0xA5), "{block:?}");
@@ -152,13 +175,16 @@ mod tests {
 
     #[test]
     fn a_vector_grown_in_this_allocator_leaves_no_copy_behind() {
-        let ((), freed) = record_frees(|| {
-            let mut v = allocator_api2::vec::Vec::with_capacity_in(4, WipingAlloc);
-            v.extend_from_slice(&[0xC3_u8; 4]);
-            // Growing goes through `Allocator::grow`, whose default copies and
-            // then calls our `deallocate` on the old block.
-            v.extend_from_slice(&[0xC3_u8; 1000]);
-        });
+        // SAFETY: the blocks hold bytes only.
+        let ((), freed) = unsafe {
+            record_frees(|| {
+                let mut v = allocator_api2::vec::Vec::with_capacity_in(4, WipingAlloc);
+                v.extend_from_slice(&[0xC3_u8; 4]);
+                // Growing goes through `Allocator::grow`, whose default copies and
+                // then calls our `deallocate` on the old block.
+                v.extend_from_slice(&[0xC3_u8; 1000]);
+            })
+        };
         assert!(freed.len() >= 2, "{} blocks freed", freed.len());
         assert!(freed.iter().any(|b| b.before.contains(&0xC3)));
         assert!(freed.iter().all(|b| b.after.iter().all(|&x| x == 0)));
