@@ -12,8 +12,12 @@
 # with the reason. Doctests are left to the native run (examples, and each one
 # is a separate program to build).
 #
-# Usage: scripts/miri.sh [extra cargo test args]   (about N minutes on 2 cores)
-# Env:   MIRIFLAGS (passed through; default: Miri's defaults, isolation on).
+# Usage: scripts/miri.sh [extra cargo test args]
+#        (about 4-5 minutes on 2 busy cores, 1-2 more cold: Miri's sysroot, 30 s,
+#        and the dependencies)
+# Env:   MIRIFLAGS (passed through; default: Miri's defaults, isolation on). Miri
+#        warns once about an integer-to-pointer cast in parking_lot_core's word
+#        lock: a warning about a dependency, not an error.
 # If the nightly toolchain with Miri cannot be installed on this machine, says
 # so in one line and exits 0; any failure of Miri itself fails the script.
 set -euo pipefail

@@ -3,7 +3,8 @@
 # re-entry tests and doctests with every feature; a build without features; the
 # loom models of the crate's blocking protocols; the tests under Miri
 # (scripts/miri.sh) and under ThreadSanitizer (scripts/tsan.sh).
-# Usage: scripts/test-mapguard.sh            (from anywhere; about N minutes cold on 2 cores)
+# Usage: scripts/test-mapguard.sh            (from anywhere; about 7 minutes warm on 2 busy
+#        cores, 12-15 cold: Miri takes 4-6 of them, ThreadSanitizer 1-5)
 # Env:   CARGO_TARGET_DIR (default: target), MAPGUARD_SKIP_LOOM=1 to skip loom,
 #        MAPGUARD_SKIP_MIRI=1 to skip Miri, MAPGUARD_SKIP_TSAN=1 to skip TSan.
 set -euo pipefail
