@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything and runs every test: formatting, clippy, the workspace's unit and
 # integration tests (real eBPF on the real kernel, real Go binaries from Go 1.21 to 1.27),
-# and the library's loom models. Needs root (the eBPF tests load programs).
+# and the library's loom models, Miri and ThreadSanitizer runs. Needs root (the eBPF tests
+# load programs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,6 @@ step "cargo test (workspace)"
 cargo test --workspace -- --test-threads=1
 
 if [ -x scripts/test-mapguard.sh ]; then
-    step "mapguard: features and loom models"
+    step "mapguard: features, loom models, Miri, ThreadSanitizer"
     scripts/test-mapguard.sh
 fi

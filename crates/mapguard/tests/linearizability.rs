@@ -225,29 +225,29 @@ fn check_many<E: Engine>(histories: u64, resizing: bool) {
 
 #[test]
 fn sharded_map_histories_are_linearizable() {
-    check_many::<ShardedMap<u64, u64>>(300, false);
+    check_many::<ShardedMap<u64, u64>>(common::scaled(300, 8), false);
 }
 
 #[test]
 fn snapshot_map_histories_are_linearizable() {
-    check_many::<SnapshotMap<u64, u64>>(300, false);
+    check_many::<SnapshotMap<u64, u64>>(common::scaled(300, 8), false);
 }
 
 #[test]
 fn read_mostly_map_histories_are_linearizable() {
-    check_many::<ReadMostlyMap<u64, u64>>(300, false);
+    check_many::<ReadMostlyMap<u64, u64>>(common::scaled(300, 8), false);
 }
 
 /// The same, with every table growing, shrinking and migrating under the
 /// recorded calls, thousands of times.
 #[test]
 fn read_mostly_map_histories_are_linearizable_while_resizing() {
-    check_many::<ReadMostlyMap<u64, u64>>(2_000, true);
+    check_many::<ReadMostlyMap<u64, u64>>(common::scaled(2_000, 16), true);
 }
 
 #[test]
 fn sharded_map_histories_are_linearizable_while_resizing() {
-    check_many::<ShardedMap<u64, u64>>(300, true);
+    check_many::<ShardedMap<u64, u64>>(common::scaled(300, 8), true);
 }
 
 fn ev(call: Call, ret: Option<u64>, invoked: u64, responded: u64) -> Event {

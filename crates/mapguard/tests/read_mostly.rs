@@ -14,10 +14,12 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
-use common::within;
+use common::{scaled, within};
 use mapguard::ReadMostlyMap;
 
 const PRESENT: u64 = 64;
+/// Fresh keys each round inserts, then removes again (fewer under Miri).
+const GROWTH: u64 = scaled(300, 20);
 const DELETED: std::ops::Range<u64> = 10_000..10_064;
 
 fn hunt(shards: usize, rounds: u64) {
@@ -39,14 +41,14 @@ fn hunt(shards: usize, rounds: u64) {
             for round in 1..=rounds {
                 // Growth: a few hundred fresh keys, then shrink them away again.
                 let base = 1_000_000 + round * 1_000;
-                for k in base..base + 300 {
+                for k in base..base + GROWTH {
                     map.insert(k, k);
                 }
                 for k in 0..PRESENT {
                     map.update(&k, |v| *v = round);
                 }
                 committed.store(round, SeqCst);
-                for k in base..base + 300 {
+                for k in base..base + GROWTH {
                     map.remove(&k);
                 }
             }
@@ -82,12 +84,12 @@ fn hunt(shards: usize, rounds: u64) {
 
 #[test]
 fn no_ghost_or_stale_reads_with_one_shard() {
-    within(120, || hunt(1, 300));
+    within(120, || hunt(1, scaled(300, 4)));
 }
 
 #[test]
 fn no_ghost_or_stale_reads_with_many_shards() {
-    within(120, || hunt(8, 300));
+    within(120, || hunt(8, scaled(300, 4)));
 }
 
 /// Iteration and `len` during migrations: every present key exactly once.
@@ -101,12 +103,12 @@ fn iteration_sees_each_present_key_once_during_migrations() {
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
-                for round in 0..200u64 {
+                for round in 0..scaled(200, 4) {
                     let base = 1_000_000 + round * 1_000;
-                    for k in base..base + 200 {
+                    for k in base..base + GROWTH {
                         map.insert(k, k);
                     }
-                    for k in base..base + 200 {
+                    for k in base..base + GROWTH {
                         map.remove(&k);
                     }
                 }

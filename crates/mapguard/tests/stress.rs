@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{within, Engine};
+use common::{scaled, within, Engine};
 use mapguard::{Compute, ReadMostlyMap, ShardedMap, SnapshotMap};
 
 const THREADS: usize = 8;
@@ -66,26 +66,26 @@ fn lost_update<E: Engine>(per_thread: u64) {
 
 #[test]
 fn sharded_update_loses_nothing() {
-    lost_update::<ShardedMap<u64, u64>>(20_000);
+    lost_update::<ShardedMap<u64, u64>>(scaled(20_000, 100));
 }
 
 #[test]
 fn snapshot_update_loses_nothing() {
-    lost_update::<SnapshotMap<u64, u64>>(2_000);
+    lost_update::<SnapshotMap<u64, u64>>(scaled(2_000, 10));
 }
 
 #[test]
 fn read_mostly_update_loses_nothing() {
-    lost_update::<ReadMostlyMap<u64, u64>>(20_000);
+    lost_update::<ReadMostlyMap<u64, u64>>(scaled(20_000, 100));
 }
 
 /// Many concurrent callers of `get_or_load` on one missing key: one load.
-fn single_flight<E: Engine>(threads: usize, rounds: usize) {
+fn single_flight<E: Engine>(threads: u64, rounds: u64) {
     let map = Arc::new(E::fresh());
     for round in 0..rounds {
-        let key = round as u64;
+        let key = round;
         let calls = AtomicUsize::new(0);
-        let barrier = Barrier::new(threads);
+        let barrier = Barrier::new(threads as usize);
         std::thread::scope(|s| {
             for _ in 0..threads {
                 s.spawn(|| {
@@ -112,17 +112,24 @@ fn single_flight<E: Engine>(threads: usize, rounds: usize) {
 
 #[test]
 fn sharded_single_flight_1000_callers() {
-    within(60, || single_flight::<ShardedMap<u64, u64>>(32, 32)); // 32 x 32 = 1024 callers
+    // 32 x 32 = 1024 callers (32 under Miri).
+    within(60, || {
+        single_flight::<ShardedMap<u64, u64>>(scaled(32, 8), scaled(32, 4))
+    });
 }
 
 #[test]
 fn snapshot_single_flight_1000_callers() {
-    within(60, || single_flight::<SnapshotMap<u64, u64>>(32, 32));
+    within(60, || {
+        single_flight::<SnapshotMap<u64, u64>>(scaled(32, 8), scaled(32, 4))
+    });
 }
 
 #[test]
 fn read_mostly_single_flight_1000_callers() {
-    within(60, || single_flight::<ReadMostlyMap<u64, u64>>(32, 32));
+    within(60, || {
+        single_flight::<ReadMostlyMap<u64, u64>>(scaled(32, 8), scaled(32, 4))
+    });
 }
 
 /// A panicking loader: the panic reaches its caller, the waiters retry, one of
@@ -237,15 +244,17 @@ fn read_mostly_waiters_share_the_error() {
     within(30, shared_error::<ReadMostlyMap<u64, u64>>);
 }
 
-/// Go hazard: cache stampede after a delete. 100 concurrent reloads, one load.
+/// Go hazard: cache stampede after a delete. 100 concurrent reloads (16
+/// under Miri), one load.
 fn stampede_after_delete<E: Engine>() {
+    let callers = scaled(100, 16);
     let map = E::fresh();
     map.insert(7, 1);
     map.remove(7);
     let calls = AtomicUsize::new(0);
-    let barrier = Barrier::new(100);
+    let barrier = Barrier::new(callers as usize);
     std::thread::scope(|s| {
-        for _ in 0..100 {
+        for _ in 0..callers {
             s.spawn(|| {
                 barrier.wait();
                 let v = map
@@ -468,7 +477,7 @@ fn readers_during_writes_see_complete_values() {
         |v: &(u64, Vec<u64>)| v.1.len() as u64 == v.0 % 64 && v.1.iter().all(|x| *x == v.0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            for n in 0..20_000u64 {
+            for n in 0..scaled(20_000, 200) {
                 let value = (n, vec![n; (n % 64) as usize]);
                 map.insert(n % 16, value.clone());
                 map.update(&((n + 1) % 16), |v| *v = (n, vec![n; (n % 64) as usize]));
@@ -515,7 +524,7 @@ fn reads_during_resize<E: Engine>() {
     let checked = AtomicU64::new(0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            for i in 0..20_000u64 {
+            for i in 0..scaled(20_000, 300) {
                 map.insert(1_000_000 + i, i); // growth
                 if i % 3 == 0 {
                     map.remove(1_000_000 + i / 2); // churn: growth and shrink
@@ -570,7 +579,7 @@ fn snapshot_no_stale_reads_while_resizing() {
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {
-            for i in 0..2_000u64 {
+            for i in 0..scaled(2_000, 8) {
                 map.write_batch(|tx| {
                     tx.insert(1_000_000 + i, i);
                     tx.remove(&(1_000_000 + i / 2));
@@ -595,10 +604,12 @@ fn snapshot_no_stale_reads_while_resizing() {
 fn telemetry_counts_exactly_and_sees_contention() {
     let map: ShardedMap<u64, u64> = ShardedMap::builder().shards(1).build();
     map.insert(0, 0);
+    // Enough that each thread's one-in-256 sampling times some operations.
+    let per_thread = scaled(20_000, 300);
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
-                for _ in 0..20_000 {
+                for _ in 0..per_thread {
                     map.update(&0, |v| *v += 1);
                     map.get_cloned(&0);
                 }
@@ -606,8 +617,8 @@ fn telemetry_counts_exactly_and_sees_contention() {
         }
     });
     let stats = map.stats();
-    assert_eq!(stats.writes(), 1 + 4 * 20_000);
-    assert_eq!(stats.reads(), 4 * 20_000);
+    assert_eq!(stats.writes(), 1 + 4 * per_thread);
+    assert_eq!(stats.reads(), 4 * per_thread);
     assert!(stats.hold().count() > 0);
     assert_eq!(stats.hottest_keys(1)[0].hash, map.hash_of(&0));
     // On two cores four writers on one lock collide; on one core they might not.

@@ -2,11 +2,13 @@
 //!
 //! These methods overwrite a value with zeroes (via [`Zeroize`]) in the table
 //! slot itself, under the shard lock, before the slot is freed, instead of
-//! handing the value back. Caveat: when a table grows or shrinks, hashbrown
-//! moves entries to a new allocation and frees the old one without wiping it.
-//! Store secrets behind a pointer (`Box<Secret>`, or `zeroize::Zeroizing<Box<_>>`)
-//! so that only the pointer is ever moved and the secret bytes stay in one
-//! place until wiped.
+//! handing the value back. The copies that hashbrown leaves behind when it
+//! moves a table's entries to a bigger or smaller allocation are wiped by the
+//! tables' allocator (see `crate::table_alloc`), so with this feature no table
+//! memory goes back to the system holding a value. What the allocator cannot
+//! reach is memory a value owns itself (a `Vec`'s buffer): that is wiped by
+//! these methods, or, for values dropped any other way, by a wipe-on-drop
+//! wrapper such as `zeroize::Zeroizing`.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
@@ -81,7 +83,8 @@ mod tests {
 
     use zeroize::Zeroize;
 
-    use crate::ShardedMap;
+    use crate::table_alloc::record_frees;
+    use crate::{ShardedMap, SnapshotMap};
 
     /// Records what it held when wiped, to prove the wipe ran on the stored value.
     #[derive(Clone)]
@@ -108,5 +111,87 @@ mod tests {
         let mut wiped = log.lock().unwrap().clone();
         wiped.sort();
         assert_eq!(wiped, vec![10, 20, 30, 40, 99]);
+    }
+
+    /// A value stored inline in the table, so that resizing copies its bytes.
+    /// With `u64` keys, neither engine's entries have padding, as
+    /// `record_frees` requires.
+    const SECRET: [u8; 32] = *b"mapguard test secret 0123456789!";
+
+    fn holds_secret(bytes: &[u8]) -> bool {
+        bytes.windows(SECRET.len()).any(|w| w == SECRET)
+    }
+
+    /// Enough entries to grow a one-shard table from 4 to 256 buckets (to 64
+    /// under Miri, where scanning every freed block is slow).
+    const FILLER: u64 = if cfg!(miri) { 40 } else { 200 };
+
+    #[test]
+    #[allow(unsafe_code)] // record_frees reads freed tables whole
+    fn no_table_freed_by_growing_or_shrinking_a_shard_keeps_a_secret() {
+        // SAFETY: entries of u64 keys and byte-array values have no padding.
+        let ((), freed) = unsafe {
+            record_frees(|| {
+                let map: ShardedMap<u64, [u8; 32]> = ShardedMap::builder().shards(1).build();
+                map.insert(0, SECRET);
+                for k in 1..=FILLER {
+                    map.insert(k, [0; 32]);
+                }
+                for k in 1..=FILLER {
+                    map.remove(&k); // shrinks automatically on the way down
+                }
+                map.shrink_to_fit();
+                assert_eq!(map.get_cloned(&0), Some(SECRET));
+                assert!(map.remove_zeroized(&0));
+            })
+        };
+        // The gap is real: old tables did hold the secret when freed...
+        let copies = freed.iter().filter(|b| holds_secret(&b.before)).count();
+        assert!(
+            copies >= 4,
+            "{copies} of {} freed tables held the secret",
+            freed.len()
+        );
+        // ...and none of them reached the system allocator with it.
+        for block in &freed {
+            assert!(
+                block.after.iter().all(|&b| b == 0),
+                "a table was freed unwiped"
+            );
+        }
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // record_frees reads freed tables whole
+    fn no_table_freed_by_snapshot_writes_keeps_a_secret() {
+        // SAFETY: entries of u64 keys and byte-array values have no padding.
+        let ((), freed) = unsafe {
+            record_frees(|| {
+                let map: SnapshotMap<u64, [u8; 32]> = SnapshotMap::new();
+                map.insert(0, SECRET);
+                // One draft, grown several times while it holds a copy of the secret.
+                map.write_batch(|tx| {
+                    for k in 1..=FILLER {
+                        tx.insert(k, [0; 32]);
+                    }
+                });
+                let older = map.snapshot();
+                assert_eq!(map.remove(&0), Some(SECRET));
+                map.clear();
+                assert_eq!(older.get(&0), Some(&SECRET)); // outlived the writes
+            })
+        };
+        let copies = freed.iter().filter(|b| holds_secret(&b.before)).count();
+        assert!(
+            copies >= 4,
+            "{copies} of {} freed tables held the secret",
+            freed.len()
+        );
+        for block in &freed {
+            assert!(
+                block.after.iter().all(|&b| b == 0),
+                "a table was freed unwiped"
+            );
+        }
     }
 }

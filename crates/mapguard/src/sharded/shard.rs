@@ -12,6 +12,7 @@ use hashbrown::HashTable;
 
 use crate::api::WouldBlock;
 use crate::sync::{RwLock, RwLockWriteGuard};
+use crate::table_alloc::TableAlloc;
 use crate::telemetry::recorder::{Probe, ShardTelemetry};
 
 /// Tables at or below this capacity are never shrunk automatically: shrinking a
@@ -34,7 +35,7 @@ pub(crate) fn slot_hash<K, V>(slot: &Slot<K, V>) -> u64 {
 
 /// The data under a shard's lock.
 pub(crate) struct Table<K, V> {
-    pub(crate) slots: HashTable<Slot<K, V>>,
+    pub(crate) slots: HashTable<Slot<K, V>, TableAlloc>,
     /// Source of entry versions: bumped by every write to any entry of the
     /// shard, never reset, so a version is never reused for the same key even
     /// across remove and re-insert (no ABA for `compare_and_update`).
@@ -72,7 +73,7 @@ pub(crate) struct Shard<K, V> {
 
 impl<K, V> Shard<K, V> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let slots = HashTable::with_capacity(capacity);
+        let slots = HashTable::with_capacity_in(capacity, TableAlloc::default());
         let cap = slots.capacity();
         Shard {
             lock: RwLock::new(Table {

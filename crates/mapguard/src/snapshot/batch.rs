@@ -9,6 +9,7 @@ use hashbrown::HashMap;
 
 use super::view::Versioned;
 use crate::api::Compute;
+use crate::table_alloc::TableAlloc;
 
 /// The changes of one [`write_batch`](super::SnapshotMap::write_batch): they
 /// become visible to readers together, when the closure returns (and not at
@@ -26,7 +27,7 @@ use crate::api::Compute;
 /// assert_eq!((s.get("alice"), s.get("bob")), (Some(&70), Some(&30)));
 /// ```
 pub struct Batch<'a, K, V, S> {
-    pub(super) map: &'a mut HashMap<K, Versioned<V>, S>,
+    pub(super) map: &'a mut HashMap<K, Versioned<V>, S, TableAlloc>,
     pub(super) clock: &'a mut u64,
     /// Whether anything changed: an unchanged draft is not published.
     pub(super) changed: bool,

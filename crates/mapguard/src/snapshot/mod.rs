@@ -28,6 +28,7 @@ use crate::api::{Compute, Conflict, WouldBlock};
 use crate::loader::{Backing, SingleFlight};
 use crate::reentry::{self, Entered};
 use crate::sync::Mutex;
+use crate::table_alloc::TableAlloc;
 use crate::DefaultHashBuilder;
 
 /// A map whose reads are wait-free lookups in an immutable snapshot and whose
@@ -147,7 +148,7 @@ impl<K, V, S> SnapshotMapBuilder<K, V, S> {
     pub fn build(self) -> SnapshotMap<K, V, S> {
         SnapshotMap {
             current: ArcSwap::from_pointee(Generation {
-                map: HashMap::with_hasher(self.hasher),
+                map: HashMap::with_hasher_in(self.hasher, TableAlloc::default()),
                 number: 0,
                 clock: 0,
             }),

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
+use crate::table_alloc::TableAlloc;
+
 /// An entry and the version of its last write.
 #[derive(Clone)]
 pub(crate) struct Versioned<V> {
@@ -17,7 +19,7 @@ pub(crate) struct Versioned<V> {
 /// One published state: never mutated after publication.
 #[derive(Clone)]
 pub(crate) struct Generation<K, V, S> {
-    pub(crate) map: HashMap<K, Versioned<V>, S>,
+    pub(crate) map: HashMap<K, Versioned<V>, S, TableAlloc>,
     /// How many publications preceded this one.
     pub(crate) number: u64,
     /// Source of entry versions, carried from generation to generation so a

@@ -206,12 +206,14 @@ mod tests {
     #[test]
     fn space_saving_keeps_the_heavy_hitter() {
         let mut s = SpaceSaving::default();
-        for i in 0..10_000u64 {
+        // Fewer offers under Miri, which interprets them thousands of times slower.
+        let offers: u64 = if cfg!(miri) { 3_000 } else { 10_000 };
+        for i in 0..offers {
             // Key 7 is a third of the traffic; the rest is spread over 1000 keys.
             s.offer(if i % 3 == 0 { 7 } else { 100 + i % 1000 });
         }
         let top = s.top();
         assert_eq!(top[0].hash, 7);
-        assert!(top[0].sampled_count >= 3334);
+        assert!(top[0].sampled_count >= offers.div_ceil(3));
     }
 }

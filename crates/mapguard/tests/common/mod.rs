@@ -202,6 +202,17 @@ impl Engine for SnapshotMap<u64, u64> {
     }
 }
 
+/// `native` normally and `miri` under Miri, whose interpreter is several
+/// thousand times slower: the same test with fewer iterations, so that
+/// `scripts/miri.sh` finishes in minutes.
+pub const fn scaled(native: u64, miri: u64) -> u64 {
+    if cfg!(miri) {
+        miri
+    } else {
+        native
+    }
+}
+
 /// Runs `f` on a thread and fails the test if it hasn't finished in `secs`:
 /// a deadlock becomes a failure instead of a hung test run.
 pub fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
