@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-const MAPS: [&str; 8] = [
+const MAPS: [&str; 9] = [
     "mapguard-sharded",
     "mapguard-snapshot",
+    "mapguard-readmostly",
     "dashmap",
     "papaya",
     "scc",
