@@ -108,6 +108,7 @@ impl MapVisitor for CountGets<'_> {
             s.insert(k, k);
         }
         s.finish();
+        map.loaded();
         measured_gets(&mut s, self.probe, self.n)
     }
 }

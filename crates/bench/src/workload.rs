@@ -183,6 +183,7 @@ fn prefilled<M: BenchMap>(plan: &Plan) -> M {
     }
     s.finish();
     drop(s);
+    map.loaded();
     map
 }
 
