@@ -315,11 +315,16 @@ impl<K, V> Edit<'_, K, V> {
     /// Removes the entry in slot `i` (retired), then shrinks when the table
     /// became mostly empty.
     pub(crate) fn remove(&mut self, i: usize) {
+        self.take(i);
+        self.maybe_shrink();
+    }
+
+    /// Empties the write table's slot `i` and retires its entry.
+    fn take(&mut self, i: usize) {
         let old = self.write_table().remove(i);
         // SAFETY: as in `replace`.
         unsafe { self.guard.retire(old) };
         self.writer.len -= 1;
-        self.maybe_shrink();
     }
 
     /// Inserts a key known to be absent (checked with [`locate`](Self::locate)
@@ -354,11 +359,9 @@ impl<K, V> Edit<'_, K, V> {
             })
             .map(|(i, _)| i)
             .collect();
+        // No migration now: the write table is the current one.
         for i in doomed {
-            let old = self.current().remove(i);
-            // SAFETY: as in `replace`.
-            unsafe { self.guard.retire(old) };
-            self.writer.len -= 1;
+            self.take(i);
         }
         self.maybe_shrink();
     }
