@@ -83,7 +83,7 @@ mod tests {
 
     use zeroize::Zeroize;
 
-    use crate::table_alloc::record_frees;
+    use crate::table_alloc::{record_frees, FreedBlock};
     use crate::{ShardedMap, SnapshotMap};
 
     /// Records what it held when wiped, to prove the wipe ran on the stored value.
@@ -122,6 +122,23 @@ mod tests {
         bytes.windows(SECRET.len()).any(|w| w == SECRET)
     }
 
+    /// The gap is real (old tables did hold the secret when freed, at least 4
+    /// of them), and none of them reached the system allocator with it.
+    fn assert_secret_was_copied_and_wiped(freed: &[FreedBlock]) {
+        let copies = freed.iter().filter(|b| holds_secret(&b.before)).count();
+        assert!(
+            copies >= 4,
+            "{copies} of {} freed tables held the secret",
+            freed.len()
+        );
+        for block in freed {
+            assert!(
+                block.after.iter().all(|&b| b == 0),
+                "a table was freed unwiped"
+            );
+        }
+    }
+
     /// Enough entries to grow a one-shard table from 4 to 256 buckets (to 64
     /// under Miri, where scanning every freed block is slow).
     const FILLER: u64 = if cfg!(miri) { 40 } else { 200 };
@@ -145,20 +162,7 @@ mod tests {
                 assert!(map.remove_zeroized(&0));
             })
         };
-        // The gap is real: old tables did hold the secret when freed...
-        let copies = freed.iter().filter(|b| holds_secret(&b.before)).count();
-        assert!(
-            copies >= 4,
-            "{copies} of {} freed tables held the secret",
-            freed.len()
-        );
-        // ...and none of them reached the system allocator with it.
-        for block in &freed {
-            assert!(
-                block.after.iter().all(|&b| b == 0),
-                "a table was freed unwiped"
-            );
-        }
+        assert_secret_was_copied_and_wiped(&freed);
     }
 
     #[test]
@@ -181,17 +185,6 @@ mod tests {
                 assert_eq!(older.get(&0), Some(&SECRET)); // outlived the writes
             })
         };
-        let copies = freed.iter().filter(|b| holds_secret(&b.before)).count();
-        assert!(
-            copies >= 4,
-            "{copies} of {} freed tables held the secret",
-            freed.len()
-        );
-        for block in &freed {
-            assert!(
-                block.after.iter().all(|&b| b == 0),
-                "a table was freed unwiped"
-            );
-        }
+        assert_secret_was_copied_and_wiped(&freed);
     }
 }

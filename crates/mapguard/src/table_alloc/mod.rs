@@ -28,10 +28,10 @@
 #[allow(unsafe_code)] // implementing `Allocator` is `unsafe`; see the module's SAFETY notes
 mod wiping;
 
-#[cfg(all(feature = "zeroize", test))]
-pub(crate) use self::wiping::record_frees;
 #[cfg(feature = "zeroize")]
 pub(crate) use self::wiping::WipingAlloc;
+#[cfg(all(feature = "zeroize", test))]
+pub(crate) use self::wiping::{record_frees, FreedBlock};
 
 /// The allocator of the tables that hold user values.
 #[cfg(feature = "zeroize")]

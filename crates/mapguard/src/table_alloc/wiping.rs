@@ -90,7 +90,7 @@ fn wipe(block: &mut [MaybeUninit<u8>]) {
 /// Test support: a per-thread record of the blocks this allocator frees, with
 /// their contents just before and just after the wipe.
 #[cfg(test)]
-pub(crate) use self::record::record_frees;
+pub(crate) use self::record::{record_frees, FreedBlock};
 
 #[cfg(test)]
 mod record {
