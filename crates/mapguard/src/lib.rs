@@ -28,8 +28,10 @@
 //!   per write while readers carry on, and a reader always sees each key's
 //!   latest committed value; a [`SnapshotMap`] publishes whole immutable copies.
 //! - **Reads that never block.** [`ReadMostlyMap`] reads take no lock and write
-//!   no shared memory (epoch-style reclamation by seize, the collector papaya
-//!   uses), so readers scale with cores and never wait for a writer.
+//!   no shared memory: its own epoch reclamation, where entering and leaving
+//!   a read are two plain stores to the thread's own record (the fence they
+//!   would need is paid by the rare reclaimer, with `membarrier`), so readers
+//!   scale with cores and never wait for a writer.
 //! - **Self-reporting.** [`ShardedMap::stats`] gives exact per-shard counts of
 //!   reads, writes and contended lock acquisitions, sampled wait and hold time
 //!   histograms, and the hottest keys; feature `prometheus` exports them.
@@ -100,15 +102,14 @@
 //! Every operation on one key is linearizable (tested against a Wing–Gong
 //! checker). The crate's `unsafe` code is the read-mostly engine's (raw entry
 //! pointers and their reclamation, also checked by loom models of its
-//! migration protocol) and the wiping table allocator of feature `zeroize`
+//! migration and epoch protocols) and the wiping table allocator of feature `zeroize`
 //! (`#![deny(unsafe_code)]` everywhere else). `scripts/miri.sh` runs the unit
 //! and integration tests under Miri, which checks that code and the
-//! dependencies' unsafe code (hashbrown, arc-swap, parking_lot, seize) for
+//! dependencies' unsafe code (hashbrown, arc-swap, parking_lot) for
 //! undefined behaviour and data races as the tests drive them;
 //! `scripts/tsan.sh` runs the multi-threaded ones under ThreadSanitizer, with
-//! the standard library instrumented too. Both report nothing; TSan runs with
-//! one suppression, for seize's internals, which synchronize through fences
-//! TSan does not model (Miri does, and covers them).
+//! the standard library instrumented too. Both report nothing, with nothing
+//! suppressed.
 //!
 //! Locks are not poisoned: a panicking closure leaves the map usable (the
 //! value may be half-updated by the closure itself). Calling *another* map
@@ -131,6 +132,10 @@ mod table_alloc;
 mod telemetry;
 
 pub use api::{Compute, Conflict, WouldBlock};
+/// The read-mostly engine's epoch protocol, for its loom model only.
+#[cfg(loom)]
+#[doc(hidden)]
+pub use read_mostly::epoch::Domain as LoomEpochDomain;
 pub use read_mostly::{ReadMostlyMap, ReadMostlyMapBuilder};
 pub use sharded::{Iter, ShardedMap, ShardedMapBuilder};
 pub use snapshot::{Batch, Snapshot, SnapshotMap, SnapshotMapBuilder, SnapshotStats};

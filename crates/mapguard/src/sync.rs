@@ -13,9 +13,9 @@
 //! waits on `&mut guard`), emulated over loom's std-like one.
 
 #[cfg(not(loom))]
-pub(crate) use parking_lot::{Condvar, Mutex, RwLock, RwLockWriteGuard};
+pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockWriteGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicUsize};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
 
 #[cfg(not(loom))]
 pub(crate) fn current_thread_id() -> std::thread::ThreadId {
@@ -23,9 +23,11 @@ pub(crate) fn current_thread_id() -> std::thread::ThreadId {
 }
 
 #[cfg(loom)]
-pub(crate) use self::loom_shim::{current_thread_id, Condvar, Mutex, RwLock, RwLockWriteGuard};
+pub(crate) use self::loom_shim::{
+    current_thread_id, Condvar, Mutex, MutexGuard, RwLock, RwLockWriteGuard,
+};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicUsize};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
 
 #[cfg(loom)]
 mod loom_shim {
@@ -140,4 +142,14 @@ mod loom_shim {
     }
 
     pub(crate) type RwLockWriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
+}
+
+/// A sequentially consistent fence (loom's under loom, which models `SeqCst`
+/// fences exactly).
+#[inline]
+pub(crate) fn fence_seq_cst() {
+    #[cfg(not(loom))]
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    #[cfg(loom)]
+    loom::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
 }

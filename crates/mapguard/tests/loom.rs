@@ -303,3 +303,70 @@ fn read_mostly_write_then_read_after_join() {
         assert_eq!(map.get_cloned(&4), Some(40));
     });
 }
+
+/// The read-mostly engine's epoch reclamation, in its fence form (loom models
+/// `SeqCst` fences exactly; membarrier only moves the reader's fence to the
+/// reclaimer's call): a reader that pins twice, loading a shared pointer each
+/// time, races a writer that replaces the object, seals it, seals again until
+/// the stamp expires, and then "frees" it (a write to the object loom would
+/// report as racing any read that is not ordered before it). Removing the
+/// reader's fence in `enter`, or the heavy barrier in `seal`, fails this.
+#[test]
+fn epoch_never_frees_what_a_reader_holds() {
+    use loom::cell::UnsafeCell;
+    use loom::sync::atomic::{AtomicPtr, Ordering::AcqRel, Ordering::Acquire};
+    use mapguard::LoomEpochDomain;
+
+    bounded(3, || {
+        let domain = Arc::new(LoomEpochDomain::new());
+        let first = Box::into_raw(Box::new(UnsafeCell::new(1u32)));
+        let slot = Arc::new(AtomicPtr::new(first));
+        let reader = {
+            let (domain, slot) = (Arc::clone(&domain), Arc::clone(&slot));
+            thread::spawn(move || {
+                let record = domain.register();
+                let mut seen = Vec::new();
+                for _ in 0..2 {
+                    domain.enter(record);
+                    let p = slot.load(Acquire);
+                    // SAFETY: loaded under `enter`; the model checks the claim.
+                    seen.push(unsafe { (*p).with(|v| *v) });
+                    domain.leave(record);
+                }
+                domain.release(record);
+                seen
+            })
+        };
+        // Another shard's writer sealing its own garbage advances the epoch too.
+        let sealer = {
+            let domain = Arc::clone(&domain);
+            thread::spawn(move || {
+                domain.seal();
+            })
+        };
+        let second = Box::into_raw(Box::new(UnsafeCell::new(2u32)));
+        let old = slot.swap(second, AcqRel);
+        let stamp = domain.seal();
+        for _ in 0..2 {
+            if domain.expired(stamp) {
+                break;
+            }
+            domain.seal();
+        }
+        if domain.expired(stamp) {
+            // SAFETY: the stamp expired: no reader can hold `old` now.
+            unsafe { (*old).with_mut(|v| *v = 0) };
+        }
+        let seen = reader.join().unwrap();
+        sealer.join().unwrap();
+        assert!(
+            seen.iter().all(|&v| v == 1 || v == 2),
+            "read a freed object: {seen:?}"
+        );
+        // SAFETY: every thread is done.
+        unsafe {
+            drop(Box::from_raw(old));
+            drop(Box::from_raw(slot.load(Acquire)));
+        }
+    });
+}

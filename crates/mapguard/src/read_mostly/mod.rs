@@ -2,7 +2,7 @@
 //! incremental, cooperative resizing (see `shard.rs` for the migration
 //! protocol, `table.rs` for the table and the reader's search).
 //!
-//! A read hashes the key, enters a seize guard (thread-local, no fence), loads
+//! A read hashes the key, pins the epoch (two thread-local stores, no fence), loads
 //! the shard's table and probes it: it takes no lock and writes nothing
 //! shared (telemetry counts reads by sampling, one shared add in 256 reads per
 //! thread). A write takes its shard's writer lock, publishes new immutable
@@ -11,6 +11,7 @@
 //! detection for write closures, telemetry) is shared with the other engines.
 
 mod builder;
+pub(crate) mod epoch;
 mod reclaim;
 mod shard;
 mod table;
@@ -25,7 +26,6 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 
 pub use self::builder::ReadMostlyMapBuilder;
-use self::reclaim::Reclaimer;
 use self::shard::Edit;
 pub(crate) use self::shard::Shard;
 use self::table::Entry;
@@ -77,9 +77,6 @@ pub struct ReadMostlyMap<K, V, S = DefaultHashBuilder> {
     id: u64,
     telemetry: bool,
     flights: SingleFlight<K, V>,
-    /// Declared after `shards`: dropping it frees what was retired, after
-    /// `Drop` freed what was live.
-    reclaimer: Reclaimer,
     /// The map owns its entries (for drop check; they hang off raw pointers).
     _owns: PhantomData<Box<Entry<K, V>>>,
 }
@@ -141,7 +138,6 @@ impl<K, V, S> ReadMostlyMap<K, V, S> {
             id: reentry::next_map_id(),
             telemetry,
             flights: SingleFlight::new(negative_ttl),
-            reclaimer: Reclaimer::new(),
             _owns: PhantomData,
         }
     }
@@ -256,14 +252,14 @@ where
                 .fetch_add(u64::from(SAMPLE_EVERY), Relaxed);
             shard.telemetry.offer_hot(hash);
         }
-        let guard = self.reclaimer.enter();
+        let guard = reclaim::pin();
         f(shard.table(&guard).find(&guard, hash, key))
     }
 
     fn write<R>(&self, op: &'static str, hash: u64, f: impl FnOnce(&mut Edit<'_, K, V>) -> R) -> R {
         let entered = Entered::blocking(self.id, op);
         self.shard_of(hash)
-            .write(self.probe(&entered, Some(hash)), &self.reclaimer, f)
+            .write(self.probe(&entered, Some(hash)), f)
     }
 
     fn try_write<R>(
@@ -274,14 +270,14 @@ where
     ) -> Result<R, WouldBlock> {
         let entered = Entered::non_blocking(self.id, op);
         self.shard_of(hash)
-            .try_write(self.probe(&entered, Some(hash)), &self.reclaimer, f)
+            .try_write(self.probe(&entered, Some(hash)), f)
     }
 
     /// Runs `f` on every shard under its writer lock, one at a time.
     fn write_each_shard(&self, op: &'static str, mut f: impl FnMut(&mut Edit<'_, K, V>)) {
         for shard in self.shards.iter() {
             let entered = Entered::blocking(self.id, op);
-            shard.write(self.probe(&entered, None), &self.reclaimer, &mut f);
+            shard.write(self.probe(&entered, None), &mut f);
         }
     }
 
@@ -714,7 +710,7 @@ where
 
     pub(crate) fn snapshot_shard(&self, index: usize) -> Vec<(K, V)> {
         let entered = Entered::blocking(self.id, "ReadMostlyMap::iter");
-        self.shards[index].write(self.probe(&entered, None), &self.reclaimer, |e| {
+        self.shards[index].write(self.probe(&entered, None), |e| {
             let mut pairs = Vec::with_capacity(e.len());
             e.for_each(|entry| pairs.push((entry.key.clone(), entry.value.clone())));
             pairs
@@ -915,7 +911,6 @@ impl<K, V, S> Drop for ReadMostlyMap<K, V, S> {
             // but reads only their telemetry and length mirrors.
             unsafe { shard.free_all() };
         }
-        // `reclaimer` drops next and frees everything retired.
     }
 }
 

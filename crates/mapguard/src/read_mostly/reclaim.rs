@@ -1,118 +1,155 @@
-//! Memory reclamation for the read-mostly engine: seize (the collector papaya
-//! uses), or, under `--cfg loom`, a stand-in that frees nothing until the map
-//! is dropped.
+//! Memory reclamation for the read-mostly engine: readers pin the process-wide
+//! epoch (`epoch.rs`); writers retire what they unlink into their shard's
+//! [`Garbage`], under the shard's writer lock, which seals it in bags and frees
+//! a bag two epochs later, after the lock is released.
 //!
-//! seize is chosen over crossbeam-epoch because entering a guard costs no
-//! memory fence on Linux (it uses `membarrier` to move the fence cost to the
-//! rare reclaiming thread), which is what keeps a read from writing or fencing
-//! anything shared. loom cannot see inside seize, so the loom models check the
-//! engine's own protocol (publication, migration, forwarding) with reclamation
-//! deferred to the end of each execution, which is always safe.
+//! Under `--cfg loom` a guard is a plain acquire load and garbage is freed only
+//! with the map, which is always safe: the loom models of the engine check its
+//! own protocol (publication, migration, forwarding), and the epoch protocol
+//! has a model of its own.
+
+use std::collections::VecDeque;
+
+#[cfg(loom)]
+pub(crate) use self::loom_guard::{pin, Guard};
+#[cfg(not(loom))]
+pub(crate) use super::epoch::global::{pin, Guard};
+
+/// Objects a writer retires before it seals them in a bag. Each seal costs a
+/// process-wide barrier (~0.7 us here), so this spreads it to ~10 ns a write,
+/// while a shard holds at most a few bags of garbage.
+const BATCH: usize = 64;
+
+/// A retired heap object and how to free it.
+struct Retired {
+    ptr: *mut (),
+    free: unsafe fn(*mut ()),
+}
+
+impl Retired {
+    /// Runs the destructor and frees the memory.
+    ///
+    /// # Safety
+    /// No reader can reach the object any more, and this runs once.
+    unsafe fn free(self) {
+        // SAFETY: the caller's contract; `free` matches the allocation.
+        unsafe { (self.free)(self.ptr) }
+    }
+}
+
+/// What one shard's writer retired and has not freed yet.
+pub(crate) struct Garbage {
+    /// Retired since the last seal.
+    pending: Vec<Retired>,
+    /// Sealed bags with their stamps, oldest first.
+    sealed: VecDeque<(u64, Vec<Retired>)>,
+}
+
+/// Bags whose readers are gone: dropping this frees them (do it after
+/// releasing the writer lock: destructors run here).
+#[must_use]
+pub(crate) struct Freed(Vec<Vec<Retired>>);
+
+impl Drop for Freed {
+    fn drop(&mut self) {
+        for retired in self.0.drain(..).flatten() {
+            // SAFETY: the bag expired: every reader that could reach it left.
+            unsafe { retired.free() };
+        }
+    }
+}
+
+impl Garbage {
+    pub(crate) fn new() -> Self {
+        Garbage {
+            pending: Vec::new(),
+            sealed: VecDeque::new(),
+        }
+    }
+
+    /// Frees `ptr` (a `Box`) once no reader that might have loaded it is left.
+    ///
+    /// # Safety
+    /// `ptr` came from `Box::into_raw`, is retired once, and is already
+    /// unreachable for readers that start from now on.
+    pub(crate) unsafe fn retire<T>(&mut self, ptr: *mut T) {
+        unsafe fn free<T>(ptr: *mut ()) {
+            // SAFETY: `ptr` is the `Box<T>` passed to `retire`.
+            drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
+        }
+        self.pending.push(Retired {
+            ptr: ptr.cast(),
+            free: free::<T>,
+        });
+    }
+
+    /// After a write: seals the pending objects when there are enough of them,
+    /// and hands over the bags that may be freed now.
+    pub(crate) fn collect(&mut self) -> Freed {
+        if cfg!(loom) {
+            return Freed(Vec::new());
+        }
+        if self.pending.len() >= BATCH {
+            let stamp = seal();
+            self.sealed
+                .push_back((stamp, std::mem::take(&mut self.pending)));
+        }
+        let mut freed = Vec::new();
+        while let Some(&(stamp, _)) = self.sealed.front() {
+            if !expired(stamp) {
+                break;
+            }
+            freed.extend(self.sealed.pop_front().map(|(_, bag)| bag));
+        }
+        Freed(freed)
+    }
+
+    /// Frees everything now.
+    ///
+    /// # Safety
+    /// No reader can be inside the map: it is being dropped.
+    pub(crate) unsafe fn free_all(&mut self) {
+        let bags = self.sealed.drain(..).map(|(_, bag)| bag);
+        drop(Freed(
+            bags.chain([std::mem::take(&mut self.pending)]).collect(),
+        ));
+    }
+}
+
+impl Drop for Garbage {
+    fn drop(&mut self) {
+        // SAFETY: a shard's garbage is dropped with the shard, after the map
+        // (no reader can be inside it).
+        unsafe { self.free_all() }
+    }
+}
 
 #[cfg(not(loom))]
-mod imp {
-    use std::sync::atomic::{AtomicPtr, Ordering::Acquire};
+use super::epoch::global::{expired, seal};
 
-    use seize::Guard as _;
-
-    /// Owns everything retired by one map.
-    pub(crate) struct Reclaimer(seize::Collector);
-
-    /// Keeps every pointer loaded through it valid while it lives.
-    pub(crate) struct Guard<'a>(seize::LocalGuard<'a>);
-
-    impl Reclaimer {
-        pub(crate) fn new() -> Self {
-            Reclaimer(seize::Collector::new())
-        }
-
-        #[inline]
-        pub(crate) fn enter(&self) -> Guard<'_> {
-            Guard(self.0.enter())
-        }
-    }
-
-    impl Guard<'_> {
-        /// Loads `ptr` so that what it points to stays allocated for the guard's
-        /// life, even if it is retired meanwhile.
-        #[inline]
-        pub(crate) fn protect<T>(&self, ptr: &AtomicPtr<T>) -> *mut T {
-            self.0.protect(ptr, Acquire)
-        }
-
-        /// Frees `ptr` (a `Box`) once no guard that might have loaded it is left.
-        ///
-        /// # Safety
-        /// `ptr` came from `Box::into_raw`, is retired once, and is no longer
-        /// reachable from the map for any guard entered after this call.
-        pub(crate) unsafe fn retire<T>(&self, ptr: *mut T) {
-            // SAFETY: the caller's contract is seize's `defer_retire` contract,
-            // and `boxed` matches the allocation.
-            unsafe { self.0.defer_retire(ptr, seize::reclaim::boxed) }
-        }
-    }
+#[cfg(loom)]
+fn seal() -> u64 {
+    unreachable!("garbage is kept until the map drops under loom")
 }
 
 #[cfg(loom)]
-mod imp {
+fn expired(_stamp: u64) -> bool {
+    false
+}
+
+#[cfg(loom)]
+mod loom_guard {
     use loom::sync::atomic::{AtomicPtr, Ordering::Acquire};
 
-    /// Collects everything retired and frees it when the map is dropped.
-    pub(crate) struct Reclaimer {
-        retired: std::sync::Mutex<Vec<Retired>>,
+    pub(crate) struct Guard;
+
+    pub(crate) fn pin() -> Guard {
+        Guard
     }
 
-    struct Retired {
-        ptr: *mut (),
-        free: unsafe fn(*mut ()),
-    }
-
-    // SAFETY: retired objects are only freed, by whichever thread drops the map,
-    // and the map is only `Send`/`Sync` when its keys and values are.
-    unsafe impl Send for Retired {}
-
-    pub(crate) struct Guard<'a>(&'a Reclaimer);
-
-    impl Reclaimer {
-        pub(crate) fn new() -> Self {
-            Reclaimer {
-                retired: std::sync::Mutex::new(Vec::new()),
-            }
-        }
-
-        pub(crate) fn enter(&self) -> Guard<'_> {
-            Guard(self)
-        }
-    }
-
-    impl Guard<'_> {
+    impl Guard {
         pub(crate) fn protect<T>(&self, ptr: &AtomicPtr<T>) -> *mut T {
             ptr.load(Acquire)
         }
-
-        /// # Safety
-        /// As seize's version: `ptr` came from `Box::into_raw`, retired once.
-        pub(crate) unsafe fn retire<T>(&self, ptr: *mut T) {
-            unsafe fn free<T>(ptr: *mut ()) {
-                // SAFETY: `ptr` is the `Box<T>` passed to `retire`.
-                drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
-            }
-            let retired = Retired {
-                ptr: ptr.cast(),
-                free: free::<T>,
-            };
-            self.0.retired.lock().unwrap().push(retired);
-        }
-    }
-
-    impl Drop for Reclaimer {
-        fn drop(&mut self) {
-            for r in self.retired.get_mut().unwrap().drain(..) {
-                // SAFETY: each retired pointer is freed once, after every guard is gone.
-                unsafe { (r.free)(r.ptr) }
-            }
-        }
     }
 }
-
-pub(crate) use imp::{Guard, Reclaimer};

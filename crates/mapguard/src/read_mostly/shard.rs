@@ -44,10 +44,10 @@ use std::ptr;
 use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::time::Instant;
 
-use super::reclaim::{Guard, Reclaimer};
+use super::reclaim::{Garbage, Guard};
 use super::table::{max_used, Entry, Table};
 use crate::api::WouldBlock;
-use crate::sync::{AtomicPtr, AtomicUsize, Mutex};
+use crate::sync::{AtomicPtr, AtomicUsize, Mutex, MutexGuard};
 use crate::telemetry::recorder::{Probe, ShardTelemetry};
 
 /// Writes to a shard within which a migration finishes (bigger tables move
@@ -98,10 +98,12 @@ pub(crate) struct Writer<K, V> {
     /// version never repeats for a key (no ABA for `compare_and_update`).
     clock: u64,
     writes: u64,
+    /// What this shard's writes retired and readers may still hold.
+    garbage: Garbage,
 }
 
-// SAFETY: the raw pointer is the migration target, owned by the shard and only
-// used under the writer lock.
+// SAFETY: the raw pointers (the migration target, retired objects) are owned by
+// the shard and only used under the writer lock.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for Writer<K, V> {}
 
 pub(crate) struct Shard<K, V> {
@@ -126,6 +128,7 @@ impl<K, V> Shard<K, V> {
                 len: 0,
                 clock: 0,
                 writes: 0,
+                garbage: Garbage::new(),
             }),
             len: AtomicUsize::new(0),
             capacity: AtomicUsize::new(entries_for(slots)),
@@ -143,69 +146,60 @@ impl<K, V> Shard<K, V> {
 
     /// The table a reader starts from.
     #[inline]
-    pub(crate) fn table<'g>(&self, guard: &'g Guard<'_>) -> &'g Table<K, V> {
+    pub(crate) fn table<'g>(&self, guard: &'g Guard) -> &'g Table<K, V> {
         // SAFETY: the current table is retired only after being replaced, and
         // `guard` keeps retired tables allocated.
         unsafe { &*guard.protect(&self.current) }
     }
 
     /// Runs `f` with the writer lock held, waiting for it if needed.
-    pub(crate) fn write<R>(
-        &self,
-        probe: Probe,
-        reclaimer: &Reclaimer,
-        f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
-    ) -> R {
-        // Entered before the lock so that it is dropped after the unlock: leaving
-        // it may free retired entries (running their destructors), which must
-        // not lengthen the lock hold.
-        let guard = reclaimer.enter();
-        let mut writer = match self.writer.try_lock() {
+    pub(crate) fn write<R>(&self, probe: Probe, f: impl FnOnce(&mut Edit<'_, K, V>) -> R) -> R {
+        let writer = match self.writer.try_lock() {
             Some(writer) => {
                 self.telemetry.uncontended(probe);
                 writer
             }
             None => self.telemetry.contended(probe, || self.writer.lock()),
         };
-        self.edit(probe, &guard, &mut writer, f)
+        self.edit(probe, writer, f)
     }
 
     /// Runs `f` with the writer lock held if it can be had without waiting.
     pub(crate) fn try_write<R>(
         &self,
         probe: Probe,
-        reclaimer: &Reclaimer,
         f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
     ) -> Result<R, WouldBlock> {
-        let guard = reclaimer.enter(); // before the lock, as in `write`
-        let Some(mut writer) = self.writer.try_lock() else {
+        let Some(writer) = self.writer.try_lock() else {
             if probe.telemetry {
                 self.telemetry.contended.fetch_add(1, Relaxed);
             }
             return Err(WouldBlock);
         };
         self.telemetry.uncontended(probe);
-        Ok(self.edit(probe, &guard, &mut writer, f))
+        Ok(self.edit(probe, writer, f))
     }
 
     fn edit<R>(
         &self,
         probe: Probe,
-        guard: &Guard<'_>,
-        writer: &mut Writer<K, V>,
+        mut writer: MutexGuard<'_, Writer<K, V>>,
         f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
     ) -> R {
         let held: Option<Instant> = self.telemetry.held_since(probe);
         writer.writes += u64::from(probe.telemetry);
         let mut edit = Edit {
             shard: self,
-            writer,
-            guard,
+            writer: &mut writer,
         };
         edit.migrate_step();
         let result = f(&mut edit);
         drop(edit);
+        let freed = writer.garbage.collect();
         self.telemetry.record_hold(held);
+        drop(writer);
+        // Destructors of freed entries run here, outside the lock.
+        drop(freed);
         result
     }
 
@@ -215,6 +209,9 @@ impl<K, V> Shard<K, V> {
     /// No operation on the shard may be in progress or start later: the map
     /// is being dropped. (Its telemetry and mirrors stay readable.)
     pub(crate) unsafe fn free_all(&self) {
+        let mut writer = self.writer.lock();
+        // SAFETY: the caller's contract: no reader is left.
+        unsafe { writer.garbage.free_all() };
         let mut table = self.current.load(Relaxed);
         while !table.is_null() {
             // SAFETY: nothing else can reach the shard; the tables on the `next`
@@ -234,7 +231,6 @@ impl<K, V> Shard<K, V> {
 pub(crate) struct Edit<'a, K, V> {
     shard: &'a Shard<K, V>,
     writer: &'a mut Writer<K, V>,
-    guard: &'a Guard<'a>,
 }
 
 impl<K, V> Drop for Edit<'_, K, V> {
@@ -308,7 +304,7 @@ impl<K, V> Edit<'_, K, V> {
         }));
         let old = self.write_table().replace(i, new);
         // SAFETY: `old` was live and is now unreachable for new readers.
-        unsafe { self.guard.retire(old) };
+        unsafe { self.writer.garbage.retire(old) };
         version
     }
 
@@ -323,7 +319,7 @@ impl<K, V> Edit<'_, K, V> {
     fn take(&mut self, i: usize) {
         let old = self.write_table().remove(i);
         // SAFETY: as in `replace`.
-        unsafe { self.guard.retire(old) };
+        unsafe { self.writer.garbage.retire(old) };
         self.writer.len -= 1;
     }
 
@@ -389,20 +385,14 @@ impl<K, V> Edit<'_, K, V> {
             // until now, unreachable for new readers after the swap.
             let t = unsafe { &*table };
             for (_, entry) in t.live() {
-                unsafe { self.guard.retire(entry) };
+                unsafe { self.writer.garbage.retire(entry) };
             }
             let next = t.next.load(Relaxed);
-            unsafe { self.guard.retire(table) };
+            unsafe { self.writer.garbage.retire(table) };
             table = next;
         }
-        *self.writer = Writer {
-            target: ptr::null_mut(),
-            moved: 0,
-            used: 0,
-            len: 0,
-            clock: self.writer.clock,
-            writes: self.writer.writes,
-        };
+        let w = &mut *self.writer;
+        (w.target, w.moved, w.used, w.len) = (ptr::null_mut(), 0, 0, 0);
     }
 
     /// Migrates to a table sized for the current entries.
@@ -489,12 +479,12 @@ impl<K, V> Edit<'_, K, V> {
         // SAFETY: the old table is unreachable for readers entering from now on
         // (they start at `current`); readers inside it reach everything through
         // its `next`, the new current table, which stays.
-        unsafe { self.guard.retire(old) };
+        unsafe { self.writer.garbage.retire(old) };
     }
 }
 
 /// For tests: whether `shard` is between tables right now.
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) fn migrating<K, V>(shard: &Shard<K, V>) -> bool {
     !shard.writer.lock().target.is_null()
 }

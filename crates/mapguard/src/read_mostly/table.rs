@@ -111,7 +111,7 @@ impl<K, V> Table<K, V> {
     /// inserted there; so the search goes on there when this table's probe ends.
     pub(crate) fn find<'g, Q>(
         &'g self,
-        guard: &'g Guard<'_>,
+        guard: &'g Guard,
         hash: u64,
         key: &Q,
     ) -> Option<&'g Entry<K, V>>

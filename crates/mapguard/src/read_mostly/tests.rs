@@ -184,3 +184,52 @@ fn readers_racing_migrations_read_only_committed_entries() {
         });
     });
 }
+
+/// Replaced values are freed while the map lives, once no reader can hold
+/// them: garbage does not pile up. (Other tests' readers pin the same
+/// process-wide epoch, so this waits for the count to drop instead of
+/// expecting it at once.)
+#[test]
+fn replaced_values_are_freed_while_the_map_lives() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+    struct Counted;
+    impl Counted {
+        fn new() -> Self {
+            LIVE.fetch_add(1, SeqCst);
+            Counted
+        }
+    }
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            Counted::new()
+        }
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            LIVE.fetch_sub(1, SeqCst);
+        }
+    }
+    let map: ReadMostlyMap<u64, Counted> = ReadMostlyMap::builder().shards(1).build();
+    let keys = 64;
+    let writes = sized(20_000);
+    for _ in 0..writes / keys {
+        for k in 0..keys {
+            drop(map.insert(k, Counted::new()));
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let bound = keys as usize * 8;
+    while LIVE.load(SeqCst) > bound && std::time::Instant::now() < deadline {
+        for k in 0..keys {
+            drop(map.insert(k, Counted::new()));
+        }
+    }
+    let live = LIVE.load(SeqCst);
+    assert!(
+        live <= bound,
+        "{live} values alive for {keys} keys after {writes} writes"
+    );
+    drop(map);
+    assert_eq!(LIVE.load(SeqCst), 0);
+}
