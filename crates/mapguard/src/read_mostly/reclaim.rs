@@ -91,8 +91,8 @@ impl Garbage {
         }
         if self.pending.len() >= BATCH {
             let stamp = seal();
-            self.sealed
-                .push_back((stamp, std::mem::take(&mut self.pending)));
+            let bag = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
+            self.sealed.push_back((stamp, bag));
         }
         let mut freed = Vec::new();
         while let Some(&(stamp, _)) = self.sealed.front() {

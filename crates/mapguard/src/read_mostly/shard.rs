@@ -36,9 +36,10 @@
 //! probes the old table to its end before the new one. Only writes move
 //! slots, so a read-mostly map whose last burst of writes started a migration
 //! pays that for as long as it is only read (after filling 32k keys into 8
-//! shards, 3 shards were still migrating); so a migration is sized to finish
-//! within [`MIGRATION_WRITES`] writes to its shard, and `shrink_to_fit`
-//! finishes any at once (worth calling after a bulk load).
+//! shards, 3 shards were still migrating); so a small table's migration
+//! finishes within [`MIGRATION_WRITES`] writes to its shard (a big one's
+//! steps are capped, for write latency), and `shrink_to_fit` finishes any at
+//! once (worth calling after a bulk load).
 
 use std::ptr;
 use std::sync::atomic::Ordering::{Relaxed, Release};
@@ -58,9 +59,10 @@ const MIGRATION_WRITES: usize = 16;
 const MIN_MIGRATE_STEP: usize = 32;
 
 /// Most old-table slots one write moves, so no write pauses long however big
-/// the table: moving 1024 slots takes a few microseconds, below the insert
-/// tail (p99.9) of papaya's copying resize in the bench.
-const MAX_MIGRATE_STEP: usize = 1024;
+/// the table. Each move writes a random slot of the new table, often on a
+/// page not yet mapped in: with 1024 a step, 1 insert in 100 took over 15 us
+/// (p99, single thread, bench VM); with 64, 8 us.
+const MAX_MIGRATE_STEP: usize = 64;
 
 /// Old-table slots each write moves while migrating a table of `capacity`.
 fn slots_per_write(capacity: usize) -> usize {
@@ -416,11 +418,17 @@ impl<K, V> Edit<'_, K, V> {
         }
     }
 
+    /// Shrinks once the table is less than a sixteenth full. Growth leaves a
+    /// table between an eighth and a quarter full, so this keeps a factor of
+    /// two between the two: at an eighth, a map whose size hovered around a
+    /// power of two grew and shrank on alternate writes (seen in the bench:
+    /// 4,096 entries a shard, a 32k-slot table after growing, shrunk by the
+    /// next removal, grown by the next insert).
     fn maybe_shrink(&mut self) {
         let capacity = self.current().capacity();
         if self.target().is_none()
             && capacity > MIN_AUTO_SHRINK_CAPACITY
-            && self.writer.len < capacity / 8
+            && self.writer.len < capacity / 16
         {
             self.start_migration(capacity_for(self.writer.len));
         }

@@ -1,33 +1,41 @@
 //! One open-addressing table of the read-mostly engine and the reader's search.
 //!
-//! A slot is one atomic pointer to an immutable, heap-allocated [`Entry`].
-//! Writers (one per shard at a time, under the shard's writer lock) never
-//! change an entry in place: they publish a new one with a release store of
-//! the slot and retire the old one through the reclaimer, so a reader that
-//! loaded a pointer reads a whole, committed entry. Linear probing; a slot is
-//! one of:
+//! Slot `i` is a tag byte `tags[i]` and an atomic pointer `slots[i]` to an
+//! immutable, heap-allocated [`Entry`]. Writers (one per shard at a time,
+//! under the shard's writer lock) never change an entry in place: they publish
+//! a new one with a release store of the slot and retire the old one through
+//! the reclaimer, so a reader that loaded a pointer reads a whole, committed
+//! entry. Linear probing; a slot's pointer is one of:
 //!
-//! - null: never used; a probe for any key ends here;
+//! - null: never used;
 //! - the tombstone marker: its entry was removed; probes continue past it;
 //! - the moved marker: (only in a table being migrated away from) its entry
 //!   now lives in the table's `next` table; probes continue past it;
-//! - an entry pointer, carrying 3 bits of the key's hash in its low bits
-//!   (entries are 8-aligned, so those bits are free).
+//! - an entry pointer.
 //!
-//! Why tagged pointers: a slot of 8 bytes instead of a (hash, pointer) pair of
-//! 16 halves the table a read walks through, and the tag still lets a probe
-//! skip 7 in 8 slots of other keys without touching their entries. With 16-byte
-//! slots, random reads of a 32k-entry map took ~45 ns against papaya's ~25 ns;
-//! the footprint, not instructions, made the difference. The full hash lives
-//! in the entry, for the writer's migrations (no user `Hash` code under the
-//! lock). See `shard.rs` for the migration protocol.
+//! The tag byte is [`EMPTY`] until the slot is first used; a writer stores the
+//! key's tag (7 bits of its hash) before it publishes the pointer, and a tag
+//! never returns to `EMPTY`. A reader walks the tag bytes: it stops at `EMPTY`
+//! (every slot of a key's probe sequence before the key's own was in use when
+//! the key was written), and loads a pointer only where the tag matches, which
+//! a slot of another key does 1 time in 128.
+//!
+//! Why a separate tag array: a table's tags are an eighth of its pointers, so
+//! a lookup of an absent key, which reads only tags, stays in a small, mostly
+//! cached array, and a present key's pointer load can start while its tag
+//! loads. With the tag in the pointer's low bits instead (one array of 8-byte
+//! slots), random lookups of a 32k-entry map's absent keys took ~18 ns against
+//! papaya's ~18 ns (its layout is the same as this one); the footprint, not
+//! instructions, made the difference. The full hash lives in the entry, for
+//! the writer's migrations (no user `Hash` code under the lock). See
+//! `shard.rs` for the migration protocol.
 
 use std::borrow::Borrow;
 use std::ptr;
-use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::reclaim::Guard;
-use crate::sync::AtomicPtr;
+use crate::sync::{AtomicPtr, AtomicU8};
 
 /// A committed key-value pair. Never mutated after publication.
 pub(crate) struct Entry<K, V> {
@@ -37,10 +45,6 @@ pub(crate) struct Entry<K, V> {
     /// From the shard's clock: changes with every write of the key.
     pub(crate) version: u64,
 }
-
-/// The low bits of an entry pointer that carry a hash tag.
-const TAG_BITS: usize = 0b111;
-const _: () = assert!(std::mem::align_of::<Entry<(), ()>>() > TAG_BITS);
 
 /// A removed entry's slot (a marker: its address bits are clear).
 fn tombstone<K, V>() -> *mut Entry<K, V> {
@@ -52,23 +56,19 @@ fn moved<K, V>() -> *mut Entry<K, V> {
     ptr::without_provenance_mut(2)
 }
 
-/// The hash bits a slot carries: the top three, independent of the low bits
-/// that pick the slot and the bits that pick the shard.
-fn tag(hash: u64) -> usize {
-    (hash >> 61) as usize
+/// The tag byte of a slot never used.
+const EMPTY: u8 = 0;
+
+/// The tag byte of a slot holding (or once holding) a key with this hash: the
+/// top seven bits, independent of the low bits that pick the slot and the
+/// bits below the top seven that pick the shard.
+fn tag(hash: u64) -> u8 {
+    0x80 | (hash >> 57) as u8
 }
 
 /// Whether a slot value points to an entry (not null or a marker).
 fn is_entry<K, V>(p: *mut Entry<K, V>) -> bool {
-    p.addr() & !TAG_BITS != 0
-}
-
-fn tagged<K, V>(entry: *mut Entry<K, V>, hash: u64) -> *mut Entry<K, V> {
-    entry.map_addr(|a| a | tag(hash))
-}
-
-fn untagged<K, V>(p: *mut Entry<K, V>) -> *mut Entry<K, V> {
-    p.map_addr(|a| a & !TAG_BITS)
+    p.addr() > 2
 }
 
 /// Most slots a table may have in use (entries, tombstones and moved markers)
@@ -78,10 +78,60 @@ pub(crate) fn max_used(capacity: usize) -> usize {
 }
 
 pub(crate) struct Table<K, V> {
+    tags: Box<[AtomicU8]>,
     slots: Box<[AtomicPtr<Entry<K, V>>]>,
     /// The table this one is being (or was) migrated to; null until a
     /// migration starts, never changed after.
     pub(crate) next: AtomicPtr<Table<K, V>>,
+}
+
+/// `len` atomics that start as zero bits: null pointers, [`EMPTY`] tags.
+///
+/// Why zeroed memory instead of writing each slot: the allocator hands a big
+/// table fresh zero pages, mapped in only as a migration first touches them,
+/// a few slots per write, instead of all of them (~36 page faults for 16k
+/// slots, ~10 us each on the bench's VM) in the write that starts it.
+#[cfg(not(loom))]
+fn zeroed<T: Zeroable>(len: usize) -> Box<[T]> {
+    use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
+    assert!(len > 0, "tables have slots");
+    let layout = Layout::array::<T>(len).expect("table size overflows");
+    // SAFETY: the layout has a non-zero size; `T` is an atomic integer or
+    // pointer, for which all-zero bits are a valid value (0, or null), so the
+    // zeroed allocation is `len` initialized `T`s, owned by the box.
+    unsafe {
+        let p = alloc_zeroed(layout).cast::<T>();
+        if p.is_null() {
+            handle_alloc_error(layout);
+        }
+        Box::from_raw(ptr::slice_from_raw_parts_mut(p, len))
+    }
+}
+
+/// Atomics whose all-zero bit pattern is a valid value.
+trait Zeroable {
+    #[cfg(loom)]
+    fn zero() -> Self;
+}
+
+impl Zeroable for AtomicU8 {
+    #[cfg(loom)]
+    fn zero() -> Self {
+        AtomicU8::new(EMPTY)
+    }
+}
+
+impl<T> Zeroable for AtomicPtr<T> {
+    #[cfg(loom)]
+    fn zero() -> Self {
+        AtomicPtr::new(ptr::null_mut())
+    }
+}
+
+/// loom's atomics are objects of its model, not plain memory: built one by one.
+#[cfg(loom)]
+fn zeroed<T: Zeroable>(len: usize) -> Box<[T]> {
+    (0..len).map(|_| T::zero()).collect()
 }
 
 impl<K, V> Table<K, V> {
@@ -89,9 +139,8 @@ impl<K, V> Table<K, V> {
     pub(crate) fn new(capacity: usize) -> Self {
         debug_assert!(capacity.is_power_of_two());
         Table {
-            slots: (0..capacity)
-                .map(|_| AtomicPtr::new(ptr::null_mut()))
-                .collect(),
+            tags: zeroed(capacity),
+            slots: zeroed(capacity),
             next: AtomicPtr::new(ptr::null_mut()),
         }
     }
@@ -122,22 +171,26 @@ impl<K, V> Table<K, V> {
         let tag = tag(hash);
         let mut table = self;
         loop {
-            // A plain index loop with `len - 1` as the mask: the compiler drops
-            // the bounds checks, and the iterator form cost ~15 instructions more
-            // per read (callgrind, `bench count-gets`).
-            let slots = &table.slots[..];
-            let mask = slots.len() - 1;
+            // A plain index loop with `len - 1` as the mask, and `slots` cut to
+            // the tags' length: the compiler drops the bounds checks (the
+            // iterator form cost ~15 instructions more per read, callgrind).
+            let tags = &table.tags[..];
+            let slots = &table.slots[..tags.len()];
+            let mask = tags.len() - 1;
             let mut i = hash as usize & mask;
-            for _ in 0..slots.len() {
-                let p = guard.protect(&slots[i]);
-                if p.is_null() {
+            for _ in 0..tags.len() {
+                let t = tags[i].load(Acquire);
+                if t == EMPTY {
                     break;
                 }
-                if p.addr() & TAG_BITS == tag && is_entry(p) {
-                    // SAFETY: a published entry stays allocated while `guard` lives.
-                    let entry = unsafe { &*untagged(p) };
-                    if entry.key.borrow() == key {
-                        return Some(entry);
+                if t == tag {
+                    let p = guard.protect(&slots[i]);
+                    if is_entry(p) {
+                        // SAFETY: a published entry stays allocated while `guard` lives.
+                        let entry = unsafe { &*p };
+                        if entry.key.borrow() == key {
+                            return Some(entry);
+                        }
                     }
                 }
                 i = (i + 1) & mask;
@@ -165,7 +218,7 @@ impl<K, V> Table<K, V> {
     fn live_at(&self, i: usize) -> Option<&Entry<K, V>> {
         let p = self.slots[i].load(Relaxed);
         // SAFETY: live entries are retired only by the writer, the caller.
-        is_entry(p).then(|| unsafe { &*untagged(p) })
+        is_entry(p).then(|| unsafe { &*p })
     }
 
     /// The slot of `key`'s live entry in this table only.
@@ -174,9 +227,14 @@ impl<K, V> Table<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        let tag = tag(hash);
         for i in self.probe(hash) {
-            if self.slots[i].load(Relaxed).is_null() {
+            let t = self.tags[i].load(Relaxed);
+            if t == EMPTY {
                 return None;
+            }
+            if t != tag {
+                continue;
             }
             if let Some(e) = self.live_at(i) {
                 if e.hash == hash && e.key.borrow() == key {
@@ -200,7 +258,9 @@ impl<K, V> Table<K, V> {
         for i in self.probe(hash) {
             let p = self.slots[i].load(Relaxed);
             if p.is_null() || p == tombstone() {
-                self.slots[i].store(tagged(entry, hash), Release);
+                // The tag first: the release store of the pointer publishes it.
+                self.tags[i].store(tag(hash), Relaxed);
+                self.slots[i].store(entry, Release);
                 return p.is_null();
             }
         }
@@ -210,14 +270,13 @@ impl<K, V> Table<K, V> {
     /// Puts `entry` (same key) in slot `i`; returns the entry it replaced, now
     /// unreachable for new readers, for the caller to retire.
     pub(crate) fn replace(&self, i: usize, entry: *mut Entry<K, V>) -> *mut Entry<K, V> {
-        // SAFETY: `entry` is a live entry the writer owns.
-        let hash = unsafe { (*entry).hash };
-        untagged(self.slots[i].swap(tagged(entry, hash), Release))
+        // Same key, same tag.
+        self.slots[i].swap(entry, Release)
     }
 
     /// Empties slot `i`; returns its entry, for the caller to retire.
     pub(crate) fn remove(&self, i: usize) -> *mut Entry<K, V> {
-        untagged(self.slots[i].swap(tombstone(), Release))
+        self.slots[i].swap(tombstone(), Release)
     }
 
     /// Moves slot `i`'s live entry, if any, to `target` (where its key must be
@@ -230,7 +289,7 @@ impl<K, V> Table<K, V> {
         }
         // Published in the target before the old slot is marked: a reader that
         // sees the marker, or passes it, finds the entry in the target.
-        let fresh = target.publish_new(untagged(p));
+        let fresh = target.publish_new(p);
         self.slots[i].store(moved(), Release);
         fresh
     }
@@ -242,6 +301,5 @@ impl<K, V> Table<K, V> {
             .enumerate()
             .map(|(i, s)| (i, s.load(Relaxed)))
             .filter(|&(_, p)| is_entry(p))
-            .map(|(i, p)| (i, untagged(p)))
     }
 }
