@@ -1,41 +1,45 @@
 //! One open-addressing table of the read-mostly engine and the reader's search.
 //!
-//! Slot `i` is a tag byte `tags[i]` and an atomic pointer `slots[i]` to an
-//! immutable, heap-allocated [`Entry`]. Writers (one per shard at a time,
-//! under the shard's writer lock) never change an entry in place: they publish
-//! a new one with a release store of the slot and retire the old one through
-//! the reclaimer, so a reader that loaded a pointer reads a whole, committed
-//! entry. Linear probing; a slot's pointer is one of:
+//! A table is an array of buckets, each one 64-byte cache line: a tag word
+//! and seven atomic pointers to immutable, heap-allocated [`Entry`]s (slot
+//! `i` is lane `i % 8` of bucket `i / 8`; lane 7 does not exist). Writers (one
+//! per shard at a time, under the shard's writer lock) never change an entry
+//! in place: they publish a new one with a release store of the slot and
+//! retire the old one through the reclaimer, so a reader that loaded a pointer
+//! reads a whole, committed entry. Linear probing over buckets; a key lives in
+//! the first bucket of its probe sequence that had a free lane when it was
+//! written. A slot's pointer is one of:
 //!
 //! - null: never used;
-//! - the tombstone marker: its entry was removed; probes continue past it;
+//! - the tombstone marker: its entry was removed;
 //! - the moved marker: (only in a table being migrated away from) its entry
-//!   now lives in the table's `next` table; probes continue past it;
+//!   now lives in the table's `next` table;
 //! - an entry pointer.
 //!
-//! The tag byte is [`EMPTY`] until the slot is first used; a writer stores the
-//! key's tag (7 bits of its hash) before it publishes the pointer, and a tag
-//! never returns to `EMPTY`. A reader walks the tag bytes: it stops at `EMPTY`
-//! (every slot of a key's probe sequence before the key's own was in use when
-//! the key was written), and loads a pointer only where the tag matches, which
-//! a slot of another key does 1 time in 128.
+//! A lane's tag byte is zero (`EMPTY`) until its slot is first used; a writer
+//! stores the key's tag (7 bits of its hash, high bit set) before it
+//! publishes the pointer, and a tag never returns to `EMPTY`. A reader loads a
+//! bucket's tag word, compares all seven tags at once, loads pointers only
+//! where a tag matches (a lane of another key matches 1 time in 128), and
+//! stops after the first bucket with an `EMPTY` lane: that bucket had a free
+//! lane whenever the key could have been written, so the key is there or
+//! earlier.
 //!
-//! Why a separate tag array: a table's tags are an eighth of its pointers, so
-//! a lookup of an absent key, which reads only tags, stays in a small, mostly
-//! cached array, and a present key's pointer load can start while its tag
-//! loads. With the tag in the pointer's low bits instead (one array of 8-byte
-//! slots), random lookups of a 32k-entry map's absent keys took ~18 ns against
-//! papaya's ~18 ns (its layout is the same as this one); the footprint, not
-//! instructions, made the difference. The full hash lives in the entry, for
-//! the writer's migrations (no user `Hash` code under the lock). See
-//! `shard.rs` for the migration protocol.
+//! Why buckets of one cache line: a lookup reads the tags and the pointer it
+//! needs from the same line, then the entry: two cache misses for a hit, one
+//! for a miss. Tag bytes in an array of their own cost a third line per hit
+//! (callgrind's cache model: 2.8 L1 misses per random hit over a 32k-entry
+//! map; papaya, with that layout, 2.5); tags in the pointers' low bits made
+//! the table a reader walks eight times bigger. The full hash lives in the
+//! entry, for the writer's migrations (no user `Hash` code under the lock).
+//! See `shard.rs` for the migration protocol.
 
 use std::borrow::Borrow;
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::reclaim::Guard;
-use crate::sync::{AtomicPtr, AtomicU8};
+use crate::sync::{AtomicPtr, AtomicU64};
 
 /// A committed key-value pair. Never mutated after publication.
 pub(crate) struct Entry<K, V> {
@@ -56,9 +60,6 @@ fn moved<K, V>() -> *mut Entry<K, V> {
     ptr::without_provenance_mut(2)
 }
 
-/// The tag byte of a slot never used.
-const EMPTY: u8 = 0;
-
 /// The tag byte of a slot holding (or once holding) a key with this hash: the
 /// top seven bits, independent of the low bits that pick the slot and the
 /// bits below the top seven that pick the shard.
@@ -71,6 +72,49 @@ fn is_entry<K, V>(p: *mut Entry<K, V>) -> bool {
     p.addr() > 2
 }
 
+/// Lanes (slots) in a bucket: a tag word and seven pointers fill 64 bytes.
+const LANES: usize = 7;
+
+/// Slot ids per bucket: ids are `bucket * 8 + lane`, so that splitting one is
+/// a shift (id `bucket * 8 + 7` names no slot).
+const IDS_PER_BUCKET: usize = 8;
+
+/// The high bit of each lane's tag byte (lane 7 excluded).
+const LANE_HIGH_BITS: u64 = 0x0080_8080_8080_8080;
+
+/// Every lane's byte set to `byte`.
+fn splat(byte: u8) -> u64 {
+    u64::from(byte) * 0x0101_0101_0101_0101
+}
+
+/// Lanes whose tag equals `tag`, as the high bit of their byte (may also flag
+/// a lane above a true match: callers check the key anyway).
+fn matching(tags: u64, tag: u8) -> u64 {
+    let x = tags ^ splat(tag);
+    x.wrapping_sub(splat(1)) & !x & LANE_HIGH_BITS
+}
+
+/// Whether a lane of the bucket was never used (used tags have the high bit).
+fn has_empty(tags: u64) -> bool {
+    !tags & LANE_HIGH_BITS != 0
+}
+
+/// The lane of the lowest flagged byte in a [`matching`] mask.
+fn lowest_lane(mask: u64) -> usize {
+    mask.trailing_zeros() as usize / 8
+}
+
+fn lane_tag(tags: u64, lane: usize) -> u8 {
+    (tags >> (lane * 8)) as u8
+}
+
+#[repr(C, align(64))]
+struct Bucket<K, V> {
+    /// Lane `l`'s tag is byte `l` (from the least significant); byte 7 is 0.
+    tags: AtomicU64,
+    slots: [AtomicPtr<Entry<K, V>>; LANES],
+}
+
 /// Most slots a table may have in use (entries, tombstones and moved markers)
 /// before it must be migrated: half, which keeps probes short.
 pub(crate) fn max_used(capacity: usize) -> usize {
@@ -78,14 +122,13 @@ pub(crate) fn max_used(capacity: usize) -> usize {
 }
 
 pub(crate) struct Table<K, V> {
-    tags: Box<[AtomicU8]>,
-    slots: Box<[AtomicPtr<Entry<K, V>>]>,
+    buckets: Box<[Bucket<K, V>]>,
     /// The table this one is being (or was) migrated to; null until a
     /// migration starts, never changed after.
     pub(crate) next: AtomicPtr<Table<K, V>>,
 }
 
-/// `len` atomics that start as zero bits: null pointers, [`EMPTY`] tags.
+/// `len` buckets that start as zero bits: null pointers, `EMPTY` tags.
 ///
 /// Why zeroed memory instead of writing each slot: the allocator hands a big
 /// table fresh zero pages, mapped in only as a migration first touches them,
@@ -96,9 +139,9 @@ fn zeroed<T: Zeroable>(len: usize) -> Box<[T]> {
     use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
     assert!(len > 0, "tables have slots");
     let layout = Layout::array::<T>(len).expect("table size overflows");
-    // SAFETY: the layout has a non-zero size; `T` is an atomic integer or
-    // pointer, for which all-zero bits are a valid value (0, or null), so the
-    // zeroed allocation is `len` initialized `T`s, owned by the box.
+    // SAFETY: the layout has a non-zero size; `T` is made of atomic integers
+    // and pointers, for which all-zero bits are a valid value (0, or null), so
+    // the zeroed allocation is `len` initialized `T`s, owned by the box.
     unsafe {
         let p = alloc_zeroed(layout).cast::<T>();
         if p.is_null() {
@@ -108,23 +151,19 @@ fn zeroed<T: Zeroable>(len: usize) -> Box<[T]> {
     }
 }
 
-/// Atomics whose all-zero bit pattern is a valid value.
+/// Types whose all-zero bit pattern is a valid value.
 trait Zeroable {
     #[cfg(loom)]
     fn zero() -> Self;
 }
 
-impl Zeroable for AtomicU8 {
+impl<K, V> Zeroable for Bucket<K, V> {
     #[cfg(loom)]
     fn zero() -> Self {
-        AtomicU8::new(EMPTY)
-    }
-}
-
-impl<T> Zeroable for AtomicPtr<T> {
-    #[cfg(loom)]
-    fn zero() -> Self {
-        AtomicPtr::new(ptr::null_mut())
+        Bucket {
+            tags: AtomicU64::new(0),
+            slots: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+        }
     }
 }
 
@@ -135,18 +174,19 @@ fn zeroed<T: Zeroable>(len: usize) -> Box<[T]> {
 }
 
 impl<K, V> Table<K, V> {
-    /// An empty table of `capacity` slots (a power of two).
+    /// An empty table of `capacity` slot ids (a power of two, 8 or more; seven
+    /// in eight are slots).
     pub(crate) fn new(capacity: usize) -> Self {
-        debug_assert!(capacity.is_power_of_two());
+        debug_assert!(capacity.is_power_of_two() && capacity >= IDS_PER_BUCKET);
         Table {
-            tags: zeroed(capacity),
-            slots: zeroed(capacity),
+            buckets: zeroed(capacity / IDS_PER_BUCKET),
             next: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
+    /// Slot ids, the unit of [`max_used`] and of migration progress.
     pub(crate) fn capacity(&self) -> usize {
-        self.slots.len()
+        self.buckets.len() * IDS_PER_BUCKET
     }
 
     /// The reader's search: `key`'s entry in this table, or else in the tables
@@ -171,20 +211,18 @@ impl<K, V> Table<K, V> {
         let tag = tag(hash);
         let mut table = self;
         loop {
-            // A plain index loop with `len - 1` as the mask, and `slots` cut to
-            // the tags' length: the compiler drops the bounds checks (the
-            // iterator form cost ~15 instructions more per read, callgrind).
-            let tags = &table.tags[..];
-            let slots = &table.slots[..tags.len()];
-            let mask = tags.len() - 1;
-            let mut i = hash as usize & mask;
-            for _ in 0..tags.len() {
-                let t = tags[i].load(Acquire);
-                if t == EMPTY {
-                    break;
-                }
-                if t == tag {
-                    let p = guard.protect(&slots[i]);
+            // A plain index loop with `len - 1` as the mask: the compiler drops
+            // the bounds checks (the iterator form cost ~15 instructions more
+            // per read, callgrind).
+            let buckets = &table.buckets[..];
+            let mask = buckets.len() - 1;
+            let mut b = hash as usize & mask;
+            for _ in 0..buckets.len() {
+                let bucket = &buckets[b];
+                let tags = bucket.tags.load(Acquire);
+                let mut hits = matching(tags, tag);
+                while hits != 0 {
+                    let p = guard.protect(&bucket.slots[lowest_lane(hits)]);
                     if is_entry(p) {
                         // SAFETY: a published entry stays allocated while `guard` lives.
                         let entry = unsafe { &*p };
@@ -192,8 +230,12 @@ impl<K, V> Table<K, V> {
                             return Some(entry);
                         }
                     }
+                    hits &= hits - 1;
                 }
-                i = (i + 1) & mask;
+                if has_empty(tags) {
+                    break;
+                }
+                b = (b + 1) & mask;
             }
             let next = guard.protect(&table.next);
             if next.is_null() {
@@ -205,18 +247,25 @@ impl<K, V> Table<K, V> {
         }
     }
 
-    /// Slot indices in probe order for `hash`, once around the table.
+    /// Bucket indices in probe order for `hash`, once around the table.
     fn probe(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
-        let mask = self.slots.len() - 1;
+        let mask = self.buckets.len() - 1;
         let home = hash as usize & mask;
-        (0..self.slots.len()).map(move |i| (home + i) & mask)
+        (0..self.buckets.len()).map(move |i| (home + i) & mask)
+    }
+
+    /// The slot with id `i`, if the id names one.
+    fn slot(&self, i: usize) -> Option<&AtomicPtr<Entry<K, V>>> {
+        self.buckets[i / IDS_PER_BUCKET]
+            .slots
+            .get(i % IDS_PER_BUCKET)
     }
 
     /// The entry in slot `i`, if live. The writer's view: only the writer (under
     /// the shard lock) may call the methods from here on, and it reads entries
     /// without a guard because only the writer retires them.
     fn live_at(&self, i: usize) -> Option<&Entry<K, V>> {
-        let p = self.slots[i].load(Relaxed);
+        let p = self.slot(i)?.load(Relaxed);
         // SAFETY: live entries are retired only by the writer, the caller.
         is_entry(p).then(|| unsafe { &*p })
     }
@@ -228,18 +277,21 @@ impl<K, V> Table<K, V> {
         Q: Eq + ?Sized,
     {
         let tag = tag(hash);
-        for i in self.probe(hash) {
-            let t = self.tags[i].load(Relaxed);
-            if t == EMPTY {
-                return None;
-            }
-            if t != tag {
-                continue;
-            }
-            if let Some(e) = self.live_at(i) {
-                if e.hash == hash && e.key.borrow() == key {
-                    return Some(i);
+        for b in self.probe(hash) {
+            let tags = self.buckets[b].tags.load(Relaxed);
+            for lane in 0..LANES {
+                if lane_tag(tags, lane) != tag {
+                    continue;
                 }
+                let i = b * IDS_PER_BUCKET + lane;
+                if let Some(e) = self.live_at(i) {
+                    if e.hash == hash && e.key.borrow() == key {
+                        return Some(i);
+                    }
+                }
+            }
+            if has_empty(tags) {
+                return None;
             }
         }
         None
@@ -250,18 +302,30 @@ impl<K, V> Table<K, V> {
         self.live_at(i).expect("a located slot holds an entry")
     }
 
+    fn located(&self, i: usize) -> &AtomicPtr<Entry<K, V>> {
+        self.slot(i).expect("a located slot id names a slot")
+    }
+
     /// Publishes `entry` (a new key, known absent) in the first free slot of its
     /// probe sequence; returns whether that slot was never used before.
     pub(crate) fn publish_new(&self, entry: *mut Entry<K, V>) -> bool {
         // SAFETY: `entry` is a live entry the writer owns.
         let hash = unsafe { (*entry).hash };
-        for i in self.probe(hash) {
-            let p = self.slots[i].load(Relaxed);
-            if p.is_null() || p == tombstone() {
-                // The tag first: the release store of the pointer publishes it.
-                self.tags[i].store(tag(hash), Relaxed);
-                self.slots[i].store(entry, Release);
-                return p.is_null();
+        for b in self.probe(hash) {
+            let bucket = &self.buckets[b];
+            for (lane, slot) in bucket.slots.iter().enumerate() {
+                let p = slot.load(Relaxed);
+                if p.is_null() || p == tombstone() {
+                    // The tag first: the release store of the pointer publishes
+                    // it. Only the writer stores tags, so load-then-store loses
+                    // nothing.
+                    let tags = bucket.tags.load(Relaxed);
+                    let shift = lane * 8;
+                    let tags = tags & !(0xff << shift) | u64::from(tag(hash)) << shift;
+                    bucket.tags.store(tags, Relaxed);
+                    slot.store(entry, Release);
+                    return p.is_null();
+                }
             }
         }
         unreachable!("the writer migrates a table before it fills up")
@@ -271,35 +335,43 @@ impl<K, V> Table<K, V> {
     /// unreachable for new readers, for the caller to retire.
     pub(crate) fn replace(&self, i: usize, entry: *mut Entry<K, V>) -> *mut Entry<K, V> {
         // Same key, same tag.
-        self.slots[i].swap(entry, Release)
+        self.located(i).swap(entry, Release)
     }
 
     /// Empties slot `i`; returns its entry, for the caller to retire.
     pub(crate) fn remove(&self, i: usize) -> *mut Entry<K, V> {
-        self.slots[i].swap(tombstone(), Release)
+        self.located(i).swap(tombstone(), Release)
     }
 
     /// Moves slot `i`'s live entry, if any, to `target` (where its key must be
     /// absent), then marks the slot moved. Returns whether a slot of `target`
     /// that was never used got used.
     pub(crate) fn move_slot(&self, i: usize, target: &Table<K, V>) -> bool {
-        let p = self.slots[i].load(Relaxed);
+        let Some(slot) = self.slot(i) else {
+            return false;
+        };
+        let p = slot.load(Relaxed);
         if !is_entry(p) {
             return false;
         }
         // Published in the target before the old slot is marked: a reader that
         // sees the marker, or passes it, finds the entry in the target.
         let fresh = target.publish_new(p);
-        self.slots[i].store(moved(), Release);
+        slot.store(moved(), Release);
         fresh
     }
 
     /// Every live entry with its slot (the writer's view).
     pub(crate) fn live(&self) -> impl Iterator<Item = (usize, *mut Entry<K, V>)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, s.load(Relaxed)))
-            .filter(|&(_, p)| is_entry(p))
+        self.buckets.iter().enumerate().flat_map(|(b, bucket)| {
+            bucket
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(move |(lane, s)| {
+                    let p = s.load(Relaxed);
+                    is_entry(p).then_some((b * IDS_PER_BUCKET + lane, p))
+                })
+        })
     }
 }
