@@ -50,9 +50,10 @@
 //! Rules of thumb: with more than about one write per thousand reads, or more
 //! than a few thousand entries and regular writes, don't use [`SnapshotMap`]
 //! (a write costs O(n)). Between the other two: [`ReadMostlyMap`] when reads
-//! dominate and must never wait (its reads cost about what papaya's do: ~107
-//! instructions per get against papaya's ~125 and [`ShardedMap`]'s ~275 in
-//! the bench's callgrind count), [`ShardedMap`] when writes are frequent or values are expensive to
+//! dominate and must never wait (its reads cost about what papaya's do: ~118
+//! instructions and two cache lines per get against papaya's ~125 and three,
+//! and [`ShardedMap`]'s ~275 instructions, in the bench's callgrind count),
+//! [`ShardedMap`] when writes are frequent or values are expensive to
 //! clone ([`ReadMostlyMap`] publishes a new entry per write, so its writes need
 //! `K: Clone + V: Clone` and allocate). If you need a consistent view of the
 //! whole map, use [`SnapshotMap::snapshot`]; [`ShardedMap::iter`] is consistent
