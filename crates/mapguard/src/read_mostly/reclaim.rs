@@ -17,7 +17,9 @@ pub(crate) use super::epoch::global::{pin, Guard};
 
 /// Objects a writer retires before it seals them in a bag. Each seal costs a
 /// process-wide barrier (~0.7 us here), so this spreads it to ~10 ns a write,
-/// while a shard holds at most a few bags of garbage.
+/// while a shard holds at most a few bags of garbage. Bags are freed by the
+/// shard's own later writes (or the map's drop): a shard that stops being
+/// written keeps its last few bags until then.
 const BATCH: usize = 64;
 
 /// A retired heap object and how to free it.
