@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs the mapguard library's unit tests and integration tests under Miri, the
-# Rust interpreter that detects undefined behaviour: it checks the crate's only
-# `unsafe` code (the wiping table allocator of feature `zeroize`) as the tests
-# drive it, and the dependencies' unsafe code (hashbrown, arc-swap, parking_lot,
-# crossbeam) under the crate's real access patterns, including data races
-# between the tests' threads.
+# Rust interpreter that detects undefined behaviour: it checks the crate's
+# `unsafe` code (ReadMostlyMap's entry pointers and epoch reclamation, which
+# under Miri runs with real fences on both sides, Miri having no membarrier;
+# the wiping table allocator of feature `zeroize`) as the tests drive it, and
+# the dependencies' unsafe code (hashbrown, arc-swap, parking_lot, crossbeam)
+# under the crate's real access patterns, including data races between the
+# tests' threads.
 #
 # Every test target of crates/mapguard is run, so a new test file is covered
 # without editing this script. A test too slow for the interpreter either runs

@@ -88,9 +88,6 @@ impl Garbage {
     /// After a write: seals the pending objects when there are enough of them,
     /// and hands over the bags that may be freed now.
     pub(crate) fn collect(&mut self) -> Freed {
-        if cfg!(loom) {
-            return Freed(Vec::new());
-        }
         if self.pending.len() >= BATCH {
             let stamp = seal();
             let bag = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
@@ -129,9 +126,10 @@ impl Drop for Garbage {
 #[cfg(not(loom))]
 use super::epoch::global::{expired, seal};
 
+/// Under loom no bag ever expires: garbage is kept until the map drops.
 #[cfg(loom)]
 fn seal() -> u64 {
-    unreachable!("garbage is kept until the map drops under loom")
+    0
 }
 
 #[cfg(loom)]

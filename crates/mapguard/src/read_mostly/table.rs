@@ -99,13 +99,17 @@ fn has_empty(tags: u64) -> bool {
     !tags & LANE_HIGH_BITS != 0
 }
 
-/// The lane of the lowest flagged byte in a [`matching`] mask.
-fn lowest_lane(mask: u64) -> usize {
-    mask.trailing_zeros() as usize / 8
-}
-
-fn lane_tag(tags: u64, lane: usize) -> u8 {
-    (tags >> (lane * 8)) as u8
+/// The lanes of a bucket whose tag may be `tag`, lowest first.
+#[inline]
+fn candidate_lanes(tags: u64, tag: u8) -> impl Iterator<Item = usize> {
+    let mut hits = matching(tags, tag);
+    std::iter::from_fn(move || {
+        (hits != 0).then(|| {
+            let lane = hits.trailing_zeros() as usize / 8;
+            hits &= hits - 1;
+            lane
+        })
+    })
 }
 
 #[repr(C, align(64))]
@@ -128,49 +132,41 @@ pub(crate) struct Table<K, V> {
     pub(crate) next: AtomicPtr<Table<K, V>>,
 }
 
-/// `len` buckets that start as zero bits: null pointers, `EMPTY` tags.
-///
-/// Why zeroed memory instead of writing each slot: the allocator hands a big
-/// table fresh zero pages, mapped in only as a migration first touches them,
-/// a few slots per write, instead of all of them (~36 page faults for 16k
-/// slots, ~10 us each on the bench's VM) in the write that starts it.
-#[cfg(not(loom))]
-fn zeroed<T: Zeroable>(len: usize) -> Box<[T]> {
-    use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
-    assert!(len > 0, "tables have slots");
-    let layout = Layout::array::<T>(len).expect("table size overflows");
-    // SAFETY: the layout has a non-zero size; `T` is made of atomic integers
-    // and pointers, for which all-zero bits are a valid value (0, or null), so
-    // the zeroed allocation is `len` initialized `T`s, owned by the box.
-    unsafe {
-        let p = alloc_zeroed(layout).cast::<T>();
-        if p.is_null() {
-            handle_alloc_error(layout);
-        }
-        Box::from_raw(ptr::slice_from_raw_parts_mut(p, len))
-    }
-}
-
-/// Types whose all-zero bit pattern is a valid value.
-trait Zeroable {
-    #[cfg(loom)]
-    fn zero() -> Self;
-}
-
-impl<K, V> Zeroable for Bucket<K, V> {
-    #[cfg(loom)]
-    fn zero() -> Self {
-        Bucket {
-            tags: AtomicU64::new(0),
-            slots: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+impl<K, V> Bucket<K, V> {
+    /// `len` buckets that start as zero bits: null pointers, `EMPTY` tags.
+    ///
+    /// Why zeroed memory instead of writing each slot: the allocator hands a
+    /// big table fresh zero pages, mapped in only as a migration first touches
+    /// them, a few slots per write, instead of all of them (~36 page faults for
+    /// 16k slots, ~10 us each on the bench's VM) in the write that starts it.
+    #[cfg(not(loom))]
+    fn empty(len: usize) -> Box<[Self]> {
+        use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
+        assert!(len > 0, "tables have slots");
+        let layout = Layout::array::<Self>(len).expect("table size overflows");
+        // SAFETY: the layout has a non-zero size; a bucket is atomic integers
+        // and pointers, for which all-zero bits are a valid value (0, or
+        // null), so the zeroed allocation is `len` initialized buckets, owned
+        // by the box.
+        unsafe {
+            let p = alloc_zeroed(layout).cast::<Self>();
+            if p.is_null() {
+                handle_alloc_error(layout);
+            }
+            Box::from_raw(ptr::slice_from_raw_parts_mut(p, len))
         }
     }
-}
 
-/// loom's atomics are objects of its model, not plain memory: built one by one.
-#[cfg(loom)]
-fn zeroed<T: Zeroable>(len: usize) -> Box<[T]> {
-    (0..len).map(|_| T::zero()).collect()
+    /// loom's atomics are objects of its model, not plain memory: built one by one.
+    #[cfg(loom)]
+    fn empty(len: usize) -> Box<[Self]> {
+        (0..len)
+            .map(|_| Bucket {
+                tags: AtomicU64::new(0),
+                slots: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            })
+            .collect()
+    }
 }
 
 impl<K, V> Table<K, V> {
@@ -179,7 +175,7 @@ impl<K, V> Table<K, V> {
     pub(crate) fn new(capacity: usize) -> Self {
         debug_assert!(capacity.is_power_of_two() && capacity >= IDS_PER_BUCKET);
         Table {
-            buckets: zeroed(capacity / IDS_PER_BUCKET),
+            buckets: Bucket::empty(capacity / IDS_PER_BUCKET),
             next: AtomicPtr::new(ptr::null_mut()),
         }
     }
@@ -220,9 +216,8 @@ impl<K, V> Table<K, V> {
             for _ in 0..buckets.len() {
                 let bucket = &buckets[b];
                 let tags = bucket.tags.load(Acquire);
-                let mut hits = matching(tags, tag);
-                while hits != 0 {
-                    let p = guard.protect(&bucket.slots[lowest_lane(hits)]);
+                for lane in candidate_lanes(tags, tag) {
+                    let p = guard.protect(&bucket.slots[lane]);
                     if is_entry(p) {
                         // SAFETY: a published entry stays allocated while `guard` lives.
                         let entry = unsafe { &*p };
@@ -230,7 +225,6 @@ impl<K, V> Table<K, V> {
                             return Some(entry);
                         }
                     }
-                    hits &= hits - 1;
                 }
                 if has_empty(tags) {
                     break;
@@ -279,10 +273,7 @@ impl<K, V> Table<K, V> {
         let tag = tag(hash);
         for b in self.probe(hash) {
             let tags = self.buckets[b].tags.load(Relaxed);
-            for lane in 0..LANES {
-                if lane_tag(tags, lane) != tag {
-                    continue;
-                }
+            for lane in candidate_lanes(tags, tag) {
                 let i = b * IDS_PER_BUCKET + lane;
                 if let Some(e) = self.live_at(i) {
                     if e.hash == hash && e.key.borrow() == key {
