@@ -10,14 +10,17 @@
 //! The record is a tiny per-thread stack (nesting depth is the number of
 //! *different* maps a thread is inside, almost always 0 or 1), so the check is a
 //! thread-local access and a scan of an empty or one-element slice. The first
-//! [`INLINE`] entries live in plain `Cell`s: entering and leaving a map is then a
-//! few loads and stores, with no borrow flag and no vector to grow or shift (the
-//! bench counted ~105 instructions per get in a `RefCell<Vec>` version, a third of
-//! `ShardedMap::read`). Deeper nesting spills to a vector.
+//! [`INLINE`] entries live in plain `Cell`s of a thread-local with a constant
+//! initializer and no destructor, which the compiler reaches with one
+//! segment-relative access; deeper nesting spills to a vector in a second
+//! thread-local, touched only at that depth. (Bench, callgrind: a
+//! `RefCell<Vec>` record cost ~105 instructions per get, a third of
+//! `ShardedMap::read`; inline cells in a thread-local that also held the spill
+//! vector, and so needed a destructor, still ~70 per write, most of it the
+//! call through the lazily registered thread-local's accessor.)
 //!
-//! The telemetry sampling tick is a thread-local of its own: a `Cell` with no
-//! destructor, which the compiler reaches with one segment-relative access
-//! (the read-mostly engine's reads use it and nothing else from here).
+//! The telemetry sampling tick is a thread-local of its own, built the same
+//! way (the read-mostly engine's reads use it and nothing else from here).
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,11 +32,9 @@ pub(crate) const SAMPLE_EVERY: u32 = 256;
 /// Entries held without touching the spill vector.
 const INLINE: usize = 4;
 
+/// Entries `0..min(depth, INLINE)` of this thread's record, and its depth.
 struct ThreadState {
-    /// Entries `0..min(depth, INLINE)`.
     inline: [Cell<Held>; INLINE],
-    /// Entries `INLINE..depth`.
-    spilled: RefCell<Vec<Held>>,
     depth: Cell<usize>,
 }
 
@@ -54,7 +55,6 @@ impl ThreadState {
                 Cell::new(EMPTY),
                 Cell::new(EMPTY),
             ],
-            spilled: RefCell::new(Vec::new()),
             depth: Cell::new(0),
         }
     }
@@ -62,22 +62,22 @@ impl ThreadState {
     fn get(&self, i: usize) -> Held {
         match self.inline.get(i) {
             Some(cell) => cell.get(),
-            None => self.spilled.borrow()[i - INLINE],
+            None => SPILLED.with(|spilled| spilled.borrow()[i - INLINE]),
         }
     }
 
     fn set(&self, i: usize, held: Held) {
         match self.inline.get(i) {
             Some(cell) => cell.set(held),
-            // `spilled` holds exactly the entries past `INLINE`: `i` is one of them, or
-            // the next.
-            None => {
-                let mut spilled = self.spilled.borrow_mut();
+            // `SPILLED` holds exactly the entries past `INLINE`: `i` is one of
+            // them, or the next.
+            None => SPILLED.with(|spilled| {
+                let mut spilled = spilled.borrow_mut();
                 match spilled.get_mut(i - INLINE) {
                     Some(slot) => *slot = held,
                     None => spilled.push(held),
                 }
-            }
+            }),
         }
     }
 
@@ -90,17 +90,24 @@ impl ThreadState {
         (0..depth).rev().map(|i| self.get(i)).find(|h| h.map == map)
     }
 
+    #[inline]
     fn push(&self, held: Held) {
         let depth = self.depth.get();
         match self.inline.get(depth) {
             Some(cell) => cell.set(held),
-            None => self.set(depth, held),
+            None => self.spill(depth, held),
         }
         self.depth.set(depth + 1);
     }
 
+    #[cold]
+    fn spill(&self, depth: usize, held: Held) {
+        self.set(depth, held);
+    }
+
     /// Removes the innermost entry for `map` (the last one, unless guards were
     /// dropped out of order).
+    #[inline]
     fn remove(&self, map: u64) {
         let depth = self.depth.get();
         // The usual case: the entry on top, inline.
@@ -110,6 +117,12 @@ impl ThreadState {
                 return;
             }
         }
+        self.remove_slow(map);
+    }
+
+    #[cold]
+    fn remove_slow(&self, map: u64) {
+        let depth = self.depth.get();
         let Some(pos) = (0..depth).rev().find(|&i| self.get(i).map == map) else {
             return;
         };
@@ -118,7 +131,7 @@ impl ThreadState {
         }
         self.depth.set(depth - 1);
         if depth > INLINE {
-            self.spilled.borrow_mut().truncate(depth - 1 - INLINE);
+            SPILLED.with(|spilled| spilled.borrow_mut().truncate(depth - 1 - INLINE));
         }
     }
 }
@@ -126,11 +139,13 @@ impl ThreadState {
 #[cfg(not(loom))]
 std::thread_local! {
     static STATE: ThreadState = const { ThreadState::new() };
+    static SPILLED: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(loom)]
 loom::thread_local! {
     static STATE: ThreadState = ThreadState::new();
+    static SPILLED: RefCell<Vec<Held>> = RefCell::new(Vec::new());
 }
 
 #[cfg(not(loom))]
@@ -158,35 +173,41 @@ pub(crate) struct Entered {
 }
 
 impl Entered {
+    #[inline]
     fn record(map: u64, op: &'static str, check: bool) -> Entered {
         STATE.with(|state| {
-            if check {
+            let depth = state.depth.get();
+            // Outside every map (the usual case) there is nothing to scan.
+            if check && depth != 0 {
                 if let Some(outer) = state.find(map) {
                     reentry_panic(op, outer.op);
                 }
             }
             state.push(Held { map, op });
-            Entered {
-                map,
-                sampled: sample(),
-            }
-        })
+        });
+        Entered {
+            map,
+            sampled: sample(),
+        }
     }
 
     /// Enters `map` for the blocking operation `op`, panicking when this thread
     /// is already inside a closure of the same map.
+    #[inline]
     pub(crate) fn blocking(map: u64, op: &'static str) -> Entered {
         Self::record(map, op, true)
     }
 
     /// Enters `map` for a non-blocking operation: nesting is allowed because a
     /// `try_*` call fails instead of waiting, so it can't deadlock.
+    #[inline]
     pub(crate) fn non_blocking(map: u64, op: &'static str) -> Entered {
         Self::record(map, op, false)
     }
 }
 
 impl Drop for Entered {
+    #[inline]
     fn drop(&mut self) {
         // `try_with`: during thread teardown the record may already be gone.
         let _ = STATE.try_with(|state| state.remove(self.map));
@@ -242,6 +263,7 @@ mod tests {
         for m in 1..=INLINE as u64 + 3 {
             assert_eq!(is_inside(m), None);
         }
-        STATE.with(|s| assert_eq!((s.depth.get(), s.spilled.borrow().len()), (0, 0)));
+        assert_eq!(STATE.with(|s| s.depth.get()), 0);
+        assert_eq!(SPILLED.with(|s| s.borrow().len()), 0);
     }
 }
