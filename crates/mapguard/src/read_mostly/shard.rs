@@ -101,7 +101,7 @@ pub(crate) struct Writer<K, V> {
     clock: u64,
     writes: u64,
     /// What this shard's writes retired and readers may still hold.
-    garbage: Garbage,
+    garbage: Garbage<K, V>,
 }
 
 // SAFETY: the raw pointers (the migration target, retired objects) are owned by
@@ -298,15 +298,15 @@ impl<K, V> Edit<'_, K, V> {
     pub(crate) fn replace(&mut self, i: usize, key: K, value: V) -> u64 {
         let version = self.next_version();
         let hash = self.entry(i).hash;
-        let new = Box::into_raw(Box::new(Entry {
+        let new = self.writer.garbage.new_entry(Entry {
             hash,
             key,
             value,
             version,
-        }));
+        });
         let old = self.write_table().replace(i, new);
         // SAFETY: `old` was live and is now unreachable for new readers.
-        unsafe { self.writer.garbage.retire(old) };
+        unsafe { self.writer.garbage.retire_entry(old) };
         version
     }
 
@@ -321,7 +321,7 @@ impl<K, V> Edit<'_, K, V> {
     fn take(&mut self, i: usize) {
         let old = self.write_table().remove(i);
         // SAFETY: as in `replace`.
-        unsafe { self.writer.garbage.retire(old) };
+        unsafe { self.writer.garbage.retire_entry(old) };
         self.writer.len -= 1;
     }
 
@@ -330,12 +330,12 @@ impl<K, V> Edit<'_, K, V> {
     pub(crate) fn insert_new(&mut self, hash: u64, key: K, value: V) -> u64 {
         self.reserve_one();
         let version = self.next_version();
-        let entry = Box::into_raw(Box::new(Entry {
+        let entry = self.writer.garbage.new_entry(Entry {
             hash,
             key,
             value,
             version,
-        }));
+        });
         if self.write_table().publish_new(entry) {
             self.writer.used += 1;
         }
@@ -387,10 +387,10 @@ impl<K, V> Edit<'_, K, V> {
             // until now, unreachable for new readers after the swap.
             let t = unsafe { &*table };
             for (_, entry) in t.live() {
-                unsafe { self.writer.garbage.retire(entry) };
+                unsafe { self.writer.garbage.retire_entry(entry) };
             }
             let next = t.next.load(Relaxed);
-            unsafe { self.writer.garbage.retire(table) };
+            unsafe { self.writer.garbage.retire_table(table) };
             table = next;
         }
         let w = &mut *self.writer;
@@ -446,12 +446,18 @@ impl<K, V> Edit<'_, K, V> {
         self.writer.used = 0;
     }
 
-    /// Moves the next [`slots_per_write`] old slots, finishing the migration when
-    /// none are left. Called at the start of every edit.
+    /// While migrating, moves a share of the old slots. Called at the start of
+    /// every edit (inlined: most edits find no migration).
+    #[inline]
     fn migrate_step(&mut self) {
-        if self.target().is_none() {
-            return;
+        if self.target().is_some() {
+            self.move_share();
         }
+    }
+
+    /// Moves the next [`slots_per_write`] old slots, finishing the migration when
+    /// none are left.
+    fn move_share(&mut self) {
         let capacity = self.current().capacity();
         let end = (self.writer.moved + slots_per_write(capacity)).min(capacity);
         for i in self.writer.moved..end {
@@ -487,7 +493,7 @@ impl<K, V> Edit<'_, K, V> {
         // SAFETY: the old table is unreachable for readers entering from now on
         // (they start at `current`); readers inside it reach everything through
         // its `next`, the new current table, which stays.
-        unsafe { self.writer.garbage.retire(old) };
+        unsafe { self.writer.garbage.retire_table(old) };
     }
 }
 

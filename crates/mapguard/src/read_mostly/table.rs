@@ -326,12 +326,22 @@ impl<K, V> Table<K, V> {
     /// unreachable for new readers, for the caller to retire.
     pub(crate) fn replace(&self, i: usize, entry: *mut Entry<K, V>) -> *mut Entry<K, V> {
         // Same key, same tag.
-        self.located(i).swap(entry, Release)
+        self.exchange(i, entry)
     }
 
     /// Empties slot `i`; returns its entry, for the caller to retire.
     pub(crate) fn remove(&self, i: usize) -> *mut Entry<K, V> {
-        self.located(i).swap(tombstone(), Release)
+        self.exchange(i, tombstone())
+    }
+
+    /// Stores `p` in slot `i` (release: it publishes `p`'s entry), returning
+    /// what was there. A load and a store, not an atomic swap: only the writer
+    /// stores slots, and a swap is a locked instruction (a full barrier on x86).
+    fn exchange(&self, i: usize, p: *mut Entry<K, V>) -> *mut Entry<K, V> {
+        let slot = self.located(i);
+        let old = slot.load(Relaxed);
+        slot.store(p, Release);
+        old
     }
 
     /// Moves slot `i`'s live entry, if any, to `target` (where its key must be
