@@ -41,7 +41,7 @@
 //! | workload | engine | why |
 //! |---|---|---|
 //! | general purpose: sessions, counters, caches with steady writes | [`ShardedMap`] | writes lock one shard of many; reads take a shared lock |
-//! | read-mostly and large, with steady writes: caches, `sync.Map` uses | [`ReadMostlyMap`] | lock-free reads; writes lock one shard and cost an allocation; no resize pause |
+//! | read-mostly and large, with steady writes: caches, `sync.Map` uses | [`ReadMostlyMap`] | lock-free reads; writes lock one shard and publish a new entry (recycled memory when `K` and `V` have no destructor); no resize pause |
 //! | read-mostly, rarely changed: config, routing tables, feature flags | [`SnapshotMap`] | reads are wait-free and never contend; every write copies the map |
 //! | several keys must change together, visible at once | [`SnapshotMap::write_batch`] | one atomic publication |
 //! | expensive values loaded on miss | either, with `get_or_load` | single flight, negative caching |
@@ -55,7 +55,8 @@
 //! and [`ShardedMap`]'s ~275 instructions, in the bench's callgrind count),
 //! [`ShardedMap`] when writes are frequent or values are expensive to
 //! clone ([`ReadMostlyMap`] publishes a new entry per write, so its writes need
-//! `K: Clone + V: Clone` and allocate). If you need a consistent view of the
+//! `K: Clone + V: Clone` and allocate, unless neither has a destructor: then
+//! expired entries' memory is reused). If you need a consistent view of the
 //! whole map, use [`SnapshotMap::snapshot`]; [`ShardedMap::iter`] is consistent
 //! per shard only.
 //!
