@@ -524,11 +524,15 @@ fn reads_during_resize<E: Engine>() {
     let checked = AtomicU64::new(0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            for i in 0..scaled(20_000, 300) {
+            // Goes on until the readers completed two passes: on a loaded machine
+            // the writer could otherwise be done before a reader got to run.
+            let mut i = 0;
+            while i < scaled(20_000, 300) || checked.load(SeqCst) < 2 {
                 map.insert(1_000_000 + i, i); // growth
                 if i % 3 == 0 {
                     map.remove(1_000_000 + i / 2); // churn: growth and shrink
                 }
+                i += 1;
             }
             stop.store(true, SeqCst);
         });
@@ -556,7 +560,7 @@ fn reads_during_resize<E: Engine>() {
             });
         }
     });
-    assert!(checked.load(SeqCst) > 0);
+    assert!(checked.load(SeqCst) >= 2);
 }
 
 #[test]
