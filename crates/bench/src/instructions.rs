@@ -1,4 +1,4 @@
-//! Instructions per get, counted by callgrind (exact, unlike timings on this VM).
+//! Instructions per get and per write, counted by callgrind (exact, unlike timings on this VM).
 //!
 //! The bench binary has a mode (`count-gets`) that fills a map and then does N gets in one
 //! function that is never inlined ([`measured_gets`], and its papaya-held-guard twin). Each
@@ -7,7 +7,11 @@
 //! the fill and teardown are not collected at all, and one run per map and hit/miss does.
 //! Total / N is the cost of one get; it includes the loop's own few instructions per
 //! iteration (next key, index wrap, count, branch), the same for every map. The hasher seed
-//! and keys are fixed, so the counts repeat exactly.
+//! and keys are fixed, so the counts repeat exactly. With `--writes` the same mode does N
+//! writes instead ([`measured_writes`]: insert and remove by turns over the present and
+//! absent keys in random order, so the map stays about half full and writes add, replace,
+//! remove or miss), the cost of a write with whatever allocation, reclamation and resizing
+//! the map does in steady use.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -56,6 +60,11 @@ impl Target {
         }
     }
 
+    /// Whether writes are counted too (the variants are read paths).
+    pub fn counts_writes(self) -> bool {
+        matches!(self, Target::Map(_))
+    }
+
     /// Parses [`Target::name`].
     pub fn from_name(name: &str) -> Option<Target> {
         match name {
@@ -66,19 +75,18 @@ impl Target {
     }
 }
 
-/// The keys of a `count-gets` run: `entries` present keys, and as many absent ones, each in a
-/// fixed shuffled order.
-fn keys(entries: u64, miss: bool) -> (Vec<u64>, Vec<u64>) {
+/// The keys of a `count-gets` run: `entries` present keys, and the keys `op` uses (the
+/// present ones, as many absent ones, or both for writes), each in a fixed shuffled order.
+fn keys(entries: u64, op: Op) -> (Vec<u64>, Vec<u64>) {
     let mut rng = SmallRng::seed_from_u64(42);
     let mut present: Vec<u64> = (0..entries).map(|k| k * 2).collect();
     present.shuffle(&mut rng);
-    let probe = if miss {
-        let mut absent: Vec<u64> = (0..entries).map(|k| k * 2 + 1).collect();
-        absent.shuffle(&mut rng);
-        absent
-    } else {
-        present.clone()
+    let mut probe: Vec<u64> = match op {
+        Op::Hit => return (present.clone(), present),
+        Op::Miss => (0..entries).map(|k| k * 2 + 1).collect(),
+        Op::Write => (0..entries * 2).collect(),
     };
+    probe.shuffle(&mut rng);
     (present, probe)
 }
 
@@ -93,10 +101,38 @@ fn measured_gets<S: Session>(s: &mut S, keys: &[u64], n: u64) -> u64 {
     hits
 }
 
+/// The measured write loop: inserts and removes by turns, keys in `keys`' order (see
+/// [`TOGGLE`]), then publishes what a batching map still holds. Returns the writes done.
+#[inline(never)]
+fn measured_writes<S: Session>(s: &mut S, keys: &[u64], n: u64) -> u64 {
+    for i in 0..n as usize {
+        let key = keys[i % keys.len()];
+        if i % 2 == 0 {
+            s.insert(key, key);
+        } else {
+            s.remove(key);
+        }
+    }
+    s.finish();
+    n
+}
+
+/// What a `count-gets` run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Gets of present keys.
+    Hit,
+    /// Gets of absent keys.
+    Miss,
+    /// Inserts and removes by turns.
+    Write,
+}
+
 struct CountGets<'a> {
     fill: &'a [u64],
     probe: &'a [u64],
     n: u64,
+    op: Op,
 }
 
 impl MapVisitor for CountGets<'_> {
@@ -109,7 +145,10 @@ impl MapVisitor for CountGets<'_> {
         }
         s.finish();
         map.loaded();
-        measured_gets(&mut s, self.probe, self.n)
+        match self.op {
+            Op::Write => measured_writes(&mut s, self.probe, self.n),
+            Op::Hit | Op::Miss => measured_gets(&mut s, self.probe, self.n),
+        }
     }
 }
 
@@ -141,17 +180,24 @@ fn measured_gets_papaya_held_guard(
 }
 
 /// The functions callgrind collects in.
-const TOGGLE: &str = "--toggle-collect=*measured_gets*";
+const TOGGLE: [&str; 2] = [
+    "--toggle-collect=*measured_gets*",
+    "--toggle-collect=*measured_writes*",
+];
 
-/// The `count-gets` mode: fill a map with `entries` keys, then do `n` gets (hits or misses).
-/// Returns the hit count, which the caller checks (all or none).
-pub fn count_gets(target: Target, entries: u64, n: u64, miss: bool) -> u64 {
-    let (fill, probe) = keys(entries, miss);
-    match target {
+/// The `count-gets` mode: fill a map with `entries` keys, then do `n` gets (hits or misses)
+/// or writes. Returns the hit count, which the caller checks (all or none), or for writes `n`.
+pub fn count_gets(target: Target, entries: u64, n: u64, op: Op) -> anyhow::Result<u64> {
+    let (fill, probe) = keys(entries, op);
+    if op == Op::Write && !target.counts_writes() {
+        bail!("count-gets: {} counts gets only", target.name());
+    }
+    Ok(match target {
         Target::Map(kind) => kind.visit(CountGets {
             fill: &fill,
             probe: &probe,
             n,
+            op,
         }),
         Target::PapayaHeldGuard => papaya_held_guard_gets(&fill, &probe, n),
         Target::ShardedNoTelemetry => {
@@ -165,7 +211,7 @@ pub fn count_gets(target: Target, entries: u64, n: u64, miss: bool) -> u64 {
             }
             measured_gets(&mut s, &probe, n)
         }
-    }
+    })
 }
 
 /// Total instructions of one `count-gets` run under callgrind.
@@ -174,15 +220,22 @@ fn callgrind_total(
     target: Target,
     entries: u64,
     n: u64,
-    miss: bool,
+    op: Op,
 ) -> anyhow::Result<u64> {
     let mut cmd = Command::new("valgrind");
-    cmd.args(["--tool=callgrind", "--callgrind-out-file=/dev/null", TOGGLE])
+    cmd.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .args(TOGGLE)
         .arg(exe)
         .args(["count-gets", "--map", target.name()])
         .args(["--entries", &entries.to_string(), "--gets", &n.to_string()]);
-    if miss {
-        cmd.arg("--miss");
+    match op {
+        Op::Hit => {}
+        Op::Miss => {
+            cmd.arg("--miss");
+        }
+        Op::Write => {
+            cmd.arg("--writes");
+        }
     }
     let out = cmd
         .output()
@@ -208,6 +261,8 @@ pub struct InstructionResult {
     pub hit: f64,
     /// Instructions per get that does not.
     pub miss: f64,
+    /// Instructions per write (maps only).
+    pub write: Option<f64>,
 }
 
 /// Measures every target: a callgrind run for hits and one for misses.
@@ -216,19 +271,25 @@ pub fn run(targets: &[Target], entries: u64, n: u64) -> anyhow::Result<Vec<Instr
     targets
         .iter()
         .map(|&target| {
-            let per_get = |miss| -> anyhow::Result<f64> {
-                Ok(callgrind_total(&exe, target, entries, n, miss)? as f64 / n as f64)
+            let per_op = |op| -> anyhow::Result<f64> {
+                Ok(callgrind_total(&exe, target, entries, n, op)? as f64 / n as f64)
             };
             let r = InstructionResult {
                 target,
-                hit: per_get(false)?,
-                miss: per_get(true)?,
+                hit: per_op(Op::Hit)?,
+                miss: per_op(Op::Miss)?,
+                write: if target.counts_writes() {
+                    Some(per_op(Op::Write)?)
+                } else {
+                    None
+                },
             };
             eprintln!(
-                "instructions {}: hit {:.1}, miss {:.1}",
+                "instructions {}: hit {:.1}, miss {:.1}, write {:.1}",
                 target.name(),
                 r.hit,
-                r.miss
+                r.miss,
+                r.write.unwrap_or(f64::NAN)
             );
             Ok(r)
         })
@@ -237,7 +298,7 @@ pub fn run(targets: &[Target], entries: u64, n: u64) -> anyhow::Result<Vec<Instr
 
 /// The instructions table, with ratios to the cheapest peer.
 pub fn section(results: &[InstructionResult], entries: u64, n: u64) -> Section {
-    let best = |f: fn(&InstructionResult) -> f64| {
+    let best = |f: fn(&InstructionResult) -> Option<f64>| {
         results
             .iter()
             .filter(|r| match r.target {
@@ -245,43 +306,64 @@ pub fn section(results: &[InstructionResult], entries: u64, n: u64) -> Section {
                 Target::PapayaHeldGuard => true,
                 Target::ShardedNoTelemetry => false,
             })
-            .map(f)
+            .filter_map(f)
             .fold(f64::INFINITY, f64::min)
     };
-    let (best_hit, best_miss) = (best(|r| r.hit), best(|r| r.miss));
+    let best_hit = best(|r| Some(r.hit));
+    let best_miss = best(|r| Some(r.miss));
+    let best_write = best(|r| r.write);
     let mut table = Table::new([
         "map",
         "instr/get hit",
         "vs best peer",
         "instr/get miss",
         "vs best peer",
+        "instr/write",
+        "vs best peer",
     ]);
-    let mut csv = vec![["map", "instructions_per_hit", "instructions_per_miss"]
-        .map(String::from)
-        .to_vec()];
+    let mut csv = vec![[
+        "map",
+        "instructions_per_hit",
+        "instructions_per_miss",
+        "instructions_per_write",
+    ]
+    .map(String::from)
+    .to_vec()];
     for r in results {
+        let (write, write_ratio) = match r.write {
+            Some(w) => (format!("{w:.1}"), format!("{:.2}x", w / best_write)),
+            None => ("-".into(), "-".into()),
+        };
         table.push(vec![
             r.target.name().into(),
             format!("{:.1}", r.hit),
             format!("{:.2}x", r.hit / best_hit),
             format!("{:.1}", r.miss),
             format!("{:.2}x", r.miss / best_miss),
+            write,
+            write_ratio,
         ]);
         csv.push(vec![
             r.target.name().into(),
             format!("{:.2}", r.hit),
             format!("{:.2}", r.miss),
+            r.write.map(|w| format!("{w:.2}")).unwrap_or_default(),
         ]);
     }
     Section {
-        title: "Instructions per get (callgrind)".into(),
+        title: "Instructions per get and per write (callgrind)".into(),
         intro: format!(
             "{entries} entries, {n} gets of present (hit) or absent (miss) keys in shuffled \
              order; callgrind collects only inside the measured loop \
              (`--toggle-collect=*measured_gets*`), so start-up and fill are not counted. \
              Includes the benchmark loop's own ~12 instructions per get (index wrap, key load, count). Lower is better; ratios are to the \
              cheapest peer (>1 costs more). `papaya-held-guard` takes one guard for all gets; \
-             `mapguard-sharded-no-telemetry` is ShardedMap with `telemetry(false)`."
+             `mapguard-sharded-no-telemetry` is ShardedMap with `telemetry(false)`. Writes: \
+             {n} inserts and removes by turns over the present keys and as many absent ones \
+             in random order (`--toggle-collect=*measured_writes*`), so the map stays about \
+             half full and writes add, replace, remove or miss: allocation, reclamation and \
+             resizing included, as in steady use; the variants are read paths and count no \
+             writes."
         ),
         table,
         csv_name: "instructions.csv",

@@ -51,8 +51,12 @@ enum Mode {
         #[arg(long)]
         gets: u64,
         /// Look up absent keys instead of present ones.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "writes")]
         miss: bool,
+        /// Do N writes instead (inserts and removes by turns, over the present keys and as
+        /// many absent ones).
+        #[arg(long)]
+        writes: bool,
     },
     /// Run the order-status HTTP service (what the HTTP part drives with wrk).
     Serve {
@@ -369,17 +373,25 @@ fn main() {
             entries,
             gets,
             miss,
+            writes,
         }) => match instructions::Target::from_name(&map) {
             Some(target) => {
-                let hits = instructions::count_gets(target, entries, gets, miss);
-                let expected = if miss { 0 } else { gets };
-                if hits == expected {
-                    Ok(())
-                } else {
-                    Err(anyhow::anyhow!(
-                        "count-gets: {hits} hits of {gets} gets, expected {expected}"
-                    ))
-                }
+                use instructions::Op;
+                let op = match (miss, writes) {
+                    (_, true) => Op::Write,
+                    (true, false) => Op::Miss,
+                    (false, false) => Op::Hit,
+                };
+                let expected = if op == Op::Miss { 0 } else { gets };
+                instructions::count_gets(target, entries, gets, op).and_then(|done| {
+                    if done == expected {
+                        Ok(())
+                    } else {
+                        Err(anyhow::anyhow!(
+                            "count-gets: {done} hits/writes of {gets}, expected {expected}"
+                        ))
+                    }
+                })
             }
             None => Err(anyhow::anyhow!("count-gets: unknown map {map:?}")),
         },

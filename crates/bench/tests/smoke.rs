@@ -142,7 +142,11 @@ fn tiny_run_produces_complete_sane_output() {
         assert!(names.contains(m), "no instruction count for {m}");
     }
     for r in &instr {
-        for col in ["instructions_per_hit", "instructions_per_miss"] {
+        let mut cols = vec!["instructions_per_hit", "instructions_per_miss"];
+        if MAPS.contains(&r["map"].as_str()) {
+            cols.push("instructions_per_write");
+        }
+        for col in cols {
             let v = num(r, col);
             assert!(v > 1.0 && v < 100_000.0, "{r:?}");
         }
