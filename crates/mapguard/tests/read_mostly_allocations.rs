@@ -1,7 +1,9 @@
-//! ReadMostlyMap reuses the memory of expired entries when neither key nor
-//! value has a destructor: steady replacing and removing does not allocate an
-//! entry per write. Counted per thread by a counting global allocator, in a
-//! test binary of its own so that no other test's threads hold the epoch back.
+//! ReadMostlyMap's use of memory: it reuses the memory of expired entries when
+//! neither key nor value has a destructor, so steady replacing and removing
+//! does not allocate an entry per write (counted per thread by a counting
+//! global allocator), and a growing table's new memory is mapped in a page per
+//! write, not all in one (counted in page faults). A test binary of its own,
+//! so that no other test's threads hold the epoch back or fault pages.
 
 mod common;
 
@@ -94,5 +96,53 @@ fn entries_with_destructors_are_freed_not_recycled() {
     assert!(
         made >= writes as usize,
         "{made} allocations for {writes} writes"
+    );
+}
+
+/// Minor page faults this thread took so far.
+#[cfg(all(target_os = "linux", not(miri)))]
+fn minor_faults() -> i64 {
+    // SAFETY: `getrusage` fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+        usage
+    };
+    usage.ru_minflt
+}
+
+#[cfg(all(target_os = "linux", not(miri)))]
+#[test]
+fn a_growing_table_is_mapped_in_a_page_per_write() {
+    let map: ReadMostlyMap<u64, u64> = ReadMostlyMap::builder().shards(1).build();
+    // Up to a table whose successor is big (64k slots, 512 KiB), then to 1,000
+    // keys below its growth threshold (before the new table is prepared).
+    let mut next = 0u64;
+    while map.capacity() < 8192 {
+        map.insert(next, next);
+        next += 1;
+    }
+    let threshold = map.capacity() as u64;
+    while next < threshold - 1_000 {
+        map.insert(next, next);
+        next += 1;
+    }
+    // Across the preparation, the growth and the whole migration after it.
+    let mut worst = (0, 0);
+    for _ in 0..4_000 {
+        let before = minor_faults();
+        map.insert(next, next);
+        worst = worst.max((minor_faults() - before, next));
+        next += 1;
+    }
+    assert!(map.capacity() as u64 > threshold, "the table did not grow");
+    // Zeroed by the allocator, the new table was mapped in whole by the write
+    // that allocated it (129 faults); lazily zeroed but not prepared, by the
+    // first moves into it (dozens).
+    assert!(
+        worst.0 <= 3,
+        "insert of key {} took {} page faults",
+        worst.1,
+        worst.0
     );
 }

@@ -15,6 +15,7 @@ pub(crate) mod epoch;
 mod reclaim;
 mod shard;
 mod table;
+mod zeroed;
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -52,6 +53,11 @@ use crate::DefaultHashBuilder;
 /// Writes publish new entries instead of changing values in place, so the
 /// write methods need `K: Clone` and `V: Clone` (a value edited by `update` is
 /// cloned, edited, then published), like [`SnapshotMap`](crate::SnapshotMap)'s.
+///
+/// On Unix, tables of 16 KiB and more live in memory mappings of their own,
+/// mapped in a page per write as they fill; a freed one is unmapped by a
+/// thread named `mapguard-unmap`, started the first time one is freed, so
+/// that no write waits for the other CPUs' TLB flush.
 ///
 /// ```
 /// use mapguard::ReadMostlyMap;

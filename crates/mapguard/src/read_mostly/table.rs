@@ -126,40 +126,32 @@ pub(crate) fn max_used(capacity: usize) -> usize {
 }
 
 pub(crate) struct Table<K, V> {
-    buckets: Box<[Bucket<K, V>]>,
+    buckets: Buckets<K, V>,
     /// The table this one is being (or was) migrated to; null until a
     /// migration starts, never changed after.
     pub(crate) next: AtomicPtr<Table<K, V>>,
 }
 
+/// A table's buckets: zeroed memory, mapped in as it is used (see `zeroed.rs`).
+#[cfg(not(loom))]
+type Buckets<K, V> = super::zeroed::Zeroed<Bucket<K, V>>;
+
+/// loom's atomics are objects of its model, not plain memory.
+#[cfg(loom)]
+type Buckets<K, V> = Box<[Bucket<K, V>]>;
+
 impl<K, V> Bucket<K, V> {
     /// `len` buckets that start as zero bits: null pointers, `EMPTY` tags.
-    ///
-    /// Why zeroed memory instead of writing each slot: the allocator hands a
-    /// big table fresh zero pages, mapped in only as a migration first touches
-    /// them, a few slots per write, instead of all of them (~36 page faults for
-    /// 16k slots, ~10 us each on the bench's VM) in the write that starts it.
     #[cfg(not(loom))]
-    fn empty(len: usize) -> Box<[Self]> {
-        use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
-        assert!(len > 0, "tables have slots");
-        let layout = Layout::array::<Self>(len).expect("table size overflows");
-        // SAFETY: the layout has a non-zero size; a bucket is atomic integers
-        // and pointers, for which all-zero bits are a valid value (0, or
-        // null), so the zeroed allocation is `len` initialized buckets, owned
-        // by the box.
-        unsafe {
-            let p = alloc_zeroed(layout).cast::<Self>();
-            if p.is_null() {
-                handle_alloc_error(layout);
-            }
-            Box::from_raw(ptr::slice_from_raw_parts_mut(p, len))
-        }
+    fn empty(len: usize) -> Buckets<K, V> {
+        // SAFETY: a bucket is atomic integers and pointers, for which all-zero
+        // bits are a valid value (0, or null).
+        unsafe { super::zeroed::Zeroed::new(len) }
     }
 
-    /// loom's atomics are objects of its model, not plain memory: built one by one.
+    /// Built one by one under loom.
     #[cfg(loom)]
-    fn empty(len: usize) -> Box<[Self]> {
+    fn empty(len: usize) -> Buckets<K, V> {
         (0..len)
             .map(|_| Bucket {
                 tags: AtomicU64::new(0),
@@ -177,6 +169,23 @@ impl<K, V> Table<K, V> {
         Table {
             buckets: Bucket::empty(capacity / IDS_PER_BUCKET),
             next: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// Buckets that share a page of memory (4 KiB).
+    const BUCKETS_PER_PAGE: usize = 4096 / std::mem::size_of::<Bucket<K, V>>();
+
+    /// Pages of memory the table spans.
+    pub(crate) fn pages(&self) -> usize {
+        self.buckets.len().div_ceil(Self::BUCKETS_PER_PAGE)
+    }
+
+    /// Writes to page `page` of this table, which must not be published yet,
+    /// so that its memory is mapped in now (see `Edit::prepare_growth`).
+    pub(crate) fn touch_page(&self, page: usize) {
+        if let Some(bucket) = self.buckets.get(page * Self::BUCKETS_PER_PAGE) {
+            // Zero stays zero: a store, for the page fault a load would not take.
+            bucket.tags.store(0, Relaxed);
         }
     }
 
