@@ -473,12 +473,21 @@ impl<K, V> Edit<'_, K, V> {
     /// table exists only over that last stretch before the growth, so a shard
     /// that stays just below its threshold is the only one that keeps it. Off
     /// under loom: it is no part of the protocol the models check.
+    #[inline]
     fn prepare_growth(&mut self) {
         if cfg!(loom) || self.target().is_some() {
             return;
         }
-        let max = max_used(self.current().capacity());
-        let to_growth = max.saturating_sub(self.writer.used);
+        let current = self.current().capacity();
+        let to_growth = max_used(current).saturating_sub(self.writer.used);
+        // Most writes: farther from the growth than any next table has pages
+        // (it has at most 4x the slots, so a 128th of these in pages).
+        if to_growth <= current / 128 + 1 {
+            self.prepare_growth_page(to_growth);
+        }
+    }
+
+    fn prepare_growth_page(&mut self, to_growth: usize) {
         let w = &mut *self.writer;
         let table = match &w.next_growth {
             Some(table) => table,
