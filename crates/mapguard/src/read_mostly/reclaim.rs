@@ -149,14 +149,22 @@ impl<K, V> Garbage<K, V> {
     /// After a write: seals the pending objects when there are enough of them,
     /// and hands over the oldest bag if it may be freed now (recycling what
     /// entries it can).
+    #[inline]
     pub(crate) fn collect(&mut self) -> Freed<K, V> {
         if self.pending.len() >= SEAL_EVERY {
             self.seal();
         }
-        let mut expired = match self.sealed.front() {
-            Some(&(stamp, _)) if expired(stamp) => self.sealed.pop_front().map(|(_, bag)| bag),
-            _ => None,
-        };
+        // Most writes: the oldest bag (if any) is not expired yet.
+        match self.sealed.front() {
+            Some(&(stamp, _)) if expired(stamp) => self.take_expired(),
+            _ => Freed(None),
+        }
+    }
+
+    /// Takes the oldest bag, expired, keeping what entries it may for reuse.
+    #[cold]
+    fn take_expired(&mut self) -> Freed<K, V> {
+        let mut expired = self.sealed.pop_front().map(|(_, bag)| bag);
         if let Some(bag) = expired.as_mut().filter(|_| Self::RECYCLES) {
             let keep = bag.entries.len().min(MAX_SPARE - self.spare.len());
             let start = bag.entries.len() - keep;

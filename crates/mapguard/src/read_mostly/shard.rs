@@ -487,6 +487,7 @@ impl<K, V> Edit<'_, K, V> {
         }
     }
 
+    #[cold]
     fn prepare_growth_page(&mut self, to_growth: usize) {
         let w = &mut *self.writer;
         let table = match &w.next_growth {
