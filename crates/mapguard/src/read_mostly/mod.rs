@@ -55,9 +55,10 @@ use crate::DefaultHashBuilder;
 /// cloned, edited, then published), like [`SnapshotMap`](crate::SnapshotMap)'s.
 ///
 /// On Unix, tables of 16 KiB and more live in memory mappings of their own,
-/// mapped in a page per write as they fill; a freed one is unmapped by a
-/// thread named `mapguard-unmap`, started the first time one is freed, so
-/// that no write waits for the other CPUs' TLB flush.
+/// readied a page per write ahead of a growth; freed ones are kept for reuse
+/// by any map of the process (at most 16 mappings and 64 MiB; beyond that
+/// they are unmapped), because unmapping makes the freeing write wait for
+/// every other CPU's TLB flush.
 ///
 /// ```
 /// use mapguard::ReadMostlyMap;

@@ -46,6 +46,8 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::time::Instant;
 
 use super::reclaim::{Garbage, Guard};
+#[cfg(not(loom))]
+use super::table::Preparing;
 use super::table::{max_used, Entry, Table};
 use crate::api::WouldBlock;
 use crate::sync::{AtomicPtr, AtomicUsize, Mutex, MutexGuard};
@@ -102,11 +104,10 @@ pub(crate) struct Writer<K, V> {
     writes: u64,
     /// What this shard's writes retired and readers may still hold.
     garbage: Garbage<K, V>,
-    /// The table the next growth will probably migrate to, allocated just
-    /// ahead of it and mapped in a page per write ([`Edit::prepare_growth`]).
-    next_growth: Option<Box<Table<K, V>>>,
-    /// Pages of `next_growth` touched so far.
-    touched: usize,
+    /// The table the next growth will probably migrate to, made ready just
+    /// ahead of it a page per write ([`Edit::prepare_growth`]).
+    #[cfg(not(loom))]
+    next_growth: Option<Preparing<K, V>>,
 }
 
 // SAFETY: the raw pointers (the migration target, retired objects) are owned by
@@ -136,8 +137,8 @@ impl<K, V> Shard<K, V> {
                 clock: 0,
                 writes: 0,
                 garbage: Garbage::new(),
+                #[cfg(not(loom))]
                 next_growth: None,
-                touched: 0,
             }),
             len: AtomicUsize::new(0),
             capacity: AtomicUsize::new(entries_for(slots)),
@@ -447,11 +448,16 @@ impl<K, V> Edit<'_, K, V> {
         // The prepared table if its size fits (else it is dropped): up to twice
         // the size asked for, as the prediction may have been one key above a
         // power of two; the table is then an eighth full instead of a quarter.
-        let target = match self.writer.next_growth.take() {
-            Some(table) if (capacity..=2 * capacity).contains(&table.capacity()) => table,
-            _ => Box::new(Table::new(capacity)),
-        };
-        let target = Box::into_raw(target);
+        #[cfg(not(loom))]
+        let prepared = self
+            .writer
+            .next_growth
+            .take()
+            .filter(|table| (capacity..=2 * capacity).contains(&table.capacity()))
+            .map(Preparing::finish);
+        #[cfg(loom)]
+        let prepared = None;
+        let target = Box::into_raw(Box::new(prepared.unwrap_or_else(|| Table::new(capacity))));
         // Published before any slot is marked moved and before any key is
         // written there: a reader that finds a marker or ends its probe finds
         // the target too.
@@ -461,36 +467,38 @@ impl<K, V> Edit<'_, K, V> {
         self.writer.used = 0;
     }
 
-    /// Maps in the memory of the next growth's table a page per write, from
-    /// as many used slots before the growth as that table has pages, so the
-    /// growth finds it allocated and mapped in.
+    /// Readies the next growth's table a page per write (maps in a fresh
+    /// page, or clears one of a reused mapping), from as many used slots before
+    /// the growth as that table has pages, so the growth finds it ready.
     ///
     /// Why: a migration moves its first slots to random places in the new
     /// table, so its first writes mapped in many of its pages at once (up to
     /// ten page faults in one write for a 512 KiB table, test
     /// `a_growing_table_is_mapped_in_a_page_per_write`; ~10 us a fault on the
-    /// bench's VM). A page per write is what papaya's inserts pay too. The
-    /// table exists only over that last stretch before the growth, so a shard
-    /// that stays just below its threshold is the only one that keeps it. Off
-    /// under loom: it is no part of the protocol the models check.
+    /// bench's VM), and a reused mapping must be cleared before use (~15 us
+    /// for 256 KiB at once). A page per write is what papaya's inserts pay too.
+    /// The table exists only over that last stretch before the growth, so a
+    /// shard that stays just below its threshold is the only one that keeps
+    /// it. Off under loom: it is no part of the protocol the models check.
     #[inline]
     fn prepare_growth(&mut self) {
-        if cfg!(loom) || self.target().is_some() {
-            return;
-        }
-        let current = self.current().capacity();
-        let to_growth = max_used(current).saturating_sub(self.writer.used);
-        // Most writes: farther from the growth than any next table has pages
-        // (it has at most 4x the slots, so a 128th of these in pages).
-        if to_growth <= current / 128 + 1 {
-            self.prepare_growth_page(to_growth);
+        #[cfg(not(loom))]
+        if self.target().is_none() {
+            let current = self.current().capacity();
+            let to_growth = max_used(current).saturating_sub(self.writer.used);
+            // Most writes: farther from the growth than any next table has pages
+            // (it has at most 4x the slots, so a 128th of these in pages).
+            if to_growth <= current / 128 + 1 {
+                self.prepare_growth_page(to_growth);
+            }
         }
     }
 
+    #[cfg(not(loom))]
     #[cold]
     fn prepare_growth_page(&mut self, to_growth: usize) {
         let w = &mut *self.writer;
-        let table = match &w.next_growth {
+        let table = match &mut w.next_growth {
             Some(table) => table,
             None => {
                 // What `reserve_one` will ask for if every write until then adds a key.
@@ -499,14 +507,10 @@ impl<K, V> Edit<'_, K, V> {
                 if to_growth > capacity / 512 {
                     return;
                 }
-                w.touched = 0;
-                w.next_growth.insert(Box::new(Table::new(capacity)))
+                w.next_growth.insert(Preparing::new(capacity))
             }
         };
-        if w.touched < table.pages() {
-            table.touch_page(w.touched);
-            w.touched += 1;
-        }
+        table.step();
     }
 
     /// While migrating, moves a share of the old slots. Called at the start of

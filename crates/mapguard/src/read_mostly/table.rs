@@ -161,6 +161,38 @@ impl<K, V> Bucket<K, V> {
     }
 }
 
+/// A table being made ready ahead of a growth, a page of memory per step (see
+/// `Edit::prepare_growth`); not shared with anyone until it is a [`Table`].
+#[cfg(not(loom))]
+pub(crate) struct Preparing<K, V>(super::zeroed::Clearing<Bucket<K, V>>);
+
+#[cfg(not(loom))]
+impl<K, V> Preparing<K, V> {
+    /// A table of `capacity` slot ids (as for [`Table::new`]) to prepare.
+    pub(crate) fn new(capacity: usize) -> Self {
+        debug_assert!(capacity.is_power_of_two() && capacity >= IDS_PER_BUCKET);
+        // SAFETY: as in `Bucket::empty`.
+        Preparing(unsafe { super::zeroed::Clearing::new(capacity / IDS_PER_BUCKET) })
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.len() * IDS_PER_BUCKET
+    }
+
+    /// Readies one more page.
+    pub(crate) fn step(&mut self) {
+        self.0.step();
+    }
+
+    /// The empty table (readying what is left first).
+    pub(crate) fn finish(self) -> Table<K, V> {
+        Table {
+            buckets: self.0.finish(),
+            next: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+}
+
 impl<K, V> Table<K, V> {
     /// An empty table of `capacity` slot ids (a power of two, 8 or more; seven
     /// in eight are slots).
@@ -169,23 +201,6 @@ impl<K, V> Table<K, V> {
         Table {
             buckets: Bucket::empty(capacity / IDS_PER_BUCKET),
             next: AtomicPtr::new(ptr::null_mut()),
-        }
-    }
-
-    /// Buckets that share a page of memory (4 KiB).
-    const BUCKETS_PER_PAGE: usize = 4096 / std::mem::size_of::<Bucket<K, V>>();
-
-    /// Pages of memory the table spans.
-    pub(crate) fn pages(&self) -> usize {
-        self.buckets.len().div_ceil(Self::BUCKETS_PER_PAGE)
-    }
-
-    /// Writes to page `page` of this table, which must not be published yet,
-    /// so that its memory is mapped in now (see `Edit::prepare_growth`).
-    pub(crate) fn touch_page(&self, page: usize) {
-        if let Some(bucket) = self.buckets.get(page * Self::BUCKETS_PER_PAGE) {
-            // Zero stays zero: a store, for the page fault a load would not take.
-            bucket.tags.store(0, Relaxed);
         }
     }
 

@@ -1,167 +1,295 @@
-//! Zeroed arrays for the read-mostly engine's tables, cache-line aligned, and
-//! for big tables mapped in by the writes that use them.
+//! Zeroed arrays for the read-mostly engine's tables: cache-line aligned, for
+//! big tables in memory mappings of their own that are mapped in (or cleared)
+//! a page per write, and kept for reuse instead of unmapped.
 //!
 //! Why not `alloc_zeroed`: for an alignment above 16 bytes Rust's system
 //! allocator cannot use `calloc`; it allocates, then writes zeros over the
 //! whole block, which maps in every page at once (measured here: 129 page
 //! faults allocating 512 KiB at alignment 64, 1 at alignment 16). That put a
 //! whole table's page faults (~10 us each on the bench's VM) into the one
-//! write that started a migration. A fresh anonymous mapping is zero and each
-//! page is mapped in when first touched, so a big table is mapped in a page at
-//! a time, by `Edit::prepare_growth` ahead of the growth, and by the moves.
+//! write that started a migration.
+//!
+//! Why keep freed mappings: `munmap` flushes the mapping from the TLB of every
+//! CPU running one of the process's threads and waits for them. On the
+//! bench's VM that made the write freeing a grown shard's old table one of the
+//! slowest (20-200 us; two threads, read_heavy mix: 20-36 inserts a run over
+//! 20 us against 5-9 with mappings never unmapped), and handing the `munmap`
+//! to a background thread cost read throughput instead (the flushes still
+//! interrupt the readers). A shard's next table is often the size another
+//! shard just freed, since every shard grows through the same sizes, and a
+//! map replaced by a new one frees the sizes the new one will need.
 
 use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::ops::Deref;
 use std::ptr::NonNull;
 
 /// Arrays of at least this many bytes get a mapping of their own.
-const MAP_AT_LEAST: usize = 4 * 4096;
+const MAP_AT_LEAST: usize = 4 * PAGE;
+
+const PAGE: usize = 4096;
+
+/// Raw memory of an array: a mapping of its own, or a block of the global
+/// allocator.
+enum Block {
+    Mapped { ptr: NonNull<u8>, size: usize },
+    Allocated { ptr: NonNull<u8>, layout: Layout },
+}
+
+// SAFETY: a block is plain owned memory.
+unsafe impl Send for Block {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Block {}
+
+impl Block {
+    /// Memory for `layout`, and whether it may hold old bytes (a reused
+    /// mapping): else it is zero.
+    fn new(layout: Layout, reuse: bool) -> (Block, bool) {
+        if !mapped(layout) {
+            // SAFETY: the layout has a non-zero size (checked by the caller).
+            let ptr = unsafe { alloc_zeroed(layout) };
+            let Some(ptr) = NonNull::new(ptr) else {
+                handle_alloc_error(layout)
+            };
+            return (Block::Allocated { ptr, layout }, false);
+        }
+        let size = layout.size().next_multiple_of(PAGE);
+        let reused = reuse.then(|| mappings::take(size)).flatten();
+        let dirty = reused.is_some();
+        let Some(ptr) = reused.or_else(|| mappings::fresh(size)) else {
+            handle_alloc_error(layout)
+        };
+        (Block::Mapped { ptr, size }, dirty)
+    }
+
+    fn ptr(&self) -> *mut u8 {
+        match *self {
+            Block::Mapped { ptr, .. } | Block::Allocated { ptr, .. } => ptr.as_ptr(),
+        }
+    }
+
+    /// Pages of a mapping (0 for an allocator block, which comes zeroed).
+    fn pages(&self) -> usize {
+        match *self {
+            Block::Mapped { size, .. } => size / PAGE,
+            Block::Allocated { .. } => 0,
+        }
+    }
+
+    /// Zeros page `page` of a mapping (which also maps it in).
+    fn clear_page(&self, page: usize) {
+        // SAFETY: the page is inside the mapping, which the block owns and no
+        // one else reads or writes while it is being cleared.
+        unsafe { self.ptr().add(page * PAGE).write_bytes(0, PAGE) };
+    }
+
+    /// Maps in page `page` of a fresh mapping (already zero) with one store.
+    fn touch_page(&self, page: usize) {
+        // SAFETY: as in `clear_page`; zero over zero.
+        unsafe { self.ptr().add(page * PAGE).write(0) };
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        match *self {
+            Block::Mapped { ptr, size } => mappings::give_back(ptr, size),
+            // SAFETY: allocated in `new` with this layout.
+            Block::Allocated { ptr, layout } => unsafe { dealloc(ptr.as_ptr(), layout) },
+        }
+    }
+}
+
+/// Whether an array of `layout` lives in a mapping of its own.
+fn mapped(layout: Layout) -> bool {
+    cfg!(all(unix, not(miri))) && layout.size() >= MAP_AT_LEAST
+}
+
+fn layout<T>(len: usize) -> Layout {
+    let layout = Layout::array::<T>(len).expect("table size overflows");
+    assert!(layout.size() > 0, "tables have slots");
+    // A mapping is page-aligned, which must satisfy `T`.
+    assert!(layout.align() <= PAGE);
+    layout
+}
 
 /// `len` values of `T`, created as zero bits.
 pub(crate) struct Zeroed<T> {
-    ptr: NonNull<T>,
+    block: Block,
     len: usize,
+    _values: std::marker::PhantomData<T>,
 }
 
-// SAFETY: a `Zeroed<T>` owns its values like a `Box<[T]>`.
-unsafe impl<T: Send> Send for Zeroed<T> {}
-// SAFETY: as for `Send`; shared access hands out `&[T]` only.
-unsafe impl<T: Sync> Sync for Zeroed<T> {}
-
 impl<T> Zeroed<T> {
-    /// `len` values, all zero bits.
+    /// `len` values, all zero bits, in fresh memory (mapped in as used).
     ///
     /// # Safety
     /// All-zero bits must be a valid `T`.
     pub(crate) unsafe fn new(len: usize) -> Self {
-        let layout = Self::layout(len);
-        let ptr = if Self::mapped(layout) {
-            map(layout.size())
-        } else {
-            // SAFETY: the layout has a non-zero size (checked in `layout`).
-            unsafe { alloc_zeroed(layout) }
-        };
-        let Some(ptr) = NonNull::new(ptr.cast::<T>()) else {
-            handle_alloc_error(layout)
-        };
-        Zeroed { ptr, len }
-    }
-
-    fn layout(len: usize) -> Layout {
-        let layout = Layout::array::<T>(len).expect("table size overflows");
-        assert!(layout.size() > 0, "tables have slots");
-        // A mapping is page-aligned, which must satisfy `T`.
-        assert!(layout.align() <= 4096);
-        layout
-    }
-
-    /// Whether an array of `layout` lives in a mapping of its own (else in the
-    /// global allocator).
-    fn mapped(layout: Layout) -> bool {
-        cfg!(all(unix, not(miri))) && layout.size() >= MAP_AT_LEAST
+        let (block, dirty) = Block::new(layout::<T>(len), false);
+        debug_assert!(!dirty);
+        Zeroed {
+            block,
+            len,
+            _values: std::marker::PhantomData,
+        }
     }
 }
 
 impl<T> Deref for Zeroed<T> {
     type Target = [T];
 
+    #[inline]
     fn deref(&self) -> &[T] {
-        // SAFETY: `ptr` holds `len` initialized values (zero bits are a valid
-        // `T`, the contract of `new`), owned by `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        // SAFETY: the block holds `len` initialized values (zero bits are a
+        // valid `T`, the contract of `new` and `Clearing::new`), owned by `self`
+        // and aligned (mappings are page-aligned, blocks have `T`'s layout).
+        unsafe { std::slice::from_raw_parts(self.block.ptr().cast::<T>(), self.len) }
     }
 }
 
 impl<T> Drop for Zeroed<T> {
     fn drop(&mut self) {
-        // SAFETY: the values are owned and dropped once, here.
-        unsafe {
-            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
-                self.ptr.as_ptr(),
-                self.len,
-            ))
-        };
-        let layout = Self::layout(self.len);
-        if Self::mapped(layout) {
-            unmap(self.ptr.as_ptr().cast(), layout.size());
-        } else {
-            // SAFETY: allocated in `new` with this layout.
-            unsafe { dealloc(self.ptr.as_ptr().cast(), layout) };
+        let values = std::ptr::slice_from_raw_parts_mut(self.block.ptr().cast::<T>(), self.len);
+        // SAFETY: the values are owned and dropped once, here; the block
+        // frees (or keeps) the memory after.
+        unsafe { std::ptr::drop_in_place(values) };
+    }
+}
+
+/// An array of `len` values of `T` on its way to zero bits, a page a step:
+/// a reused mapping is cleared, a fresh one only mapped in.
+pub(crate) struct Clearing<T> {
+    block: Block,
+    len: usize,
+    dirty: bool,
+    /// Pages done.
+    done: usize,
+    _values: std::marker::PhantomData<T>,
+}
+
+impl<T> Clearing<T> {
+    /// Memory for `len` values, reusing a kept mapping when one fits.
+    ///
+    /// # Safety
+    /// All-zero bits must be a valid `T`.
+    pub(crate) unsafe fn new(len: usize) -> Self {
+        let (block, dirty) = Block::new(layout::<T>(len), true);
+        Clearing {
+            block,
+            len,
+            dirty,
+            done: 0,
+            _values: std::marker::PhantomData,
+        }
+    }
+
+    /// Values the array will hold.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Clears (or maps in) the next page, if any is left.
+    pub(crate) fn step(&mut self) {
+        if self.done < self.block.pages() {
+            if self.dirty {
+                self.block.clear_page(self.done);
+            } else {
+                self.block.touch_page(self.done);
+            }
+            self.done += 1;
+        }
+    }
+
+    /// The array, after clearing what is left.
+    pub(crate) fn finish(mut self) -> Zeroed<T> {
+        if self.dirty {
+            while self.done < self.block.pages() {
+                self.step();
+            }
+        }
+        Zeroed {
+            block: self.block,
+            len: self.len,
+            _values: std::marker::PhantomData,
         }
     }
 }
 
-/// A fresh private anonymous mapping of `size` bytes; null if there is none.
+/// The process's table mappings: fresh ones, and the few kept for reuse.
 #[cfg(all(unix, not(miri)))]
-fn map(size: usize) -> *mut u8 {
-    // SAFETY: a new anonymous mapping aliases nothing.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        std::ptr::null_mut()
-    } else {
-        p.cast()
+mod mappings {
+    use std::ptr::NonNull;
+
+    use parking_lot::Mutex;
+
+    /// Kept mappings, at most this many...
+    const MAX_KEPT: usize = 16;
+    /// ...and this many bytes.
+    const MAX_KEPT_BYTES: usize = 64 << 20;
+
+    /// (address, size) of each kept mapping.
+    static KEPT: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+    /// A fresh private anonymous mapping of `size` bytes (zero).
+    pub(super) fn fresh(size: usize) -> Option<NonNull<u8>> {
+        // SAFETY: a new anonymous mapping aliases nothing.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            None
+        } else {
+            NonNull::new(p.cast())
+        }
+    }
+
+    /// A kept mapping of exactly `size` bytes (its old contents left in it).
+    pub(super) fn take(size: usize) -> Option<NonNull<u8>> {
+        let mut kept = KEPT.lock();
+        let i = kept.iter().position(|&(_, s)| s == size)?;
+        let (addr, _) = kept.swap_remove(i);
+        NonNull::new(std::ptr::with_exposed_provenance_mut(addr))
+    }
+
+    /// Keeps a mapping no longer used for reuse, or unmaps it when enough
+    /// are kept.
+    pub(super) fn give_back(ptr: NonNull<u8>, size: usize) {
+        {
+            let mut kept = KEPT.lock();
+            let bytes: usize = kept.iter().map(|&(_, s)| s).sum();
+            if kept.len() < MAX_KEPT && bytes + size <= MAX_KEPT_BYTES {
+                kept.push((ptr.as_ptr().expose_provenance(), size));
+                return;
+            }
+        }
+        // SAFETY: `ptr` is a mapping of `size` bytes from `fresh`, unused now.
+        let done = unsafe { libc::munmap(ptr.as_ptr().cast(), size) };
+        debug_assert_eq!(done, 0, "munmap of a table failed");
     }
 }
 
-/// Unmaps `p`, a mapping of `size` bytes from `map` no longer used, on a
-/// background thread of its own (inline if there is none).
-///
-/// Why not inline: `munmap` flushes the mapping from the TLB of every CPU
-/// running one of the process's threads and waits for them; on the bench's VM
-/// that made the write freeing a grown shard's old table the slowest of
-/// thousands (20-200 us; read_heavy mix, two threads: 20-36 inserts a run over
-/// 20 us, 5-9 with unmapping left out, papaya 6-14). The thread is started
-/// the first time a big table is freed and waits on a channel otherwise.
-#[cfg(all(unix, not(miri)))]
-fn unmap(p: *mut u8, size: usize) {
-    use std::sync::mpsc::{channel, Sender};
-    use std::sync::OnceLock;
+#[cfg(not(all(unix, not(miri))))]
+mod mappings {
+    use std::ptr::NonNull;
 
-    /// Where mappings go to be unmapped (`None`: no thread could be started).
-    static UNMAPPER: OnceLock<Option<Sender<(usize, usize)>>> = OnceLock::new();
-    let unmapper = UNMAPPER.get_or_init(|| {
-        let (tx, rx) = channel::<(usize, usize)>();
-        let worker = std::thread::Builder::new()
-            .name("mapguard-unmap".into())
-            .spawn(move || {
-                for (addr, size) in rx {
-                    unmap_now(std::ptr::with_exposed_provenance_mut(addr), size);
-                }
-            });
-        worker.ok().map(|_| tx)
-    });
-    let sent = unmapper
-        .as_ref()
-        .is_some_and(|tx| tx.send((p.expose_provenance(), size)).is_ok());
-    if !sent {
-        unmap_now(p, size);
+    pub(super) fn fresh(_size: usize) -> Option<NonNull<u8>> {
+        unreachable!("arrays are mapped only on unix")
     }
-}
 
-#[cfg(all(unix, not(miri)))]
-fn unmap_now(p: *mut u8, size: usize) {
-    // SAFETY: `p` is a mapping of `size` bytes from `map`, no longer used.
-    let done = unsafe { libc::munmap(p.cast(), size) };
-    debug_assert_eq!(done, 0, "munmap of a table failed");
-}
+    pub(super) fn take(_size: usize) -> Option<NonNull<u8>> {
+        unreachable!("arrays are mapped only on unix")
+    }
 
-#[cfg(not(all(unix, not(miri))))]
-fn map(_size: usize) -> *mut u8 {
-    unreachable!("arrays are mapped only on unix")
-}
-
-#[cfg(not(all(unix, not(miri))))]
-fn unmap(_p: *mut u8, _size: usize) {
-    unreachable!("arrays are mapped only on unix")
+    pub(super) fn give_back(_ptr: NonNull<u8>, _size: usize) {
+        unreachable!("arrays are mapped only on unix")
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -178,6 +306,25 @@ mod tests {
             assert!(a.iter().all(|x| x.load(Relaxed) == 0));
             a[len - 1].store(7, Relaxed);
             assert_eq!(a[len - 1].load(Relaxed), 7);
+        }
+    }
+
+    #[test]
+    fn a_reused_mapping_is_cleared_before_it_is_handed_out() {
+        let len = 3 * MAP_AT_LEAST / 8;
+        for round in 0..4 {
+            // SAFETY: zero is a valid `AtomicU64`.
+            let mut clearing = unsafe { Clearing::<AtomicU64>::new(len) };
+            clearing.step();
+            let a = clearing.finish();
+            assert!(
+                a.iter().all(|x| x.load(Relaxed) == 0),
+                "round {round}: old values in a cleared array"
+            );
+            for x in a.iter() {
+                x.store(u64::MAX, Relaxed);
+            }
+            // Dropped: kept for the next round's reuse.
         }
     }
 }
