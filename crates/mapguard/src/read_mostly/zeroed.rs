@@ -114,10 +114,17 @@ fn layout<T>(len: usize) -> Layout {
 
 /// `len` values of `T`, created as zero bits.
 pub(crate) struct Zeroed<T> {
-    block: Block,
+    /// The block's memory, typed (kept apart so a read is one load).
+    values: NonNull<T>,
     len: usize,
-    _values: std::marker::PhantomData<T>,
+    /// Owns the memory: frees or keeps it when dropped.
+    _memory: Block,
 }
+
+// SAFETY: a `Zeroed<T>` owns its values like a `Box<[T]>`.
+unsafe impl<T: Send> Send for Zeroed<T> {}
+// SAFETY: as for `Send`; shared access hands out `&[T]` only.
+unsafe impl<T: Sync> Sync for Zeroed<T> {}
 
 impl<T> Zeroed<T> {
     /// `len` values, all zero bits, in fresh memory (mapped in as used).
@@ -127,10 +134,15 @@ impl<T> Zeroed<T> {
     pub(crate) unsafe fn new(len: usize) -> Self {
         let (block, dirty) = Block::new(layout::<T>(len), false);
         debug_assert!(!dirty);
+        Zeroed::of(block, len)
+    }
+
+    fn of(block: Block, len: usize) -> Self {
+        let values = NonNull::new(block.ptr().cast::<T>()).expect("blocks are not null");
         Zeroed {
-            block,
+            values,
             len,
-            _values: std::marker::PhantomData,
+            _memory: block,
         }
     }
 }
@@ -143,13 +155,13 @@ impl<T> Deref for Zeroed<T> {
         // SAFETY: the block holds `len` initialized values (zero bits are a
         // valid `T`, the contract of `new` and `Clearing::new`), owned by `self`
         // and aligned (mappings are page-aligned, blocks have `T`'s layout).
-        unsafe { std::slice::from_raw_parts(self.block.ptr().cast::<T>(), self.len) }
+        unsafe { std::slice::from_raw_parts(self.values.as_ptr(), self.len) }
     }
 }
 
 impl<T> Drop for Zeroed<T> {
     fn drop(&mut self) {
-        let values = std::ptr::slice_from_raw_parts_mut(self.block.ptr().cast::<T>(), self.len);
+        let values = std::ptr::slice_from_raw_parts_mut(self.values.as_ptr(), self.len);
         // SAFETY: the values are owned and dropped once, here; the block
         // frees (or keeps) the memory after.
         unsafe { std::ptr::drop_in_place(values) };
@@ -207,11 +219,7 @@ impl<T> Clearing<T> {
                 self.step();
             }
         }
-        Zeroed {
-            block: self.block,
-            len: self.len,
-            _values: std::marker::PhantomData,
-        }
+        Zeroed::of(self.block, self.len)
     }
 }
 
