@@ -667,10 +667,12 @@ where
         self.flights.forget_misses();
     }
 
-    /// Migrates every shard to a table sized for its entries, finishing any
-    /// migration in progress. Worth calling after a bulk load that will be
-    /// followed mostly by reads: only writes move a migration along, and until
-    /// it ends, reads of moved keys probe two tables.
+    /// Migrates every shard to a table sized for its entries (a quarter to an
+    /// eighth full: smaller after removals, bigger when a bulk load left it at
+    /// its growth threshold), finishing any migration in progress. Worth
+    /// calling after a bulk load that will be followed mostly by reads: only
+    /// writes move a migration along, and until it ends, reads of moved keys
+    /// probe two tables.
     ///
     /// ```
     /// let map: mapguard::ReadMostlyMap<u32, u32> = mapguard::ReadMostlyMap::with_capacity(10_000);

@@ -406,11 +406,16 @@ impl<K, V> Edit<'_, K, V> {
         (w.target, w.moved, w.used, w.len) = (ptr::null_mut(), 0, 0, 0);
     }
 
-    /// Migrates to a table sized for the current entries.
+    /// Migrates to a table sized for the current entries, also when the
+    /// table is smaller than that (a bulk load leaves tables
+    /// up to half full, at their growth threshold, and the next writes would
+    /// start a growth whose migration the rare writes of a read-mostly map
+    /// take long to finish, reads of moved keys probing two tables meanwhile).
     pub(crate) fn shrink_to_fit(&mut self) {
         self.finish_migration();
-        if capacity_for(self.writer.len) < self.current().capacity() {
-            self.start_migration(capacity_for(self.writer.len));
+        let fit = capacity_for(self.writer.len);
+        if fit != self.current().capacity() {
+            self.start_migration(fit);
             self.finish_migration();
         }
     }

@@ -71,6 +71,39 @@ fn writes_during_a_migration_land_in_the_new_table_only() {
     assert_eq!(map.len() as u64, k / 2);
 }
 
+/// After a bulk load that left the table at its growth threshold,
+/// `shrink_to_fit` grows it, so the next writes start no migration.
+#[test]
+fn shrink_to_fit_gives_a_table_at_its_threshold_room() {
+    let map = one_shard();
+    let mut k = 0;
+    // Fill up to one key below a growth threshold (with no removals, every
+    // key used one slot).
+    while map.capacity() < 256 {
+        map.insert(k, k);
+        k += 1;
+    }
+    let threshold = map.capacity() as u64;
+    while k < threshold - 1 {
+        map.insert(k, k);
+        k += 1;
+    }
+    map.shrink_to_fit();
+    assert!(
+        map.capacity() as u64 > threshold,
+        "still {}",
+        map.capacity()
+    );
+    map.insert(k, k);
+    assert!(
+        !migrating(&map.shards[0]),
+        "the next insert started a growth"
+    );
+    for j in 0..=k {
+        assert_eq!(map.get_cloned(&j), Some(j));
+    }
+}
+
 #[test]
 fn mass_removal_shrinks_the_table() {
     let map = one_shard();
