@@ -10,8 +10,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 
 use common::Engine;
 use mapguard::{Compute, ReadMostlyMap, ShardedMap, SnapshotMap};
@@ -115,7 +114,11 @@ fn record<E: Engine>(
 ) -> Vec<Event> {
     let map = E::fresh();
     let clock = AtomicU64::new(0);
-    let barrier = Barrier::new(threads);
+    // A start gate the threads spin at (yielding, for a thread still waiting
+    // for a CPU): a sleeping barrier wakes them one by one, and on a loaded
+    // 2-CPU machine they then ran their few operations one after another in
+    // every history, failing the overlap check below.
+    let arrived = AtomicUsize::new(0);
     let recording = AtomicU64::new(threads as u64);
     let mut all = Vec::new();
     std::thread::scope(|s| {
@@ -139,7 +142,7 @@ fn record<E: Engine>(
         }
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (map, clock, barrier, recording) = (&map, &clock, &barrier, &recording);
+                let (map, clock, arrived, recording) = (&map, &clock, &arrived, &recording);
                 s.spawn(move || {
                     // xorshift, seeded per thread and history.
                     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -151,7 +154,10 @@ fn record<E: Engine>(
                         x % n
                     };
                     let mut events = Vec::with_capacity(ops_per_thread);
-                    barrier.wait();
+                    arrived.fetch_add(1, SeqCst);
+                    while arrived.load(SeqCst) < threads {
+                        std::thread::yield_now();
+                    }
                     for i in 0..ops_per_thread {
                         let key = rand(keys);
                         // Written values are unique per history, so a read pins its writer.
@@ -198,7 +204,10 @@ fn record<E: Engine>(
 
 fn check_many<E: Engine>(histories: u64, resizing: bool) {
     let mut overlapping = 0;
-    for seed in 0..histories {
+    // More histories while none had overlapping operations yet: on a loaded
+    // machine the threads may get a CPU one at a time for a while.
+    let mut seed = 0;
+    while seed < histories || (overlapping == 0 && seed < 20 * histories) {
         let events = record::<E>(3, 10, 2, seed, resizing);
         overlapping += events
             .iter()
@@ -214,6 +223,7 @@ fn check_many<E: Engine>(histories: u64, resizing: bool) {
                 E::NAME
             );
         }
+        seed += 1;
     }
     // Otherwise the run only checked sequential histories.
     assert!(
