@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the mapguard library's unit tests and integration tests under Miri, the
 # Rust interpreter that detects undefined behaviour: it checks the crate's
-# `unsafe` code (ReadMostlyMap's entry pointers and epoch reclamation, which
-# under Miri runs with real fences on both sides, Miri having no membarrier;
-# the wiping table allocator of feature `zeroize`) as the tests drive it, and
+# `unsafe` code (ReadMostlyMap's entry pointers, recycled entries and epoch
+# reclamation, which under Miri runs with real fences on both sides, Miri
+# having no membarrier; its tables, which under Miri come from the allocator
+# instead of memory mappings of their own; the wiping table allocator of
+# feature `zeroize`) as the tests drive it, and
 # the dependencies' unsafe code (hashbrown, arc-swap, parking_lot, crossbeam)
 # under the crate's real access patterns, including data races between the
 # tests' threads.

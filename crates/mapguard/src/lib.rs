@@ -50,7 +50,7 @@
 //! Rules of thumb: with more than about one write per thousand reads, or more
 //! than a few thousand entries and regular writes, don't use [`SnapshotMap`]
 //! (a write costs O(n)). Between the other two: [`ReadMostlyMap`] when reads
-//! dominate and must never wait (its reads cost about what papaya's do: ~118
+//! dominate and must never wait (its reads cost about what papaya's do: ~117
 //! instructions and two cache lines per get against papaya's ~125 and three,
 //! and [`ShardedMap`]'s ~275 instructions, in the bench's callgrind count),
 //! [`ShardedMap`] when writes are frequent or values are expensive to
