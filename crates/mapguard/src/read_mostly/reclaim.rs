@@ -199,7 +199,10 @@ impl<K, V> Garbage<K, V> {
             entries: std::mem::take(&mut self.spare),
             tables: Vec::new(),
         };
-        let pending = std::mem::replace(&mut self.pending, Bag::new());
+        let pending = Bag {
+            entries: std::mem::take(&mut self.pending.entries),
+            tables: std::mem::take(&mut self.pending.tables),
+        };
         let sealed = self.sealed.drain(..).map(|(_, bag)| bag);
         // Dropping a spare entry again is sound: its contents have no
         // destructor.
