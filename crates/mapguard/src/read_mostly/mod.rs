@@ -15,6 +15,7 @@ pub(crate) mod epoch;
 mod reclaim;
 mod shard;
 mod table;
+#[cfg(not(loom))]
 mod zeroed;
 
 use std::borrow::Borrow;

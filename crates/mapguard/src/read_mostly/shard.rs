@@ -46,9 +46,9 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::time::Instant;
 
 use super::reclaim::{Garbage, Guard};
-#[cfg(not(loom))]
-use super::table::Preparing;
 use super::table::{max_used, Entry, Table};
+#[cfg(not(loom))]
+use super::table::{pages, Preparing};
 use crate::api::WouldBlock;
 use crate::sync::{AtomicPtr, AtomicUsize, Mutex, MutexGuard};
 use crate::telemetry::recorder::{Probe, ShardTelemetry};
@@ -491,9 +491,9 @@ impl<K, V> Edit<'_, K, V> {
         if self.target().is_none() {
             let current = self.current().capacity();
             let to_growth = max_used(current).saturating_sub(self.writer.used);
-            // Most writes: farther from the growth than any next table has pages
-            // (it has at most 4x the slots, so a 128th of these in pages).
-            if to_growth <= current / 128 + 1 {
+            // Most writes: farther from the growth than any next table has
+            // pages (it has at most about 4x the slots).
+            if to_growth <= pages(4 * current) + 1 {
                 self.prepare_growth_page(to_growth);
             }
         }
@@ -508,8 +508,7 @@ impl<K, V> Edit<'_, K, V> {
             None => {
                 // What `reserve_one` will ask for if every write until then adds a key.
                 let capacity = capacity_for(w.len + to_growth + 1);
-                // A table of `capacity` slots spans `capacity / 512` pages.
-                if to_growth > capacity / 512 {
+                if to_growth > pages(capacity) {
                     return;
                 }
                 w.next_growth.insert(Preparing::new(capacity))

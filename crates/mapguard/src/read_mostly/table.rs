@@ -119,6 +119,12 @@ struct Bucket<K, V> {
     slots: [AtomicPtr<Entry<K, V>>; LANES],
 }
 
+/// Whole pages of memory (4 KiB) a table of `capacity` slot ids spans.
+#[cfg(not(loom))]
+pub(crate) fn pages(capacity: usize) -> usize {
+    capacity / IDS_PER_BUCKET * std::mem::size_of::<Bucket<(), ()>>() / 4096
+}
+
 /// Most slots a table may have in use (entries, tombstones and moved markers)
 /// before it must be migrated: half, which keeps probes short.
 pub(crate) fn max_used(capacity: usize) -> usize {
