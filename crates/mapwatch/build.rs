@@ -13,9 +13,10 @@ fn main() {
         "-I/usr/include/{}-linux-gnu",
         env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into())
     );
+    // -mcpu=v3: atomic fetch-and-add, with which concurrent writes claim slots in a map's ring.
     SkeletonBuilder::new()
         .source(SRC)
-        .clang_args([arch_include.as_str(), "-Wall", "-Werror"])
+        .clang_args([arch_include.as_str(), "-mcpu=v3", "-Wall", "-Werror"])
         .build_and_generate(out.join("mapwatch.skel.rs"))
         .unwrap_or_else(|e| {
             panic!("building {SRC} failed (is clang installed? run scripts/setup.sh): {e:#}")

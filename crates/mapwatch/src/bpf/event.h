@@ -109,11 +109,14 @@ struct writer {
 	__u8 pad[3];
 };
 
-/* A map's two most recent writers from different goroutines: when the current one is the
- * goroutine asking, the write in progress is the previous one's. */
+/* A map's most recent writers, a ring: a goroutine's consecutive writes share a slot, and a
+ * new writer claims the next with an atomic increment of `seq`, so two writes that begin at
+ * once on two CPUs (exactly when Go's own check may fire) both stay recorded. The write in
+ * progress is the latest one by another goroutine. */
+#define WRITER_SLOTS 4
 struct writers {
-	struct writer cur;
-	struct writer prev;
+	__u64 seq;
+	struct writer slot[WRITER_SLOTS];
 };
 
 /* The map operation a thread began last, for the runtime's fatal error to name its map. */

@@ -20,8 +20,8 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
-/* Per map: the last write that began on it. While the map's write flag is set, that write is
- * the one in progress (every write passes through a probe before it sets the flag). */
+/* Per map: the last writes that began on it. While the map's write flag is set, one of them is
+ * in progress (every write passes through a probe before it sets the flag). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -115,30 +115,44 @@ static __always_inline __u32 writer_stack(const struct writer *w, __u64 *out)
 #define CHECK_WRITER 0x1 /* look for another goroutine's write in progress */
 #define IS_WRITE 0x2     /* record this access as the map's current writer */
 
-/* The write in progress on `map` by a goroutine other than `goid`, if one is recorded. */
+/* The write in progress on `map` by a goroutine other than `goid`, if one is recorded: the
+ * latest recorded write by another goroutine. */
 static __always_inline struct writer *other_writer(__u64 map, __u64 goid)
 {
 	struct writers *w = bpf_map_lookup_elem(&writers, &map);
 	if (!w)
 		return 0;
-	if (w->cur.goid != goid)
-		return &w->cur;
-	if (w->prev.op && w->prev.goid != goid)
-		return &w->prev;
-	return 0;
+	struct writer *latest = 0;
+	for (int i = 0; i < WRITER_SLOTS; i++) {
+		struct writer *s = &w->slot[i];
+		if (s->op && s->goid != goid && (!latest || s->ts > latest->ts))
+			latest = s;
+	}
+	return latest;
 }
 
 static __always_inline void remember_writer(__u64 map, const struct writer *self)
 {
 	struct writers *w = bpf_map_lookup_elem(&writers, &map);
 	if (!w) {
-		struct writers fresh = { .cur = *self };
-		bpf_map_update_elem(&writers, &map, &fresh, BPF_ANY);
+		struct writers fresh = { .seq = 1, .slot[0] = *self };
+		/* Another CPU's first write to the map may have just created the entry. */
+		if (!bpf_map_update_elem(&writers, &map, &fresh, BPF_NOEXIST))
+			return;
+		w = bpf_map_lookup_elem(&writers, &map);
+		if (!w)
+			return;
+	}
+	/* A goroutine's consecutive writes share a slot: a writer stalled between its probe and
+	 * setting the flag must stay recorded however many writes the other one does meanwhile. */
+	__u64 seq = *(volatile __u64 *)&w->seq;
+	struct writer *latest = &w->slot[(seq - 1) & (WRITER_SLOTS - 1)];
+	if (latest->goid == self->goid) {
+		*latest = *self;
 		return;
 	}
-	if (w->cur.goid != self->goid)
-		w->prev = w->cur;
-	w->cur = *self;
+	__u64 i = __sync_fetch_and_add(&w->seq, 1);
+	w->slot[i & (WRITER_SLOTS - 1)] = *self;
 }
 
 struct access {
