@@ -23,8 +23,10 @@ pub(crate) use super::epoch::global::{pin, Guard};
 /// Objects a writer retires before it seals them. Each seal costs one
 /// process-wide barrier: ~0.7 us alone, but 2-5 us on this VM when it must
 /// interrupt a CPU running another thread of the process; sealing every 64
-/// made that the insert p99 with two threads (2-3 us; 0.8-1.3 us at 256).
-const SEAL_EVERY: usize = 256;
+/// made that the insert p99 with two threads (2-3 us; 0.8-1.3 us at 256), and
+/// every 256 still the p99.9 (7-10 us, read_heavy mix: one insert in ~500
+/// sealed; 4-5 us at 1024, below papaya's 6-7 us).
+pub(crate) const SEAL_EVERY: usize = 1024;
 
 /// Objects per bag: what one write frees at most, so that freeing stays a
 /// short step of a write whatever `SEAL_EVERY` is (1024 objects freed at once
@@ -33,8 +35,10 @@ const SEAL_EVERY: usize = 256;
 /// then.
 const BAG: usize = 64;
 
-/// Most expired entries a shard keeps for reuse.
-const MAX_SPARE: usize = 256;
+/// Most expired entries a shard keeps for reuse: a seal's worth, since a
+/// seal's bags expire together (with fewer kept, the rest are freed while the
+/// next writes allocate anew).
+const MAX_SPARE: usize = SEAL_EVERY;
 
 /// Retired objects sealed together. Typed (not a list of type-erased
 /// destructors): freeing an entry is then a direct, inlined drop, about half

@@ -252,7 +252,8 @@ fn replaced_values_are_freed_while_the_map_lives() {
         }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let bound = keys as usize * 8;
+    // Retired values wait for a seal's worth of others, then for two epochs.
+    let bound = keys as usize + 3 * super::reclaim::SEAL_EVERY;
     while LIVE.load(SeqCst) > bound && std::time::Instant::now() < deadline {
         for k in 0..keys {
             drop(map.insert(k, Counted::new()));
