@@ -74,6 +74,23 @@ fn writes_during_a_migration_land_in_the_new_table_only() {
 /// After a bulk load that left the table at its growth threshold,
 /// `shrink_to_fit` grows it, so the next writes start no migration.
 #[test]
+fn a_growth_doubles_the_table() {
+    let map = one_shard();
+    let mut k = 0;
+    let mut capacities = vec![map.capacity()];
+    while capacities.len() < 8 {
+        map.insert(k, k);
+        k += 1;
+        if map.capacity() != *capacities.last().unwrap() {
+            capacities.push(map.capacity());
+        }
+    }
+    for pair in capacities.windows(2) {
+        assert_eq!(pair[1], 2 * pair[0], "growths: {capacities:?}");
+    }
+}
+
+#[test]
 fn shrink_to_fit_gives_a_table_at_its_threshold_room() {
     let map = one_shard();
     let mut k = 0;
