@@ -267,7 +267,7 @@ where
     fn write<R>(&self, op: &'static str, hash: u64, f: impl FnOnce(&mut Edit<'_, K, V>) -> R) -> R {
         let entered = Entered::blocking(self.id, op);
         self.shard_of(hash)
-            .write(self.probe(&entered, Some(hash)), f)
+            .write(self.probe(&entered, Some(hash)), &|k| self.hash_of(k), f)
     }
 
     fn try_write<R>(
@@ -278,14 +278,14 @@ where
     ) -> Result<R, WouldBlock> {
         let entered = Entered::non_blocking(self.id, op);
         self.shard_of(hash)
-            .try_write(self.probe(&entered, Some(hash)), f)
+            .try_write(self.probe(&entered, Some(hash)), &|k| self.hash_of(k), f)
     }
 
     /// Runs `f` on every shard under its writer lock, one at a time.
     fn write_each_shard(&self, op: &'static str, mut f: impl FnMut(&mut Edit<'_, K, V>)) {
         for shard in self.shards.iter() {
             let entered = Entered::blocking(self.id, op);
-            shard.write(self.probe(&entered, None), &mut f);
+            shard.write(self.probe(&entered, None), &|k| self.hash_of(k), &mut f);
         }
     }
 
@@ -720,7 +720,7 @@ where
 
     pub(crate) fn snapshot_shard(&self, index: usize) -> Vec<(K, V)> {
         let entered = Entered::blocking(self.id, "ReadMostlyMap::iter");
-        self.shards[index].write(self.probe(&entered, None), |e| {
+        self.shards[index].write(self.probe(&entered, None), &|k| self.hash_of(k), |e| {
             let mut pairs = Vec::with_capacity(e.len());
             e.for_each(|entry| pairs.push((entry.key.clone(), entry.value.clone())));
             pairs

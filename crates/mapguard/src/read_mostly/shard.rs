@@ -178,7 +178,13 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Runs `f` with the writer lock held, waiting for it if needed.
-    pub(crate) fn write<R>(&self, probe: Probe, f: impl FnOnce(&mut Edit<'_, K, V>) -> R) -> R {
+    /// `hash_of` is the map's hash of a key, for the entries a migration moves.
+    pub(crate) fn write<R>(
+        &self,
+        probe: Probe,
+        hash_of: &dyn Fn(&K) -> u64,
+        f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
+    ) -> R {
         let writer = match self.writer.try_lock() {
             Some(writer) => {
                 self.telemetry.uncontended(probe);
@@ -186,13 +192,14 @@ impl<K, V> Shard<K, V> {
             }
             None => self.telemetry.contended(probe, || self.writer.lock()),
         };
-        self.edit(probe, writer, f)
+        self.edit(probe, writer, hash_of, f)
     }
 
     /// Runs `f` with the writer lock held if it can be had without waiting.
     pub(crate) fn try_write<R>(
         &self,
         probe: Probe,
+        hash_of: &dyn Fn(&K) -> u64,
         f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
     ) -> Result<R, WouldBlock> {
         let Some(writer) = self.writer.try_lock() else {
@@ -202,13 +209,14 @@ impl<K, V> Shard<K, V> {
             return Err(WouldBlock);
         };
         self.telemetry.uncontended(probe);
-        Ok(self.edit(probe, writer, f))
+        Ok(self.edit(probe, writer, hash_of, f))
     }
 
     fn edit<R>(
         &self,
         probe: Probe,
         mut writer: MutexGuard<'_, Writer<K, V>>,
+        hash_of: &dyn Fn(&K) -> u64,
         f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
     ) -> R {
         let held: Option<Instant> = self.telemetry.held_since(probe);
@@ -216,6 +224,7 @@ impl<K, V> Shard<K, V> {
         let mut edit = Edit {
             shard: self,
             writer: &mut writer,
+            hash_of,
         };
         edit.migrate_step();
         let result = f(&mut edit);
@@ -257,6 +266,8 @@ impl<K, V> Shard<K, V> {
 pub(crate) struct Edit<'a, K, V> {
     shard: &'a Shard<K, V>,
     writer: &'a mut Writer<K, V>,
+    /// The map's hash of a key (entries keep none).
+    hash_of: &'a dyn Fn(&K) -> u64,
 }
 
 impl<K, V> Drop for Edit<'_, K, V> {
@@ -321,9 +332,7 @@ impl<K, V> Edit<'_, K, V> {
     /// Replaces the entry in slot `i` with a new one; the old one is retired.
     pub(crate) fn replace(&mut self, i: usize, key: K, value: V) -> u64 {
         let version = self.next_version();
-        let hash = self.entry(i).hash;
         let new = self.writer.garbage.new_entry(Entry {
-            hash,
             key,
             value,
             version,
@@ -355,12 +364,11 @@ impl<K, V> Edit<'_, K, V> {
         self.reserve_one();
         let version = self.next_version();
         let entry = self.writer.garbage.new_entry(Entry {
-            hash,
             key,
             value,
             version,
         });
-        if self.write_table().publish_new(entry) {
+        if self.write_table().publish_new(hash, entry) {
             self.writer.used += 1;
         }
         self.writer.len += 1;
@@ -566,7 +574,7 @@ impl<K, V> Edit<'_, K, V> {
         let target = self.target().expect("moving only while migrating");
         // The key is absent from the target: it is live here, and a key is
         // written in the target only after it was moved.
-        if self.current().move_slot(i, target) {
+        if self.current().move_slot(i, target, self.hash_of) {
             self.writer.used += 1;
         }
     }

@@ -42,8 +42,14 @@ use super::reclaim::Guard;
 use crate::sync::{AtomicPtr, AtomicU64};
 
 /// A committed key-value pair. Never mutated after publication.
+///
+/// No cached hash: a migration hashes the keys it moves again (with the map's
+/// hasher, [`Table::move_slot`]), and a lookup compares keys only where the
+/// slot's tag matched. Without it an entry of two 8-byte words and its version
+/// is a 32-byte allocator block instead of 48: a third less memory per entry,
+/// fewer cache misses per read when the cache is contended, fewer page faults
+/// while a map grows.
 pub(crate) struct Entry<K, V> {
-    pub(crate) hash: u64,
     pub(crate) key: K,
     pub(crate) value: V,
     /// From the shard's clock: changes with every write of the key.
@@ -306,7 +312,7 @@ impl<K, V> Table<K, V> {
             for lane in candidate_lanes(tags, tag) {
                 let i = b * IDS_PER_BUCKET + lane;
                 if let Some(e) = self.live_at(i) {
-                    if e.hash == hash && e.key.borrow() == key {
+                    if e.key.borrow() == key {
                         return Some(i);
                     }
                 }
@@ -327,11 +333,10 @@ impl<K, V> Table<K, V> {
         self.slot(i).expect("a located slot id names a slot")
     }
 
-    /// Publishes `entry` (a new key, known absent) in the first free slot of its
-    /// probe sequence; returns whether that slot was never used before.
-    pub(crate) fn publish_new(&self, entry: *mut Entry<K, V>) -> bool {
-        // SAFETY: `entry` is a live entry the writer owns.
-        let hash = unsafe { (*entry).hash };
+    /// Publishes `entry` (a new key, known absent, whose hash is `hash`) in the
+    /// first free slot of its probe sequence; returns whether that slot was
+    /// never used before.
+    pub(crate) fn publish_new(&self, hash: u64, entry: *mut Entry<K, V>) -> bool {
         for b in self.probe(hash) {
             let bucket = &self.buckets[b];
             for (lane, slot) in bucket.slots.iter().enumerate() {
@@ -375,9 +380,14 @@ impl<K, V> Table<K, V> {
     }
 
     /// Moves slot `i`'s live entry, if any, to `target` (where its key must be
-    /// absent), then marks the slot moved. Returns whether a slot of `target`
-    /// that was never used got used.
-    pub(crate) fn move_slot(&self, i: usize, target: &Table<K, V>) -> bool {
+    /// absent; `hash_of` hashes it again), then marks the slot moved. Returns
+    /// whether a slot of `target` that was never used got used.
+    pub(crate) fn move_slot(
+        &self,
+        i: usize,
+        target: &Table<K, V>,
+        hash_of: &dyn Fn(&K) -> u64,
+    ) -> bool {
         let Some(slot) = self.slot(i) else {
             return false;
         };
@@ -387,7 +397,9 @@ impl<K, V> Table<K, V> {
         }
         // Published in the target before the old slot is marked: a reader that
         // sees the marker, or passes it, finds the entry in the target.
-        let fresh = target.publish_new(p);
+        // SAFETY: live entries are retired only by the writer, the caller.
+        let hash = hash_of(unsafe { &(*p).key });
+        let fresh = target.publish_new(hash, p);
         slot.store(moved(), Release);
         fresh
     }

@@ -74,6 +74,13 @@ fn writes_during_a_migration_land_in_the_new_table_only() {
 /// After a bulk load that left the table at its growth threshold,
 /// `shrink_to_fit` grows it, so the next writes start no migration.
 #[test]
+fn an_entry_of_two_words_fits_a_32_byte_allocator_block() {
+    // Key, value and version: 24 bytes, a 32-byte glibc block with its header
+    // (48 with a cached hash).
+    assert_eq!(std::mem::size_of::<table::Entry<u64, u64>>(), 24);
+}
+
+#[test]
 fn a_growth_doubles_the_table() {
     let map = one_shard();
     let mut k = 0;
