@@ -71,8 +71,6 @@ fn writes_during_a_migration_land_in_the_new_table_only() {
     assert_eq!(map.len() as u64, k / 2);
 }
 
-/// After a bulk load that left the table at its growth threshold,
-/// `shrink_to_fit` grows it, so the next writes start no migration.
 #[test]
 fn an_entry_of_two_words_fits_a_32_byte_allocator_block() {
     // Key, value and version: 24 bytes, a 32-byte glibc block with its header
@@ -97,6 +95,8 @@ fn a_growth_doubles_the_table() {
     }
 }
 
+/// After a bulk load that left the table at its growth threshold,
+/// `shrink_to_fit` grows it, so the next writes start no migration.
 #[test]
 fn shrink_to_fit_gives_a_table_at_its_threshold_room() {
     let map = one_shard();
