@@ -93,9 +93,14 @@ fn capacity_for(len: usize) -> usize {
         .max(MIN_CAPACITY)
 }
 
-/// Slots for a table that holds `entries` before it must grow.
+/// Slots for a table that holds `entries` before it must grow (derived from
+/// [`max_used`], where the growth threshold is defined).
 fn capacity_holding(entries: usize) -> usize {
-    (entries.max(1) * 2).next_power_of_two().max(MIN_CAPACITY)
+    let mut slots = MIN_CAPACITY;
+    while max_used(slots) < entries {
+        slots *= 2;
+    }
+    slots
 }
 
 /// Entries a table of `slots` slots holds before it must grow.
