@@ -277,14 +277,15 @@ mod mappings {
         let evicted = {
             let mut kept = KEPT.lock();
             kept.push((ptr.as_ptr().expose_provenance(), size));
+            let mut bytes: usize = kept.iter().map(|&(_, s)| s).sum();
             let mut evicted = Vec::new();
-            while kept.len() > MAX_KEPT
-                || kept.iter().map(|&(_, s)| s).sum::<usize>() > MAX_KEPT_BYTES
-            {
+            while kept.len() > MAX_KEPT || bytes > MAX_KEPT_BYTES {
                 let smallest = (0..kept.len())
                     .min_by_key(|&i| kept[i].1)
                     .expect("not empty");
-                evicted.push(kept.swap_remove(smallest));
+                let (addr, size) = kept.swap_remove(smallest);
+                bytes -= size;
+                evicted.push((addr, size));
             }
             evicted
         };
