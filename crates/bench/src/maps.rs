@@ -65,6 +65,9 @@ pub enum MapKind {
     Papaya,
     /// `scc::HashMap`.
     Scc,
+    /// `scc::HashIndex` (scc's read-optimized map: lock-free reads, entries immutable while
+    /// reachable, the design closest to ReadMostlyMap's).
+    SccHashIndex,
     /// `flurry::HashMap`, a guard per operation.
     Flurry,
     /// `std::sync::RwLock<std::collections::HashMap>`.
@@ -75,13 +78,14 @@ pub enum MapKind {
 
 impl MapKind {
     /// Every map, mapguard's engines first.
-    pub const ALL: [MapKind; 9] = [
+    pub const ALL: [MapKind; 10] = [
         MapKind::Sharded,
         MapKind::Snapshot,
         MapKind::ReadMostly,
         MapKind::DashMap,
         MapKind::Papaya,
         MapKind::Scc,
+        MapKind::SccHashIndex,
         MapKind::Flurry,
         MapKind::StdRwLock,
         MapKind::ParkingLotRwLock,
@@ -96,6 +100,7 @@ impl MapKind {
             MapKind::DashMap => "dashmap",
             MapKind::Papaya => "papaya",
             MapKind::Scc => "scc",
+            MapKind::SccHashIndex => "scc-hashindex",
             MapKind::Flurry => "flurry",
             MapKind::StdRwLock => "std-rwlock",
             MapKind::ParkingLotRwLock => "parking_lot-rwlock",
@@ -124,6 +129,7 @@ impl MapKind {
             MapKind::DashMap => visitor.visit::<dashmap::DashMap<u64, u64, Hasher>>(),
             MapKind::Papaya => visitor.visit::<papaya::HashMap<u64, u64, Hasher>>(),
             MapKind::Scc => visitor.visit::<scc::HashMap<u64, u64, Hasher>>(),
+            MapKind::SccHashIndex => visitor.visit::<scc::HashIndex<u64, u64, Hasher>>(),
             MapKind::Flurry => visitor.visit::<flurry::HashMap<u64, u64, Hasher>>(),
             MapKind::StdRwLock => visitor.visit::<StdRwLock<StdHashMap<u64, u64, Hasher>>>(),
             MapKind::ParkingLotRwLock => {
@@ -257,6 +263,32 @@ impl BenchMap for scc::HashMap<u64, u64, Hasher> {
     type Session<'a> = Direct<'a, Self>;
     fn empty() -> Self {
         scc::HashMap::with_hasher(hasher())
+    }
+    fn session(&self) -> Self::Session<'_> {
+        Direct(self)
+    }
+}
+
+// An insert of a present key and an update replace the entry (HashIndex's entries are
+// immutable while readers may see them): `OccupiedEntry::update` adds the new one and marks the
+// old one removed under the bucket's lock.
+direct_session!(scc::HashIndex<u64, u64, Hasher>, |m, k, v| {
+    get: m.peek_with(&k, |_, v| black_box(*v)).is_some(),
+    insert: match m.entry(k) {
+        scc::hash_index::Entry::Occupied(o) => o.update(v),
+        scc::hash_index::Entry::Vacant(e) => drop(e.insert_entry(v)),
+    },
+    remove: m.remove(&k),
+    update: m.get(&k).map(|o| {
+        let next = *o.get() + 1;
+        o.update(next)
+    }),
+});
+
+impl BenchMap for scc::HashIndex<u64, u64, Hasher> {
+    type Session<'a> = Direct<'a, Self>;
+    fn empty() -> Self {
+        scc::HashIndex::with_hasher(hasher())
     }
     fn session(&self) -> Self::Session<'_> {
         Direct(self)

@@ -7,7 +7,8 @@ use plotters::prelude::*;
 use crate::maps::MapKind;
 use crate::matrix::CellResult;
 
-const PALETTE: [RGBColor; 8] = [
+/// One colour per map of [`MapKind::ALL`] (the tab10 palette), so no two lines share one.
+const PALETTE: [RGBColor; MapKind::ALL.len()] = [
     RGBColor(214, 39, 40),
     RGBColor(255, 127, 14),
     RGBColor(31, 119, 180),
@@ -16,11 +17,13 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(127, 127, 127),
     RGBColor(23, 190, 207),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
 ];
 
 fn color(map: MapKind) -> RGBColor {
     let i = MapKind::ALL.iter().position(|&m| m == map).unwrap_or(0);
-    PALETTE[i % PALETTE.len()]
+    PALETTE[i]
 }
 
 /// Writes `throughput-WORKLOAD.svg` for every workload in `results`; returns the file names.

@@ -9,13 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-const MAPS: [&str; 9] = [
+const MAPS: [&str; 10] = [
     "mapguard-sharded",
     "mapguard-snapshot",
     "mapguard-readmostly",
     "dashmap",
     "papaya",
     "scc",
+    "scc-hashindex",
     "flurry",
     "std-rwlock",
     "parking_lot-rwlock",
