@@ -30,8 +30,8 @@
 //! for a miss. Tag bytes in an array of their own cost a third line per hit
 //! (callgrind's cache model: 2.8 L1 misses per random hit over a 32k-entry
 //! map; papaya, with that layout, 2.5); tags in the pointers' low bits made
-//! the table a reader walks eight times bigger. The full hash lives in the
-//! entry, for the writer's migrations (no user `Hash` code under the lock).
+//! the table a reader walks eight times bigger. Entries keep no hash: a
+//! migration hashes the keys it moves again (see [`Entry`]).
 //! See `shard.rs` for the migration protocol.
 
 use std::borrow::Borrow;
