@@ -50,9 +50,11 @@ struct Bag<K, V> {
 }
 
 impl<K, V> Bag<K, V> {
+    /// Empty, with nothing allocated: a map has many shards, and one that is
+    /// never written should not hold a seal's worth of room (8 KiB here).
     fn new() -> Self {
         Bag {
-            entries: Vec::with_capacity(SEAL_EVERY),
+            entries: Vec::new(),
             tables: Vec::new(),
         }
     }
@@ -181,17 +183,19 @@ impl<K, V> Garbage<K, V> {
     #[cold]
     fn seal(&mut self) {
         let stamp = seal();
-        let Bag { entries, tables } = std::mem::replace(&mut self.pending, Bag::new());
-        let bags = entries.chunks(BAG).map(|chunk| Bag {
+        let bags = self.pending.entries.chunks(BAG).map(|chunk| Bag {
             entries: chunk.to_vec(),
             tables: Vec::new(),
         });
+        let tables = std::mem::take(&mut self.pending.tables);
         let tables = (!tables.is_empty()).then(|| Bag {
             entries: Vec::new(),
             tables,
         });
         self.sealed
             .extend(bags.chain(tables).map(|bag| (stamp, bag)));
+        // Kept with its capacity: a shard that sealed once is being written.
+        self.pending.entries.clear();
     }
 
     /// Frees everything now.
