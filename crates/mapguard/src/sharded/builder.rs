@@ -58,11 +58,16 @@ impl<K, V, S> std::fmt::Debug for ShardedMapBuilder<K, V, S> {
     }
 }
 
-/// Four shards per available core, rounded up to a power of two: enough that
-/// threads rarely meet on one lock, few enough that iteration stays cheap.
+/// Four shards per available core: enough that threads rarely meet on one
+/// lock, few enough that iteration stays cheap.
 pub(crate) fn default_shard_count() -> usize {
+    shards_per_core(4)
+}
+
+/// `per_core` shards per available core, rounded up to a power of two.
+pub(crate) fn shards_per_core(per_core: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cores * 4).next_power_of_two().min(MAX_SHARDS)
+    (cores * per_core).next_power_of_two().min(MAX_SHARDS)
 }
 
 impl<K, V, S> ShardedMapBuilder<K, V, S> {
