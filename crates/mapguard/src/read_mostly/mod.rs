@@ -266,10 +266,18 @@ where
         f(shard.table(&guard).find(&guard, hash, key))
     }
 
+    /// The shard a write of `hash` goes to, its home bucket already being
+    /// loaded into the cache meanwhile.
+    fn shard_to_write(&self, hash: u64) -> &Shard<K, V> {
+        let shard = self.shard_of(hash);
+        shard.table(&reclaim::pin()).prefetch(hash);
+        shard
+    }
+
     fn write<R>(&self, op: &'static str, hash: u64, f: impl FnOnce(&mut Edit<'_, K, V>) -> R) -> R {
+        let shard = self.shard_to_write(hash);
         let entered = Entered::blocking(self.id, op);
-        self.shard_of(hash)
-            .write(self.probe(&entered, Some(hash)), &|k| self.hash_of(k), f)
+        shard.write(self.probe(&entered, Some(hash)), &|k| self.hash_of(k), f)
     }
 
     fn try_write<R>(
@@ -278,9 +286,9 @@ where
         hash: u64,
         f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
     ) -> Result<R, WouldBlock> {
+        let shard = self.shard_to_write(hash);
         let entered = Entered::non_blocking(self.id, op);
-        self.shard_of(hash)
-            .try_write(self.probe(&entered, Some(hash)), &|k| self.hash_of(k), f)
+        shard.try_write(self.probe(&entered, Some(hash)), &|k| self.hash_of(k), f)
     }
 
     /// Runs `f` on every shard under its writer lock, one at a time.

