@@ -270,7 +270,7 @@ where
     /// loaded into the cache meanwhile.
     fn shard_to_write(&self, hash: u64) -> &Shard<K, V> {
         let shard = self.shard_of(hash);
-        shard.table(&reclaim::pin()).prefetch(hash);
+        shard.prefetch(hash);
         shard
     }
 

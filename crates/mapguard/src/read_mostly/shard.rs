@@ -45,6 +45,8 @@ use std::ptr;
 use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::time::Instant;
 
+use crossbeam_utils::CachePadded;
+
 use super::reclaim::{Garbage, Guard};
 use super::table::{max_used, Entry, Table};
 #[cfg(not(loom))]
@@ -135,8 +137,12 @@ pub(crate) struct Writer<K, V> {
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for Writer<K, V> {}
 
 pub(crate) struct Shard<K, V> {
-    /// The table readers start from.
-    current: AtomicPtr<Table<K, V>>,
+    /// The table readers start from, on cache lines of its own: every write
+    /// changes the lock and counts next to it, and a reader (or the next
+    /// write) on another core then missed on this pointer, which changes only
+    /// when a migration ends (bench `exchange` loop, 2 threads: a cache miss
+    /// here was the most frequent stall of a write).
+    current: CachePadded<Current<K, V>>,
     writer: Mutex<Writer<K, V>>,
     /// Mirrors of the writer's counts, so `len()` and `stats()` take no lock.
     len: AtomicUsize,
@@ -144,11 +150,57 @@ pub(crate) struct Shard<K, V> {
     pub(crate) telemetry: ShardTelemetry,
 }
 
+/// The current table, and where its buckets are for [`Shard::prefetch`].
+struct Current<K, V> {
+    table: AtomicPtr<Table<K, V>>,
+    /// Mirrors of the table's bucket array, set with `table`: a prefetch reads
+    /// them with no epoch guard, where a stale or mixed pair is harmless (a
+    /// prefetch of any address never faults), so a write prefetches without
+    /// pinning (a pin and unpin cost ~35 instructions per write, callgrind).
+    #[cfg(not(loom))]
+    buckets: std::sync::atomic::AtomicUsize,
+    #[cfg(not(loom))]
+    mask: std::sync::atomic::AtomicUsize,
+}
+
+impl<K, V> Current<K, V> {
+    fn new(table: Table<K, V>) -> Self {
+        let table = Box::into_raw(Box::new(table));
+        let current = Current {
+            table: AtomicPtr::new(table),
+            #[cfg(not(loom))]
+            buckets: Default::default(),
+            #[cfg(not(loom))]
+            mask: Default::default(),
+        };
+        current.mirror(table);
+        current
+    }
+
+    /// Makes `table` (owned by the shard) current; returns the one it replaces.
+    fn swap(&self, table: *mut Table<K, V>) -> *mut Table<K, V> {
+        self.mirror(table);
+        self.table.swap(table, Release)
+    }
+
+    fn mirror(&self, table: *mut Table<K, V>) {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the caller passes a live table.
+            let (buckets, mask) = unsafe { &*table }.buckets_at();
+            self.buckets.store(buckets, Relaxed);
+            self.mask.store(mask, Relaxed);
+        }
+        #[cfg(loom)]
+        let _ = table;
+    }
+}
+
 impl<K, V> Shard<K, V> {
     pub(crate) fn with_capacity(entries: usize) -> Self {
         let slots = capacity_holding(entries);
         Shard {
-            current: AtomicPtr::new(Box::into_raw(Box::new(Table::new(slots)))),
+            current: CachePadded::new(Current::new(Table::new(slots))),
             writer: Mutex::new(Writer {
                 target: ptr::null_mut(),
                 moved: 0,
@@ -179,7 +231,24 @@ impl<K, V> Shard<K, V> {
     pub(crate) fn table<'g>(&self, guard: &'g Guard) -> &'g Table<K, V> {
         // SAFETY: the current table is retired only after being replaced, and
         // `guard` keeps retired tables allocated.
-        unsafe { &*guard.protect(&self.current) }
+        unsafe { &*guard.protect(&self.current.table) }
+    }
+
+    /// Asks the processor to start loading `hash`'s home bucket in the
+    /// current table (a hint: nothing under loom), so that a write's cache
+    /// miss on it overlaps the work the write does before it probes
+    /// (re-entry record, lock, telemetry). Bench `exchange` loop, one thread:
+    /// ~8 % more writes per second.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        #[cfg(not(loom))]
+        super::table::prefetch_bucket(
+            self.current.buckets.load(Relaxed),
+            self.current.mask.load(Relaxed),
+            hash,
+        );
+        #[cfg(loom)]
+        let _ = hash;
     }
 
     /// Runs `f` with the writer lock held, waiting for it if needed.
@@ -252,7 +321,7 @@ impl<K, V> Shard<K, V> {
         let mut writer = self.writer.lock();
         // SAFETY: the caller's contract: no reader is left.
         unsafe { writer.garbage.free_all() };
-        let mut table = self.current.load(Relaxed);
+        let mut table = self.current.table.load(Relaxed);
         while !table.is_null() {
             // SAFETY: nothing else can reach the shard; the tables on the `next`
             // chain from `current` are owned by it (older ones were retired), and a
@@ -292,7 +361,7 @@ impl<K, V> Drop for Edit<'_, K, V> {
 impl<K, V> Edit<'_, K, V> {
     fn current(&self) -> &Table<K, V> {
         // SAFETY: only the writer replaces or retires the current table.
-        unsafe { &*self.shard.current.load(Relaxed) }
+        unsafe { &*self.shard.current.table.load(Relaxed) }
     }
 
     fn target(&self) -> Option<&Table<K, V>> {
@@ -417,7 +486,7 @@ impl<K, V> Edit<'_, K, V> {
     /// tables and entries are retired.
     pub(crate) fn clear(&mut self) {
         let fresh = Box::into_raw(Box::new(Table::new(MIN_CAPACITY)));
-        let old = self.shard.current.swap(fresh, Release);
+        let old = self.shard.current.swap(fresh);
         let mut table = old;
         while !table.is_null() {
             // SAFETY: `table` is `old` or on its `next` chain, owned by the shard
@@ -586,7 +655,7 @@ impl<K, V> Edit<'_, K, V> {
 
     fn complete_migration(&mut self) {
         let target = self.writer.target;
-        let old = self.shard.current.swap(target, Release);
+        let old = self.shard.current.swap(target);
         self.writer.target = ptr::null_mut();
         self.writer.moved = 0;
         // SAFETY: the old table is unreachable for readers entering from now on

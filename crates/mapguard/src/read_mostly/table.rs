@@ -118,6 +118,29 @@ fn candidate_lanes(tags: u64, tag: u8) -> impl Iterator<Item = usize> {
     })
 }
 
+/// Asks the processor to start loading the bucket `hash` starts at in the
+/// bucket array at address `buckets` with `mask + 1` buckets
+/// ([`Table::buckets_at`]). Plain address arithmetic, no dereference: the
+/// array may be gone, and a prefetch of any address never faults.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn prefetch_bucket(buckets: usize, mask: usize, hash: u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let at =
+            buckets.wrapping_add((hash as usize & mask) * std::mem::size_of::<Bucket<(), ()>>());
+        // SAFETY: `sse` is part of the x86_64 baseline; a prefetch never
+        // faults and changes nothing the program can observe.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                ptr::without_provenance::<i8>(at),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (buckets, mask, hash);
+}
+
 #[repr(C, align(64))]
 struct Bucket<K, V> {
     /// Lane `l`'s tag is byte `l` (from the least significant); byte 7 is 0.
@@ -277,26 +300,11 @@ impl<K, V> Table<K, V> {
         }
     }
 
-    /// Asks the processor to start loading `hash`'s home bucket (a hint: it
-    /// never faults; nothing on other targets and under loom), so that a
-    /// write's cache miss on it overlaps the work the write does before it
-    /// probes (re-entry record, lock, telemetry). Bench `exchange` loop, one
-    /// thread: ~8 % more writes per second.
-    #[inline]
-    pub(crate) fn prefetch(&self, hash: u64) {
-        #[cfg(all(target_arch = "x86_64", not(loom)))]
-        {
-            let bucket = &self.buckets[hash as usize & (self.buckets.len() - 1)];
-            // SAFETY: `sse` is part of the x86_64 baseline; a prefetch never
-            // faults and changes nothing the program can observe.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    ptr::from_ref(bucket).cast(),
-                );
-            }
-        }
-        #[cfg(not(all(target_arch = "x86_64", not(loom))))]
-        let _ = hash;
+    /// The address of the bucket array and its length - 1, for
+    /// [`prefetch_bucket`].
+    #[cfg(not(loom))]
+    pub(crate) fn buckets_at(&self) -> (usize, usize) {
+        (self.buckets.as_ptr().addr(), self.buckets.len() - 1)
     }
 
     /// Bucket indices in probe order for `hash`, once around the table.
