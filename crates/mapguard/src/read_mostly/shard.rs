@@ -111,19 +111,23 @@ pub(crate) fn entries_for(slots: usize) -> usize {
 }
 
 /// State only the writer touches, under the shard's writer lock.
+///
+/// `repr(C)`, what every write touches first: the five words after the lock
+/// complete its cache line, and the garbage's head fills the next (see
+/// [`Shard`]).
+#[repr(C)]
 pub(crate) struct Writer<K, V> {
     /// The migration target (the current table's `next`), null when none.
     target: *mut Table<K, V>,
-    /// Old-table slots moved so far (in order; a key's own slot may have been
-    /// moved early by a write to it).
-    moved: usize,
     /// Used slots (entries and tombstones) of the table writes go to.
     used: usize,
     len: usize,
     /// Source of entry versions: bumped by every write, never reset, so a
     /// version never repeats for a key (no ABA for `compare_and_update`).
     clock: u64,
-    writes: u64,
+    /// Old-table slots moved so far (in order; a key's own slot may have been
+    /// moved early by a write to it).
+    moved: usize,
     /// What this shard's writes retired and readers may still hold.
     garbage: Garbage<K, V>,
     /// The table the next growth will probably migrate to, made ready just
@@ -136,6 +140,15 @@ pub(crate) struct Writer<K, V> {
 // the shard and only used under the writer lock.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for Writer<K, V> {}
 
+/// One shard. `repr(C)`, laid out for writes on several cores: a write
+/// finds each cache line it touches on the core that last wrote the shard
+/// (half the time, at two threads), so what a write touches is packed into
+/// few lines: the count mirrors, the lock and the writer's counts in one,
+/// the garbage's head in the next. (Bench `exchange` loop, 2 threads on
+/// disjoint shards ran a third faster than on shared ones; a write touched
+/// five lines of the shard, and 7 % fewer writes per second went through
+/// than with two.) Test `a_write_touches_two_cache_lines_of_its_shard`.
+#[repr(C)]
 pub(crate) struct Shard<K, V> {
     /// The table readers start from, on cache lines of its own: every write
     /// changes the lock and counts next to it, and a reader (or the next
@@ -143,10 +156,10 @@ pub(crate) struct Shard<K, V> {
     /// when a migration ends (bench `exchange` loop, 2 threads: a cache miss
     /// here was the most frequent stall of a write).
     current: CachePadded<Current<K, V>>,
-    writer: Mutex<Writer<K, V>>,
     /// Mirrors of the writer's counts, so `len()` and `stats()` take no lock.
     len: AtomicUsize,
     capacity: AtomicUsize,
+    writer: Mutex<Writer<K, V>>,
     pub(crate) telemetry: ShardTelemetry,
 }
 
@@ -207,7 +220,6 @@ impl<K, V> Shard<K, V> {
                 used: 0,
                 len: 0,
                 clock: 0,
-                writes: 0,
                 garbage: Garbage::new(),
                 #[cfg(not(loom))]
                 next_growth: None,
@@ -294,7 +306,11 @@ impl<K, V> Shard<K, V> {
         f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
     ) -> R {
         let held: Option<Instant> = self.telemetry.held_since(probe);
-        writer.writes += u64::from(probe.telemetry);
+        if probe.telemetry {
+            // Only writers, under this lock, change it.
+            let writes = &self.telemetry.writes;
+            writes.store(writes.load(Relaxed) + 1, Relaxed);
+        }
         let mut edit = Edit {
             shard: self,
             writer: &mut writer,
@@ -351,10 +367,6 @@ impl<K, V> Drop for Edit<'_, K, V> {
         self.shard
             .capacity
             .store(entries_for(self.write_table().capacity()), Relaxed);
-        self.shard
-            .telemetry
-            .writes
-            .store(self.writer.writes, Relaxed);
     }
 }
 
@@ -669,4 +681,40 @@ impl<K, V> Edit<'_, K, V> {
 #[cfg(all(test, not(loom)))]
 pub(crate) fn migrating<K, V>(shard: &Shard<K, V>) -> bool {
     !shard.writer.lock().target.is_null()
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_touches_two_cache_lines_of_its_shard() {
+        let shard: Shard<u64, u64> = Shard::with_capacity(0);
+        let at = |p: *const u8| p.addr() - ptr::from_ref(&shard).addr();
+        let writer = shard.writer.data_ptr();
+        // SAFETY: only addresses are taken; nothing is read.
+        let (target, moved, garbage) = unsafe {
+            (
+                at(ptr::addr_of!((*writer).target).cast()),
+                at(ptr::addr_of!((*writer).moved).cast()),
+                at(ptr::addr_of!((*writer).garbage).cast()),
+            )
+        };
+        let line = |offset: usize| offset / 64;
+        let first = line(at(ptr::from_ref(&shard.len).cast()));
+        for (name, offset) in [
+            ("capacity mirror", at(ptr::from_ref(&shard.capacity).cast())),
+            ("lock", at(ptr::from_ref(&shard.writer).cast())),
+            ("target", target),
+            ("moved (the last of the counts)", moved),
+        ] {
+            assert_eq!(line(offset), first, "{name} at {offset}");
+        }
+        assert_eq!(garbage % 64, 0, "the garbage starts a line");
+        let head = 2 * std::mem::size_of::<Vec<()>>() + std::mem::size_of::<u64>();
+        assert!(head <= 64, "spare, oldest and pending entries fit a line");
+        assert_eq!(line(garbage), first + 1);
+        // SAFETY: nothing else uses the shard.
+        unsafe { shard.free_all() };
+    }
 }
