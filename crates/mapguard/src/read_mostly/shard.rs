@@ -68,6 +68,13 @@ const MIN_MIGRATE_STEP: usize = 32;
 /// (p99, single thread, bench VM); with 64, 8 us.
 const MAX_MIGRATE_STEP: usize = 64;
 
+/// How many slots ahead of the one it moves a migration asks for the entry
+/// (whose key it must hash): the misses then overlap instead of each
+/// stalling a move in turn (a 1,000,000-insert loop spent a sixth of its
+/// time waiting for moved keys; with this, a fiftieth).
+#[cfg(not(loom))]
+const MOVE_PREFETCH: usize = 8;
+
 /// Old-table slots each write moves while migrating a table of `capacity`.
 fn slots_per_write(capacity: usize) -> usize {
     (capacity / MIGRATION_WRITES).clamp(MIN_MIGRATE_STEP, MAX_MIGRATE_STEP)
@@ -641,6 +648,10 @@ impl<K, V> Edit<'_, K, V> {
         let capacity = self.current().capacity();
         let end = (self.writer.moved + slots_per_write(capacity)).min(capacity);
         for i in self.writer.moved..end {
+            #[cfg(not(loom))]
+            if i + MOVE_PREFETCH < capacity {
+                self.current().prefetch_entry(i + MOVE_PREFETCH);
+            }
             self.move_slot(i);
         }
         self.writer.moved = end;

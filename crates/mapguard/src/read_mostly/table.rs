@@ -125,20 +125,23 @@ fn candidate_lanes(tags: u64, tag: u8) -> impl Iterator<Item = usize> {
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn prefetch_bucket(buckets: usize, mask: usize, hash: u64) {
+    let at = buckets.wrapping_add((hash as usize & mask) * std::mem::size_of::<Bucket<(), ()>>());
+    prefetch(ptr::without_provenance::<u8>(at));
+}
+
+/// Asks the processor to start loading the cache line at `p` (a hint: it
+/// never faults; nothing on other targets).
+#[cfg(not(loom))]
+#[inline]
+fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
-    {
-        let at =
-            buckets.wrapping_add((hash as usize & mask) * std::mem::size_of::<Bucket<(), ()>>());
-        // SAFETY: `sse` is part of the x86_64 baseline; a prefetch never
-        // faults and changes nothing the program can observe.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                ptr::without_provenance::<i8>(at),
-            );
-        }
+    // SAFETY: `sse` is part of the x86_64 baseline; a prefetch never faults
+    // and changes nothing the program can observe.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (buckets, mask, hash);
+    let _ = p;
 }
 
 #[repr(C, align(64))]
@@ -432,6 +435,19 @@ impl<K, V> Table<K, V> {
         let fresh = target.publish_new(hash, p);
         slot.store(moved(), Release);
         fresh
+    }
+
+    /// Starts loading the entry in slot `i`, if any (the writer's view): a
+    /// migration hashes the key of every entry it moves, a cache miss each,
+    /// so it asks for entries a few slots ahead of the one it moves. (Not
+    /// under loom: a load the models need not explore.)
+    #[cfg(not(loom))]
+    pub(crate) fn prefetch_entry(&self, i: usize) {
+        if let Some(p) = self.slot(i).map(|slot| slot.load(Relaxed)) {
+            if is_entry(p) {
+                prefetch(p);
+            }
+        }
     }
 
     /// Every live entry with its slot (the writer's view).
