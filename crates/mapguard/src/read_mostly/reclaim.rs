@@ -84,8 +84,8 @@ impl<K, V> Bag<K, V> {
 /// entries it keeps for reuse.
 ///
 /// `repr(C)`, what every write touches first (spare entries, the oldest
-/// stamp, the pending entries): 64 bytes, one cache line where the shard puts
-/// it (see `Shard`).
+/// stamp, the pending entries): 56 bytes, within the cache line the shard
+/// starts it at (see `Shard`).
 #[repr(C)]
 pub(crate) struct Garbage<K, V> {
     /// Expired entries whose memory new entries reuse (only when neither `K`
