@@ -52,7 +52,7 @@
 //! (a write costs O(n)). Between the other two: [`ReadMostlyMap`] when reads
 //! dominate and must never wait (its reads cost about what papaya's do: ~117
 //! instructions and two cache lines per get against papaya's ~125 and three,
-//! and [`ShardedMap`]'s ~275 instructions, in the bench's callgrind count),
+//! and [`ShardedMap`]'s ~205 instructions, in the bench's callgrind count),
 //! [`ShardedMap`] when writes are frequent or values are expensive to
 //! clone ([`ReadMostlyMap`] publishes a new entry per write, so its writes need
 //! `K: Clone + V: Clone` and allocate, unless neither has a destructor: then
