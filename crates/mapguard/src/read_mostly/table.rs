@@ -443,10 +443,8 @@ impl<K, V> Table<K, V> {
     /// under loom: a load the models need not explore.)
     #[cfg(not(loom))]
     pub(crate) fn prefetch_entry(&self, i: usize) {
-        if let Some(p) = self.slot(i).map(|slot| slot.load(Relaxed)) {
-            if is_entry(p) {
-                prefetch(p);
-            }
+        if let Some(entry) = self.live_at(i) {
+            prefetch(entry);
         }
     }
 
