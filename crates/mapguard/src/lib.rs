@@ -41,7 +41,7 @@
 //! | workload | engine | why |
 //! |---|---|---|
 //! | general purpose: sessions, counters, caches with steady writes | [`ShardedMap`] | writes lock one shard of many; reads take a shared lock |
-//! | read-mostly and large, with steady writes: caches, `sync.Map` uses | [`ReadMostlyMap`] | lock-free reads; writes lock one shard and publish a new entry (recycled memory when `K` and `V` have no destructor); no resize pause |
+//! | read-mostly and large, with steady writes: caches, `sync.Map` uses | [`ReadMostlyMap`] | lock-free reads; writes lock one shard and publish a new entry in a free slot of its table (no allocation); no resize pause |
 //! | read-mostly, rarely changed: config, routing tables, feature flags | [`SnapshotMap`] | reads are wait-free and never contend; every write copies the map |
 //! | several keys must change together, visible at once | [`SnapshotMap::write_batch`] | one atomic publication |
 //! | expensive values loaded on miss | either, with `get_or_load` | single flight, negative caching |
@@ -50,13 +50,14 @@
 //! Rules of thumb: with more than about one write per thousand reads, or more
 //! than a few thousand entries and regular writes, don't use [`SnapshotMap`]
 //! (a write costs O(n)). Between the other two: [`ReadMostlyMap`] when reads
-//! dominate and must never wait (its reads cost about what papaya's do: ~117
-//! instructions and two cache lines per get against papaya's ~125 and three,
-//! and [`ShardedMap`]'s ~205 instructions, in the bench's callgrind count),
-//! [`ShardedMap`] when writes are frequent or values are expensive to
-//! clone ([`ReadMostlyMap`] publishes a new entry per write, so its writes need
-//! `K: Clone + V: Clone` and allocate, unless neither has a destructor: then
-//! expired entries' memory is reused). If you need a consistent view of the
+//! dominate and must never wait (its reads cost about what papaya's do: ~120
+//! instructions per get against papaya's ~125 and [`ShardedMap`]'s ~205, in
+//! the bench's callgrind count, and one cache miss, on the entry, against
+//! papaya's two or three), [`ShardedMap`] when writes are frequent or values
+//! are expensive to clone ([`ReadMostlyMap`] never changes an entry readers
+//! may hold: every write publishes a new one, so its writes need
+//! `K: Clone + V: Clone`, and a table keeps a replaced entry's slot until no
+//! reader can hold it). If you need a consistent view of the
 //! whole map, use [`SnapshotMap::snapshot`]; [`ShardedMap::iter`] is consistent
 //! per shard only.
 //!
@@ -94,16 +95,17 @@
 //!   owns itself (a `Vec`'s buffer) is wiped by the `*_zeroized` methods only;
 //!   store such values as `zeroize::Zeroizing<_>` to wipe them on every drop
 //!   (a [`SnapshotMap`]'s old generations, a `get_or_load` result).
-//!   A [`ReadMostlyMap`] never moves values (its tables hold pointers), so
-//!   `zeroize::Zeroizing<_>` values are wiped whenever an entry is freed.
+//!   A [`ReadMostlyMap`] wipes a slot when it frees it for reuse, and a table's
+//!   slots when it frees the table (the copies a migration leaves behind
+//!   included), so no table memory it frees holds a value either.
 //! - `prometheus`: `ShardedMap::register` and `ReadMostlyMap::register` export
 //!   the telemetry through prometheus-client.
 //!
 //! # Guarantees and limits
 //!
 //! Every operation on one key is linearizable (tested against a Wing–Gong
-//! checker). The crate's `unsafe` code is the read-mostly engine's (raw entry
-//! pointers and their reclamation, also checked by loom models of its
+//! checker). The crate's `unsafe` code is the read-mostly engine's (entries in
+//! raw table memory and their reclamation, also checked by loom models of its
 //! migration and epoch protocols) and the wiping table allocator of feature `zeroize`
 //! (`#![deny(unsafe_code)]` everywhere else). `scripts/miri.sh` runs the unit
 //! and integration tests under Miri, which checks that code and the
@@ -124,7 +126,7 @@
 mod api;
 mod ext;
 mod loader;
-#[allow(unsafe_code)] // the lock-free engine: raw entry pointers and reclamation
+#[allow(unsafe_code)] // the lock-free engine: entries in raw table memory, and reclamation
 mod read_mostly;
 mod reentry;
 mod sharded;

@@ -8,6 +8,7 @@
 //! loom explores every interleaving of these primitives.
 #![cfg(loom)]
 
+use std::hash::BuildHasher;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
@@ -182,8 +183,8 @@ fn snapshot_remove_during_load_leaves_no_stale_value() {
 
 type FixedMap = ReadMostlyMap<u32, u32, foldhash::fast::FixedState>;
 
-/// A one-shard read-mostly map in the middle of a migration: keys 1..=4 still
-/// live in the old 8-slot table, key 5 already in the new one (inserting it
+/// A one-shard read-mostly map in the middle of a migration: keys 1..=6 still
+/// live in the old 8-slot table, key 7 already in the new one (inserting it
 /// needed room and started the migration). The hasher is fixed: slot positions
 /// decide which loom atomics an operation touches, and loom replays schedules
 /// only for a model that does the same operations every execution.
@@ -193,7 +194,7 @@ fn read_mostly_mid_migration() -> FixedMap {
         .telemetry(false)
         .hasher(foldhash::fast::FixedState::with_seed(7))
         .build();
-    for k in 1..=5 {
+    for k in 1..=7 {
         map.insert(k, k * 10);
     }
     map
@@ -241,7 +242,7 @@ fn read_mostly_reader_racing_migration_and_writes() {
         let mover = {
             let map = Arc::clone(&map);
             spawn_roomy(move || {
-                map.insert(6, 60); // moves the old slots, completes the migration
+                map.insert(8, 80); // moves the old slots, completes the migration
             })
         };
         let writer = {
@@ -255,9 +256,9 @@ fn read_mostly_reader_racing_migration_and_writes() {
             let map = Arc::clone(&map);
             spawn_roomy(move || {
                 let first = (map.get_cloned(&1), map.get_cloned(&2));
-                let present = (map.get_cloned(&3), map.get_cloned(&5));
+                let present = (map.get_cloned(&3), map.get_cloned(&7));
                 let second = (map.get_cloned(&1), map.get_cloned(&2));
-                assert_eq!(present, (Some(30), Some(50)), "a present key was missed");
+                assert_eq!(present, (Some(30), Some(70)), "a present key was missed");
                 assert!(matches!(first.0, Some(10 | 11)) && matches!(second.0, Some(10 | 11)));
                 assert!(
                     !(first.0 == Some(11) && second.0 == Some(10)),
@@ -274,8 +275,8 @@ fn read_mostly_reader_racing_migration_and_writes() {
         writer.join().unwrap();
         assert_eq!(map.get_cloned(&1), Some(11));
         assert_eq!(map.get_cloned(&2), None);
-        assert_eq!(map.get_cloned(&6), Some(60));
-        assert_eq!(map.len(), 5);
+        assert_eq!(map.get_cloned(&8), Some(80));
+        assert_eq!(map.len(), 7);
     });
 }
 
@@ -301,6 +302,56 @@ fn read_mostly_write_then_read_after_join() {
         writer.join().unwrap();
         assert_eq!(map.get_cloned(&3), Some(33));
         assert_eq!(map.get_cloned(&4), Some(40));
+    });
+}
+
+/// A replacement that must leave its key's group: the group is full, so the
+/// new entry goes to the next one, published there before the old slot is
+/// marked dead. A reader racing it never misses the key (as it would if the
+/// old slot died first) and never sees the value go back.
+#[test]
+fn read_mostly_reader_racing_a_replacement_into_the_next_group() {
+    let hasher = foldhash::fast::FixedState::with_seed(7);
+    // Eight keys whose home is group 0 of a four-group (32-slot) table.
+    let keys: Vec<u32> = (0..)
+        .filter(|k| hasher.hash_one(k) & 3 == 0)
+        .take(8)
+        .collect();
+    let full_group = move || {
+        let map: FixedMap = ReadMostlyMap::builder()
+            .shards(1)
+            .capacity(20)
+            .telemetry(false)
+            .hasher(hasher.clone())
+            .build();
+        for &k in &keys {
+            map.insert(k, 1);
+        }
+        assert_eq!(map.capacity(), 24, "a 32-slot table");
+        (map, keys[0])
+    };
+    bounded(3, move || {
+        let (map, key) = full_group();
+        let map = Arc::new(map);
+        let writer = {
+            let map = Arc::clone(&map);
+            spawn_roomy(move || map.insert(key, 2))
+        };
+        let reader = {
+            let map = Arc::clone(&map);
+            spawn_roomy(move || (map.get_cloned(&key), map.get_cloned(&key)))
+        };
+        let (first, second) = reader.join().unwrap();
+        assert!(
+            matches!(first, Some(1 | 2)) && matches!(second, Some(1 | 2)),
+            "a present key was missed: {first:?} {second:?}"
+        );
+        assert!(
+            !(first == Some(2) && second == Some(1)),
+            "stale read after a newer one"
+        );
+        assert_eq!(writer.join().unwrap(), Some(1));
+        assert_eq!(map.get_cloned(&key), Some(2));
     });
 }
 

@@ -87,7 +87,7 @@ pub struct ReadMostlyMap<K, V, S = DefaultHashBuilder> {
     id: u64,
     telemetry: bool,
     flights: SingleFlight<K, V>,
-    /// The map owns its entries (for drop check; they hang off raw pointers).
+    /// The map owns its entries (for drop check; they live in tables behind raw pointers).
     _owns: PhantomData<Box<Entry<K, V>>>,
 }
 
@@ -266,7 +266,7 @@ where
         f(shard.table(&guard).find(&guard, hash, key))
     }
 
-    /// The shard a write of `hash` goes to, its home bucket already being
+    /// The shard a write of `hash` goes to, its home tag word already being
     /// loaded into the cache meanwhile.
     fn shard_to_write(&self, hash: u64) -> &Shard<K, V> {
         let shard = self.shard_of(hash);
@@ -837,6 +837,7 @@ where
     }
 }
 
+#[inline]
 fn insert_entry<K: Eq, V: Clone>(e: &mut Edit<'_, K, V>, hash: u64, key: K, value: V) -> Option<V> {
     match e.locate(hash, &key) {
         Some(i) => {
@@ -851,6 +852,7 @@ fn insert_entry<K: Eq, V: Clone>(e: &mut Edit<'_, K, V>, hash: u64, key: K, valu
     }
 }
 
+#[inline]
 fn remove_entry<K, V, Q>(e: &mut Edit<'_, K, V>, hash: u64, key: &Q) -> Option<V>
 where
     K: Borrow<Q>,

@@ -1,9 +1,9 @@
 //! Memory reclamation for the read-mostly engine: readers pin the process-wide
-//! epoch (`epoch.rs`); writers retire what they unlink into their shard's
-//! [`Garbage`], under the shard's writer lock, which seals it in bags and frees
-//! a bag two epochs later, after the lock is released. Expired entries of
-//! types without destructors are kept for reuse instead (a bounded number per
-//! shard), so steady writes of such entries allocate nothing.
+//! epoch (`epoch.rs`); writers retire what they unlink (dead slots, old
+//! tables) into their shard's [`Garbage`], under the shard's writer lock,
+//! which seals it in bags and frees a bag two epochs later: its slots become
+//! free for reuse, under the lock; the destructors of their entries and the
+//! old tables run after the lock is released.
 //!
 //! Under `--cfg loom` a guard is a plain acquire load and garbage is freed only
 //! with the map, which is always safe: the loom models of the engine check its
@@ -11,7 +11,6 @@
 //! has a model of its own.
 
 use std::collections::VecDeque;
-use std::mem::needs_drop;
 
 use super::table::{Entry, Table};
 
@@ -35,64 +34,57 @@ pub(crate) const SEAL_EVERY: usize = 1024;
 /// then.
 const BAG: usize = 64;
 
-/// Most expired entries a shard keeps for reuse: a seal's worth, since a
-/// seal's bags expire together (with fewer kept, the rest are freed while the
-/// next writes allocate anew).
-const MAX_SPARE: usize = SEAL_EVERY;
+/// A retired slot: slot `.1` of table `.0`.
+type DeadSlot<K, V> = (*const Table<K, V>, usize);
 
-/// Retired objects sealed together. Typed (not a list of type-erased
-/// destructors): freeing an entry is then a direct, inlined drop, about half
-/// of what a call through a function pointer per object cost (callgrind, a
-/// 50/50 insert/remove loop).
-#[repr(C)] // `entries` first: see `Garbage`.
+/// Retired objects sealed together.
+#[repr(C)] // `slots` first: see `Garbage`.
 struct Bag<K, V> {
-    entries: Vec<*mut Entry<K, V>>,
+    slots: Vec<DeadSlot<K, V>>,
     tables: Vec<*mut Table<K, V>>,
 }
 
 impl<K, V> Bag<K, V> {
     /// Empty, with nothing allocated: a map has many shards, and one that is
-    /// never written should not hold a seal's worth of room (8 KiB here).
+    /// never written should not hold a seal's worth of room (16 KiB here).
     fn new() -> Self {
         Bag {
-            entries: Vec::new(),
+            slots: Vec::new(),
             tables: Vec::new(),
         }
     }
 
     fn len(&self) -> usize {
-        self.entries.len() + self.tables.len()
+        self.slots.len() + self.tables.len()
     }
 
-    /// Runs the destructors and frees the memory.
+    /// Frees the slots for reuse (the writer's part), handing over what must
+    /// be dropped.
     ///
     /// # Safety
-    /// No reader can reach the objects any more, and this runs once.
-    unsafe fn free(self) {
-        for entry in self.entries {
-            // SAFETY: the caller's contract; entries are `Box`es.
-            drop(unsafe { Box::from_raw(entry) });
+    /// No reader can reach the objects any more, this runs once, and under
+    /// the writer lock.
+    unsafe fn free(self) -> Freed<K, V> {
+        let mut entries = Vec::new();
+        for (table, i) in self.slots {
+            // SAFETY: the caller's contract; a slot's table is retired after
+            // it (in this bag or a later one), so it is still allocated.
+            entries.extend(unsafe { (*table).free(i) });
         }
-        for table in self.tables {
-            // SAFETY: as for entries.
-            drop(unsafe { Box::from_raw(table) });
-        }
+        Freed(Some(Dropped {
+            entries,
+            tables: self.tables,
+        }))
     }
 }
 
-/// What one shard's writer retired and has not freed yet, and the expired
-/// entries it keeps for reuse.
+/// What one shard's writer retired and has not freed yet.
 ///
-/// `repr(C)`, what every write touches first (spare entries, the oldest
-/// stamp, the pending entries): 56 bytes, within the cache line the shard
-/// starts it at (see `Shard`).
+/// `repr(C)`, what every write touches first (the oldest stamp, the pending
+/// slots): 32 bytes, within the cache line the shard starts it at (see
+/// `Shard`).
 #[repr(C)]
 pub(crate) struct Garbage<K, V> {
-    /// Expired entries whose memory new entries reuse (only when neither `K`
-    /// nor `V` has a destructor, so that recycling one under the writer lock
-    /// runs no user code). A malloc and a free per write were a quarter of a
-    /// write's instructions.
-    spare: Vec<*mut Entry<K, V>>,
     /// The stamp of the oldest sealed bag, [`NONE_SEALED`] when there is none:
     /// what every write checks, without reading `sealed` (two more cache
     /// lines).
@@ -106,69 +98,77 @@ pub(crate) struct Garbage<K, V> {
 /// [`Garbage::oldest`] when no bag is sealed.
 const NONE_SEALED: u64 = u64::MAX;
 
-/// A bag whose readers are gone, if any: dropping this frees it (do it after
-/// releasing the writer lock: destructors run here).
+/// What an expired bag leaves to drop: dropping this drops the entries of its
+/// slots and its tables (do it after releasing the writer lock: destructors
+/// run here).
 #[must_use]
-pub(crate) struct Freed<K, V>(Option<Bag<K, V>>);
+pub(crate) struct Freed<K, V>(Option<Dropped<K, V>>);
+
+struct Dropped<K, V> {
+    entries: Vec<Entry<K, V>>,
+    tables: Vec<*mut Table<K, V>>,
+}
+
+impl<K, V> Freed<K, V> {
+    fn nothing() -> Self {
+        Freed(None)
+    }
+}
 
 impl<K, V> Drop for Freed<K, V> {
     #[inline]
     fn drop(&mut self) {
         // Most writes free nothing.
-        if let Some(bag) = self.0.take() {
-            // SAFETY: the bag expired: every reader that could reach it left.
-            unsafe { bag.free() };
+        if let Some(dropped) = self.0.take() {
+            dropped.drop_all();
+        }
+    }
+}
+
+impl<K, V> Dropped<K, V> {
+    #[cold]
+    fn drop_all(self) {
+        // The entries first: their slots' tables are in this bag or a later one.
+        drop(self.entries);
+        for table in self.tables {
+            // SAFETY: the bag expired: every reader that could reach the
+            // table left; tables are `Box`es.
+            drop(unsafe { Box::from_raw(table) });
         }
     }
 }
 
 impl<K, V> Garbage<K, V> {
-    /// Whether expired entries are recycled: dropping their contents is a no-op.
-    const RECYCLES: bool = !needs_drop::<K>() && !needs_drop::<V>();
-
     pub(crate) fn new() -> Self {
         Garbage {
-            spare: Vec::new(),
             oldest: NONE_SEALED,
             pending: Bag::new(),
             sealed: VecDeque::new(),
         }
     }
 
-    /// A heap entry holding `entry`, in recycled memory when there is some.
-    pub(crate) fn new_entry(&mut self, entry: Entry<K, V>) -> *mut Entry<K, V> {
-        match self.spare.pop().filter(|_| Self::RECYCLES) {
-            Some(p) => {
-                // SAFETY: a spare entry expired (no reader can reach it) and its
-                // old contents need no drop (`RECYCLES`); it is a `Box`'s memory.
-                unsafe { p.write(entry) };
-                p
-            }
-            None => Box::into_raw(Box::new(entry)),
-        }
-    }
-
-    /// Frees `entry` once no reader that might have loaded it is left.
+    /// Frees `table`'s slot `i` (dead: see [`Table::free`]) once no reader
+    /// that might have seen it live is left.
     ///
     /// # Safety
-    /// `entry` came from [`new_entry`](Self::new_entry) or `Box::into_raw`, is
-    /// retired once, and is already unreachable for readers that start from
-    /// now on.
-    pub(crate) unsafe fn retire_entry(&mut self, entry: *mut Entry<K, V>) {
-        self.pending.entries.push(entry);
+    /// The slot is dead, retired once, and `table` is retired after it (or
+    /// outlives the shard's garbage).
+    pub(crate) unsafe fn retire_slot(&mut self, table: *const Table<K, V>, i: usize) {
+        self.pending.slots.push((table, i));
     }
 
-    /// Frees `table` (a `Box`) like [`retire_entry`](Self::retire_entry).
+    /// Frees `table` (a `Box`) once no reader that might have loaded it is
+    /// left.
     ///
     /// # Safety
-    /// As for `retire_entry`.
+    /// It is retired once, and already unreachable for readers that start
+    /// from now on.
     pub(crate) unsafe fn retire_table(&mut self, table: *mut Table<K, V>) {
         self.pending.tables.push(table);
     }
 
     /// After a write: seals the pending objects when there are enough of them,
-    /// and hands over the oldest bag if it may be freed now (recycling what
-    /// entries it can).
+    /// and frees the oldest bag if it expired.
     #[inline]
     pub(crate) fn collect(&mut self) -> Freed<K, V> {
         if self.pending.len() >= SEAL_EVERY {
@@ -178,66 +178,56 @@ impl<K, V> Garbage<K, V> {
         if self.oldest != NONE_SEALED && expired(self.oldest) {
             self.take_expired()
         } else {
-            Freed(None)
+            Freed::nothing()
         }
     }
 
-    /// Takes the oldest bag, expired, keeping what entries it may for reuse.
+    /// Frees the oldest bag, expired.
     #[cold]
     fn take_expired(&mut self) -> Freed<K, V> {
-        let mut expired = self.sealed.pop_front().map(|(_, bag)| bag);
+        let expired = self.sealed.pop_front().map(|(_, bag)| bag);
         self.oldest = self.oldest_stamp();
-        if let Some(bag) = expired.as_mut().filter(|_| Self::RECYCLES) {
-            let keep = bag.entries.len().min(MAX_SPARE - self.spare.len());
-            let start = bag.entries.len() - keep;
-            self.spare.extend(bag.entries.drain(start..));
-        }
-        Freed(expired)
+        // SAFETY: the bag expired: every reader that could reach it left; we
+        // hold the writer lock.
+        expired.map_or_else(Freed::nothing, |bag| unsafe { bag.free() })
     }
 
     /// Stamps the pending objects with one barrier, in bags of [`BAG`].
     #[cold]
     fn seal(&mut self) {
         let stamp = seal();
-        let bags = self.pending.entries.chunks(BAG).map(|chunk| Bag {
-            entries: chunk.to_vec(),
+        let bags = self.pending.slots.chunks(BAG).map(|chunk| Bag {
+            slots: chunk.to_vec(),
             tables: Vec::new(),
         });
+        // After the slots: a table outlives its retired slots.
         let tables = std::mem::take(&mut self.pending.tables);
         let tables = (!tables.is_empty()).then(|| Bag {
-            entries: Vec::new(),
+            slots: Vec::new(),
             tables,
         });
         self.sealed
             .extend(bags.chain(tables).map(|bag| (stamp, bag)));
         self.oldest = self.oldest_stamp();
         // Kept with its capacity: a shard that sealed once is being written.
-        self.pending.entries.clear();
+        self.pending.slots.clear();
     }
 
     fn oldest_stamp(&self) -> u64 {
         self.sealed.front().map_or(NONE_SEALED, |&(stamp, _)| stamp)
     }
 
-    /// Frees everything now.
+    /// Frees everything now, oldest first.
     ///
     /// # Safety
     /// No reader can be inside the map: it is being dropped.
     pub(crate) unsafe fn free_all(&mut self) {
-        let spare = Bag {
-            entries: std::mem::take(&mut self.spare),
-            tables: Vec::new(),
-        };
-        let pending = Bag {
-            entries: std::mem::take(&mut self.pending.entries),
-            tables: std::mem::take(&mut self.pending.tables),
-        };
+        let pending = std::mem::replace(&mut self.pending, Bag::new());
         self.oldest = NONE_SEALED;
         let sealed = self.sealed.drain(..).map(|(_, bag)| bag);
-        // Dropping a spare entry again is sound: its contents have no
-        // destructor.
-        for bag in sealed.chain([pending, spare]) {
-            drop(Freed(Some(bag)));
+        for bag in sealed.chain([pending]) {
+            // SAFETY: the caller's contract.
+            drop(unsafe { bag.free() });
         }
     }
 }

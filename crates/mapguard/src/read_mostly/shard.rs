@@ -8,8 +8,10 @@
 //! `next` (release) — nothing else. From then on, under the writer lock:
 //!
 //! 1. every write first moves a share of the old slots ([`slots_per_write`]), in
-//!    order: an old slot's entry pointer is published in `N` (the entry itself
-//!    is shared, never copied), then the old slot is marked `MOVED` (release);
+//!    order, a group of eight at a time: each live old slot's entry is copied
+//!    to a slot of `N` and published there (the copy owns it from then on),
+//!    then the group's moved slots are marked `MOVED` in one store (release);
+//!    readers still in the old table read the same bytes;
 //! 2. a write to key `k` first moves `k`'s old slot, if `k` is still live
 //!    there, then writes `k` in `N` only. So `k` is live in at most one of the
 //!    two tables, and any value newer than the one left in the old table is in
@@ -26,10 +28,10 @@
 //! the reader saw or passed before its probe ended; a key inserted during the
 //! migration is in `N`, published before the insert).
 //!
-//! The old table's slots only ever change from an entry to `MOVED` during a
-//! migration, so its probe sequences stay intact. A migration target never
-//! fills: if a write would push it past half full, the writer finishes the
-//! migration first. Writes stay short otherwise: a migration costs each write
+//! The old table's slots only ever change from an entry to `MOVED` (and dead
+//! ones to free) during a migration, never back to empty, so its probe
+//! sequences stay intact. A migration target never fills: if a write would
+//! push it past three quarters used, the writer finishes the migration first. Writes stay short otherwise: a migration costs each write
 //! at most [`MAX_MIGRATE_STEP`] slot visits, and readers never wait for any of it.
 //!
 //! Migrations should also end soon: until one does, a reader of a moved key
@@ -68,13 +70,6 @@ const MIN_MIGRATE_STEP: usize = 32;
 /// (p99, single thread, bench VM); with 64, 8 us.
 const MAX_MIGRATE_STEP: usize = 64;
 
-/// How many slots ahead of the one it moves a migration asks for the entry
-/// (whose key it must hash): the misses then overlap instead of each
-/// stalling a move in turn (a 1,000,000-insert loop spent a sixth of its
-/// time waiting for moved keys; with this, a fiftieth).
-#[cfg(not(loom))]
-const MOVE_PREFETCH: usize = 8;
-
 /// Old-table slots each write moves while migrating a table of `capacity`.
 fn slots_per_write(capacity: usize) -> usize {
     (capacity / MIGRATION_WRITES).clamp(MIN_MIGRATE_STEP, MAX_MIGRATE_STEP)
@@ -87,14 +82,10 @@ const MIN_CAPACITY: usize = 8;
 const MIN_AUTO_SHRINK_CAPACITY: usize = 64;
 
 /// Slots for a table that should hold `len` entries with room to grow: at
-/// most three eighths full, so a growth (at half full) doubles the table,
-/// leaving it a quarter full, and a fitted table has room for a third more.
+/// most three eighths full, so a fitted table has room for the slots that
+/// removed and replaced entries keep until they are freed (see `table.rs`),
+/// and a growth doubles the table (see `make_room`).
 ///
-/// Why not "at most a quarter full": at the growth threshold `len` is half the
-/// slots plus one, a quarter full needed twice the slots plus four, and the
-/// next power of two made every growth quadruple the table (an eighth full:
-/// twice the memory, and more cache misses per read when the cache is
-/// contended).
 fn capacity_for(len: usize) -> usize {
     (len.max(1) * 8)
         .div_ceil(3)
@@ -126,7 +117,7 @@ pub(crate) fn entries_for(slots: usize) -> usize {
 pub(crate) struct Writer<K, V> {
     /// The migration target (the current table's `next`), null when none.
     target: *mut Table<K, V>,
-    /// Used slots (entries and tombstones) of the table writes go to.
+    /// Used slots (all but never-used ones) of the table writes go to.
     used: usize,
     len: usize,
     /// Source of entry versions: bumped by every write, never reset, so a
@@ -170,15 +161,15 @@ pub(crate) struct Shard<K, V> {
     pub(crate) telemetry: ShardTelemetry,
 }
 
-/// The current table, and where its buckets are for [`Shard::prefetch`].
+/// The current table, and where its tag words are for [`Shard::prefetch`].
 struct Current<K, V> {
     table: AtomicPtr<Table<K, V>>,
-    /// Mirrors of the table's bucket array, set with `table`: a prefetch reads
+    /// Mirrors of the table's tag array, set with `table`: a prefetch reads
     /// them with no epoch guard, where a stale or mixed pair is harmless (a
     /// prefetch of any address never faults), so a write prefetches without
     /// pinning (a pin and unpin cost ~35 instructions per write, callgrind).
     #[cfg(not(loom))]
-    buckets: std::sync::atomic::AtomicUsize,
+    tags: std::sync::atomic::AtomicUsize,
     #[cfg(not(loom))]
     mask: std::sync::atomic::AtomicUsize,
 }
@@ -189,7 +180,7 @@ impl<K, V> Current<K, V> {
         let current = Current {
             table: AtomicPtr::new(table),
             #[cfg(not(loom))]
-            buckets: Default::default(),
+            tags: Default::default(),
             #[cfg(not(loom))]
             mask: Default::default(),
         };
@@ -207,8 +198,8 @@ impl<K, V> Current<K, V> {
         #[cfg(not(loom))]
         {
             // SAFETY: the caller passes a live table.
-            let (buckets, mask) = unsafe { &*table }.buckets_at();
-            self.buckets.store(buckets, Relaxed);
+            let (tags, mask) = unsafe { &*table }.tags_at();
+            self.tags.store(tags, Relaxed);
             self.mask.store(mask, Relaxed);
         }
         #[cfg(loom)]
@@ -253,7 +244,7 @@ impl<K, V> Shard<K, V> {
         unsafe { &*guard.protect(&self.current.table) }
     }
 
-    /// Asks the processor to start loading `hash`'s home bucket in the
+    /// Asks the processor to start loading `hash`'s home tag word in the
     /// current table (a hint: nothing under loom), so that a write's cache
     /// miss on it overlaps the work the write does before it probes
     /// (re-entry record, lock, telemetry). Bench `exchange` loop, one thread:
@@ -261,8 +252,8 @@ impl<K, V> Shard<K, V> {
     #[inline]
     pub(crate) fn prefetch(&self, hash: u64) {
         #[cfg(not(loom))]
-        super::table::prefetch_bucket(
-            self.current.buckets.load(Relaxed),
+        super::table::prefetch_group(
+            self.current.tags.load(Relaxed),
             self.current.mask.load(Relaxed),
             hash,
         );
@@ -272,6 +263,7 @@ impl<K, V> Shard<K, V> {
 
     /// Runs `f` with the writer lock held, waiting for it if needed.
     /// `hash_of` is the map's hash of a key, for the entries a migration moves.
+    #[inline]
     pub(crate) fn write<R>(
         &self,
         probe: Probe,
@@ -305,6 +297,7 @@ impl<K, V> Shard<K, V> {
         Ok(self.edit(probe, writer, hash_of, f))
     }
 
+    #[inline]
     fn edit<R>(
         &self,
         probe: Probe,
@@ -348,11 +341,8 @@ impl<K, V> Shard<K, V> {
         while !table.is_null() {
             // SAFETY: nothing else can reach the shard; the tables on the `next`
             // chain from `current` are owned by it (older ones were retired), and a
-            // live entry is in exactly one of them.
+            // live entry is in exactly one of them, which drops it.
             let owned = unsafe { Box::from_raw(table) };
-            for (_, entry) in owned.live() {
-                drop(unsafe { Box::from_raw(entry) });
-            }
             table = owned.next.load(Relaxed);
         }
     }
@@ -404,6 +394,7 @@ impl<K, V> Edit<'_, K, V> {
 
     /// The slot of `key`'s live entry in the write table, moving it there first
     /// when it is still in the table being migrated away from.
+    #[inline]
     pub(crate) fn locate<Q>(&mut self, hash: u64, key: &Q) -> Option<usize>
     where
         K: std::borrow::Borrow<Q>,
@@ -423,17 +414,30 @@ impl<K, V> Edit<'_, K, V> {
     }
 
     /// Replaces the entry in slot `i` with a new one; the old one is retired.
+    #[inline]
     pub(crate) fn replace(&mut self, i: usize, key: K, value: V) -> u64 {
         let version = self.next_version();
-        let new = self.writer.garbage.new_entry(Entry {
+        let entry = Entry {
             key,
             value,
             version,
-        });
-        let old = self.write_table().replace(i, new);
-        // SAFETY: `old` was live and is now unreachable for new readers.
-        unsafe { self.writer.garbage.retire_entry(old) };
+        };
+        if self.write_table().replace(i, entry) {
+            self.writer.used += 1;
+        }
+        self.retire_slot(i);
+        // The new entry may have taken a never-used slot.
+        self.reserve(0);
         version
+    }
+
+    /// Retires the write table's slot `i`, just marked dead.
+    fn retire_slot(&mut self, i: usize) {
+        let table = ptr::from_ref(self.write_table());
+        // SAFETY: the slot is dead and retired once; its table is retired only
+        // later (at the end of a migration, or by `clear`) or freed with the
+        // shard, after its garbage.
+        unsafe { self.writer.garbage.retire_slot(table, i) };
     }
 
     /// Removes the entry in slot `i` (retired), then shrinks when the table
@@ -443,24 +447,24 @@ impl<K, V> Edit<'_, K, V> {
         self.maybe_shrink();
     }
 
-    /// Empties the write table's slot `i` and retires its entry.
+    /// Empties the write table's slot `i` and retires it.
     fn take(&mut self, i: usize) {
-        let old = self.write_table().remove(i);
-        // SAFETY: as in `replace`.
-        unsafe { self.writer.garbage.retire_entry(old) };
+        self.write_table().remove(i);
+        self.retire_slot(i);
         self.writer.len -= 1;
     }
 
     /// Inserts a key known to be absent (checked with [`locate`](Self::locate)
     /// in this edit).
+    #[inline]
     pub(crate) fn insert_new(&mut self, hash: u64, key: K, value: V) -> u64 {
-        self.reserve_one();
+        self.reserve(1);
         let version = self.next_version();
-        let entry = self.writer.garbage.new_entry(Entry {
+        let entry = Entry {
             key,
             value,
             version,
-        });
+        };
         if self.write_table().publish_new(hash, entry) {
             self.writer.used += 1;
         }
@@ -475,11 +479,7 @@ impl<K, V> Edit<'_, K, V> {
         let doomed: Vec<usize> = self
             .current()
             .live()
-            .filter(|&(_, p)| {
-                // SAFETY: live entries are only retired by us.
-                let e = unsafe { &*p };
-                !keep(&e.key, &e.value)
-            })
+            .filter(|(_, e)| !keep(&e.key, &e.value))
             .map(|(i, _)| i)
             .collect();
         // No migration now: the write table is the current one.
@@ -494,15 +494,14 @@ impl<K, V> Edit<'_, K, V> {
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Entry<K, V>)) {
         let tables = [Some(self.current()), self.target()];
         for table in tables.into_iter().flatten() {
-            for (_, p) in table.live() {
-                // SAFETY: live entries are only retired by the writer, us.
-                f(unsafe { &*p });
+            for (_, entry) in table.live() {
+                f(entry);
             }
         }
     }
 
     /// Empties the shard: readers switch to a fresh empty table at once; the old
-    /// tables and entries are retired.
+    /// tables, with their entries, are retired.
     pub(crate) fn clear(&mut self) {
         let fresh = Box::into_raw(Box::new(Table::new(MIN_CAPACITY)));
         let old = self.shard.current.swap(fresh);
@@ -510,11 +509,7 @@ impl<K, V> Edit<'_, K, V> {
         while !table.is_null() {
             // SAFETY: `table` is `old` or on its `next` chain, owned by the shard
             // until now, unreachable for new readers after the swap.
-            let t = unsafe { &*table };
-            for (_, entry) in t.live() {
-                unsafe { self.writer.garbage.retire_entry(entry) };
-            }
-            let next = t.next.load(Relaxed);
+            let next = unsafe { &*table }.next.load(Relaxed);
             unsafe { self.writer.garbage.retire_table(table) };
             table = next;
         }
@@ -536,16 +531,33 @@ impl<K, V> Edit<'_, K, V> {
         }
     }
 
-    /// Makes room for one more used slot in the write table.
-    fn reserve_one(&mut self) {
-        while self.writer.used + 1 > max_used(self.write_table().capacity()) {
+    /// Makes room for `more` used slots in the write table (after a
+    /// replacement, `0`: it may have taken one already).
+    #[inline]
+    fn reserve(&mut self, more: usize) {
+        if self.writer.used + more > max_used(self.write_table().capacity()) {
+            self.make_room(more);
+        }
+    }
+
+    #[cold]
+    fn make_room(&mut self, more: usize) {
+        while self.writer.used + more > max_used(self.write_table().capacity()) {
             if self.target().is_some() {
                 // A target must never fill: finish this migration first.
                 self.finish_migration();
             } else {
-                self.start_migration(capacity_for(self.writer.len + 1));
+                self.start_migration(self.growth_capacity(self.writer.len + 1));
             }
         }
+    }
+
+    /// The table a growth (or a migration that drops dead slots) migrates to
+    /// when it holds `len` entries: at most twice the size, since at the
+    /// threshold (three quarters used) `capacity_for` would quadruple a table
+    /// of live entries.
+    fn growth_capacity(&self, len: usize) -> usize {
+        capacity_for(len).min(2 * self.current().capacity())
     }
 
     /// Shrinks once the table is less than a sixteenth full, to one at most
@@ -609,7 +621,7 @@ impl<K, V> Edit<'_, K, V> {
             let to_growth = max_used(current).saturating_sub(self.writer.used);
             // Most writes: farther from the growth than any next table has
             // pages (it has at most about 4x the slots).
-            if to_growth <= pages(4 * current) + 1 {
+            if to_growth <= pages::<K, V>(4 * current) + 1 {
                 self.prepare_growth_page(to_growth);
             }
         }
@@ -618,16 +630,15 @@ impl<K, V> Edit<'_, K, V> {
     #[cfg(not(loom))]
     #[cold]
     fn prepare_growth_page(&mut self, to_growth: usize) {
-        let w = &mut *self.writer;
-        let table = match &mut w.next_growth {
+        // What `reserve` will ask for if every write until then adds a key.
+        let capacity = self.growth_capacity(self.writer.len + to_growth + 1);
+        let table = match &mut self.writer.next_growth {
             Some(table) => table,
             None => {
-                // What `reserve_one` will ask for if every write until then adds a key.
-                let capacity = capacity_for(w.len + to_growth + 1);
-                if to_growth > pages(capacity) {
+                if to_growth > pages::<K, V>(capacity) {
                     return;
                 }
-                w.next_growth.insert(Preparing::new(capacity))
+                self.writer.next_growth.insert(Preparing::new(capacity))
             }
         };
         table.step();
@@ -647,13 +658,10 @@ impl<K, V> Edit<'_, K, V> {
     fn move_share(&mut self) {
         let capacity = self.current().capacity();
         let end = (self.writer.moved + slots_per_write(capacity)).min(capacity);
-        for i in self.writer.moved..end {
-            #[cfg(not(loom))]
-            if i + MOVE_PREFETCH < capacity {
-                self.current().prefetch_entry(i + MOVE_PREFETCH);
-            }
-            self.move_slot(i);
-        }
+        let target = self.target().expect("moving only while migrating");
+        self.writer.used += self
+            .current()
+            .move_slots(self.writer.moved, end, target, self.hash_of);
         self.writer.moved = end;
         if end == self.current().capacity() {
             self.complete_migration();
@@ -722,8 +730,8 @@ mod tests {
             assert_eq!(line(offset), first, "{name} at {offset}");
         }
         assert_eq!(garbage % 64, 0, "the garbage starts a line");
-        let head = 2 * std::mem::size_of::<Vec<()>>() + std::mem::size_of::<u64>();
-        assert!(head <= 64, "spare, oldest and pending entries fit a line");
+        let head = std::mem::size_of::<u64>() + std::mem::size_of::<Vec<()>>();
+        assert!(head <= 64, "the oldest stamp and pending slots fit a line");
         assert_eq!(line(garbage), first + 1);
         // SAFETY: nothing else uses the shard.
         unsafe { shard.free_all() };

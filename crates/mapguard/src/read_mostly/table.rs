@@ -1,40 +1,44 @@
 //! One open-addressing table of the read-mostly engine and the reader's search.
 //!
-//! A table is an array of buckets, each one 64-byte cache line: a tag word
-//! and seven atomic pointers to immutable, heap-allocated [`Entry`]s (slot
-//! `i` is lane `i % 8` of bucket `i / 8`; lane 7 does not exist). Writers (one
-//! per shard at a time, under the shard's writer lock) never change an entry
-//! in place: they publish a new one with a release store of the slot and
-//! retire the old one through the reclaimer, so a reader that loaded a pointer
-//! reads a whole, committed entry. Linear probing over buckets; a key lives in
-//! the first bucket of its probe sequence that had a free lane when it was
-//! written. A slot's pointer is one of:
+//! A table is an array of slots that hold their entries inline, and beside it
+//! an array of tag words, one `u64` per group of eight slots, a byte per slot
+//! (slot `i` is lane `i % 8` of group `i / 8`). Linear probing over groups: a
+//! key lives in the first group of its probe sequence that had a free slot
+//! when it was written. A slot's byte is its state:
 //!
-//! - null: never used;
-//! - the tombstone marker: its entry was removed;
-//! - the moved marker: (only in a table being migrated away from) its entry
-//!   now lives in the table's `next` table;
-//! - an entry pointer.
+//! - `EMPTY` (0): never used;
+//! - a live tag (7 bits of the key's hash, high bit set): the slot holds that
+//!   key's committed entry;
+//! - `DEAD`: removed or replaced; its entry stays as it was for readers that
+//!   found it, until the shard's garbage frees it (an epoch later), making it
+//! - `FREE`: reusable;
+//! - `MOVED`: (only in a table being migrated away from) its entry was copied to
+//!   the table's `next` table, whose copy owns it.
 //!
-//! A lane's tag byte is zero (`EMPTY`) until its slot is first used; a writer
-//! stores the key's tag (7 bits of its hash, high bit set) before it
-//! publishes the pointer, and a tag never returns to `EMPTY`. A reader loads a
-//! bucket's tag word, compares all seven tags at once, loads pointers only
-//! where a tag matches (a lane of another key matches 1 time in 128), and
-//! stops after the first bucket with an `EMPTY` lane: that bucket had a free
-//! lane whenever the key could have been written, so the key is there or
-//! earlier.
+//! Writers (one per shard at a time, under the shard's writer lock) never
+//! change a live entry: a write fills a free slot, then publishes it with a
+//! release store of its tag word; a replacement fills another slot and switches
+//! the two states. So a reader that read a live tag reads a whole, committed
+//! entry, which no writer touches until no reader can hold it. A reader loads
+//! a group's tag word, compares all eight tags at once, reads entries only
+//! where a tag matches (another key's matches 1 time in 128), and stops after
+//! the first group with an `EMPTY` slot: that group had a free slot whenever
+//! the key could have been written, so the key is there or earlier.
 //!
-//! Why buckets of one cache line: a lookup reads the tags and the pointer it
-//! needs from the same line, then the entry: two cache misses for a hit, one
-//! for a miss. Tag bytes in an array of their own cost a third line per hit
-//! (callgrind's cache model: 2.8 L1 misses per random hit over a 32k-entry
-//! map; papaya, with that layout, 2.5); tags in the pointers' low bits made
-//! the table a reader walks eight times bigger. Entries keep no hash: a
-//! migration hashes the keys it moves again (see [`Entry`]).
+//! Why entries inline, tags apart: a lookup reads the tag word from an array
+//! of one byte per slot, small enough to stay in a core's cache for maps of
+//! hundreds of thousands of keys, then the entry: one cache miss for a hit,
+//! none for a miss. Before, buckets of seven pointers to entries allocated
+//! one by one (the tags in the bucket's line) cost two misses per hit and one
+//! per miss, an allocation per write, and a third of the bench's `exchange`
+//! time was spent waiting on them (perf, one thread). The cost: a free slot
+//! takes an entry's room (as in `hashbrown`), and a replacement takes another
+//! slot until the old one is freed.
 //! See `shard.rs` for the migration protocol.
 
 use std::borrow::Borrow;
+use std::cell::UnsafeCell;
+use std::mem::{needs_drop, MaybeUninit};
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
@@ -45,10 +49,8 @@ use crate::sync::{AtomicPtr, AtomicU64};
 ///
 /// No cached hash: a migration hashes the keys it moves again (with the map's
 /// hasher, [`Table::move_slot`]), and a lookup compares keys only where the
-/// slot's tag matched. Without it an entry of two 8-byte words and its version
-/// is a 32-byte allocator block instead of 48: a third less memory per entry,
-/// fewer cache misses per read when the cache is contended, fewer page faults
-/// while a map grows.
+/// slot's tag matched; every slot has an entry's room, so every byte saved
+/// here is saved per slot.
 pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
@@ -56,76 +58,102 @@ pub(crate) struct Entry<K, V> {
     pub(crate) version: u64,
 }
 
-/// A removed entry's slot (a marker: its address bits are clear).
-fn tombstone<K, V>() -> *mut Entry<K, V> {
-    ptr::without_provenance_mut(1)
-}
+/// A slot's memory: an entry while its state is a live tag or `DEAD`.
+type Slot<K, V> = UnsafeCell<MaybeUninit<Entry<K, V>>>;
 
-/// A slot whose entry was migrated to the next table.
-fn moved<K, V>() -> *mut Entry<K, V> {
-    ptr::without_provenance_mut(2)
-}
+/// Slot states other than a live tag (see the module docs).
+const EMPTY: u8 = 0;
+const DEAD: u8 = 1;
+const FREE: u8 = 2;
+const MOVED: u8 = 3;
 
-/// The tag byte of a slot holding (or once holding) a key with this hash: the
-/// top seven bits, independent of the low bits that pick the slot and the
-/// bits below the top seven that pick the shard.
+/// The tag byte of a slot holding a key with this hash: the top seven bits,
+/// independent of the low bits that pick the group and the bits below the top
+/// seven that pick the shard; the high bit marks it live.
 fn tag(hash: u64) -> u8 {
     0x80 | (hash >> 57) as u8
 }
 
-/// Whether a slot value points to an entry (not null or a marker).
-fn is_entry<K, V>(p: *mut Entry<K, V>) -> bool {
-    p.addr() > 2
+fn is_live(state: u8) -> bool {
+    state & 0x80 != 0
 }
 
-/// Lanes (slots) in a bucket: a tag word and seven pointers fill 64 bytes.
-const LANES: usize = 7;
+/// Slots in a group: one tag word.
+const LANES: usize = 8;
 
-/// Slot ids per bucket: ids are `bucket * 8 + lane`, so that splitting one is
-/// a shift (id `bucket * 8 + 7` names no slot).
-const IDS_PER_BUCKET: usize = 8;
-
-/// The high bit of each lane's tag byte (lane 7 excluded).
-const LANE_HIGH_BITS: u64 = 0x0080_8080_8080_8080;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
 /// Every lane's byte set to `byte`.
 fn splat(byte: u8) -> u64 {
     u64::from(byte) * 0x0101_0101_0101_0101
 }
 
-/// Lanes whose tag equals `tag`, as the high bit of their byte (may also flag
-/// a lane above a true match: callers check the key anyway).
-fn matching(tags: u64, tag: u8) -> u64 {
-    let x = tags ^ splat(tag);
-    x.wrapping_sub(splat(1)) & !x & LANE_HIGH_BITS
-}
-
-/// Whether a lane of the bucket was never used (used tags have the high bit).
-fn has_empty(tags: u64) -> bool {
-    !tags & LANE_HIGH_BITS != 0
-}
-
-/// The lanes of a bucket whose tag may be `tag`, lowest first.
+/// The lanes whose state is `state`, as the high bit of their byte (exact:
+/// the writer picks slots with it).
 #[inline]
-fn candidate_lanes(tags: u64, tag: u8) -> impl Iterator<Item = usize> {
-    let mut hits = matching(tags, tag);
+fn lanes_in(tags: u64, state: u8) -> u64 {
+    let x = tags ^ splat(state);
+    !(((x & !HIGH_BITS).wrapping_add(!HIGH_BITS)) | x) & HIGH_BITS
+}
+
+/// Whether a slot of the group was never used.
+fn has_empty(tags: u64) -> bool {
+    lanes_in(tags, EMPTY) != 0
+}
+
+/// The lanes flagged in `lanes` (from [`lanes_in`]), lowest first.
+#[inline]
+fn each_lane(mut lanes: u64) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
-        (hits != 0).then(|| {
-            let lane = hits.trailing_zeros() as usize / 8;
-            hits &= hits - 1;
+        (lanes != 0).then(|| {
+            let lane = lanes.trailing_zeros() as usize / 8;
+            lanes &= lanes - 1;
             lane
         })
     })
 }
 
-/// Asks the processor to start loading the bucket `hash` starts at in the
-/// bucket array at address `buckets` with `mask + 1` buckets
-/// ([`Table::buckets_at`]). Plain address arithmetic, no dereference: the
-/// array may be gone, and a prefetch of any address never faults.
+/// The lane of a group a new entry takes, and whether it was never used: a
+/// `FREE` one first (it adds no used slot), else an `EMPTY` one.
+#[inline]
+fn free_lane(tags: u64) -> Option<(usize, bool)> {
+    let first = |lanes: u64| lanes.trailing_zeros() as usize / 8;
+    match (lanes_in(tags, FREE), lanes_in(tags, EMPTY)) {
+        (0, 0) => None,
+        (0, empty) => Some((first(empty), true)),
+        (free, _) => Some((first(free), false)),
+    }
+}
+
+/// A free slot the writer found, with its group's tag word as loaded.
+struct FreeSlot {
+    group: usize,
+    lane: usize,
+    /// Never used before.
+    fresh: bool,
+    tags: u64,
+}
+
+impl FreeSlot {
+    fn slot(&self) -> usize {
+        self.group * LANES + self.lane
+    }
+}
+
+/// `tags` with lane `lane`'s state set to `state`.
+fn with_state(tags: u64, lane: usize, state: u8) -> u64 {
+    let shift = lane * 8;
+    tags & !(0xff << shift) | u64::from(state) << shift
+}
+
+/// Asks the processor to start loading the tag word `hash` starts at in the
+/// tag array at address `tags` with `mask + 1` words ([`Table::tags_at`]).
+/// Plain address arithmetic, no dereference: the array may be gone, and a
+/// prefetch of any address never faults.
 #[cfg(not(loom))]
 #[inline]
-pub(crate) fn prefetch_bucket(buckets: usize, mask: usize, hash: u64) {
-    let at = buckets.wrapping_add((hash as usize & mask) * std::mem::size_of::<Bucket<(), ()>>());
+pub(crate) fn prefetch_group(tags: usize, mask: usize, hash: u64) {
+    let at = tags.wrapping_add((hash as usize & mask) * std::mem::size_of::<u64>());
     prefetch(ptr::without_provenance::<u8>(at));
 }
 
@@ -144,107 +172,138 @@ fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
-#[repr(C, align(64))]
-struct Bucket<K, V> {
-    /// Lane `l`'s tag is byte `l` (from the least significant); byte 7 is 0.
-    tags: AtomicU64,
-    slots: [AtomicPtr<Entry<K, V>>; LANES],
-}
-
-/// Whole pages of memory (4 KiB) a table of `capacity` slot ids spans.
+/// Whole pages of memory (4 KiB) a table of `capacity` slots spans.
 #[cfg(not(loom))]
-pub(crate) fn pages(capacity: usize) -> usize {
-    capacity / IDS_PER_BUCKET * std::mem::size_of::<Bucket<(), ()>>() / 4096
+pub(crate) fn pages<K, V>(capacity: usize) -> usize {
+    capacity * (1 + std::mem::size_of::<Slot<K, V>>()) / 4096
 }
 
-/// Most slots a table may have in use (entries, tombstones and moved markers)
-/// before it must be migrated: half, which keeps probes short.
+/// Most slots a table may have in use (all but `EMPTY` ones) before it must
+/// be migrated: three quarters. Removed and replaced entries keep their slots
+/// until their bag expires (up to a few thousand per shard), and a table that
+/// reached the limit with them is migrated to one of the same size to drop
+/// them; with the limit at half, that took a third of the bench's `exchange`
+/// throughput at two threads. Probes stay short: a reader stops at the first
+/// group with an empty slot, and eight slots at three quarters full leave
+/// most groups one.
 pub(crate) fn max_used(capacity: usize) -> usize {
-    capacity / 2
+    capacity / 4 * 3
 }
 
 pub(crate) struct Table<K, V> {
-    buckets: Buckets<K, V>,
+    /// A tag word per group of [`LANES`] slots.
+    tags: Array<AtomicU64>,
+    slots: Array<Slot<K, V>>,
     /// The table this one is being (or was) migrated to; null until a
     /// migration starts, never changed after.
     pub(crate) next: AtomicPtr<Table<K, V>>,
 }
 
-/// A table's buckets: zeroed memory, mapped in as it is used (see `zeroed.rs`).
+/// A table's arrays: zeroed memory, mapped in as it is used (see `zeroed.rs`).
 #[cfg(not(loom))]
-type Buckets<K, V> = super::zeroed::Zeroed<Bucket<K, V>>;
+type Array<T> = super::zeroed::Zeroed<T>;
 
 /// loom's atomics are objects of its model, not plain memory.
 #[cfg(loom)]
-type Buckets<K, V> = Box<[Bucket<K, V>]>;
+type Array<T> = Box<[T]>;
 
-impl<K, V> Bucket<K, V> {
-    /// `len` buckets that start as zero bits: null pointers, `EMPTY` tags.
-    #[cfg(not(loom))]
-    fn empty(len: usize) -> Buckets<K, V> {
-        // SAFETY: a bucket is atomic integers and pointers, for which all-zero
-        // bits are a valid value (0, or null).
-        unsafe { super::zeroed::Zeroed::new(len) }
-    }
+/// `len` values of `T` that start as zero bits.
+///
+/// # Safety
+/// All-zero bits must be a valid `T`.
+#[cfg(not(loom))]
+unsafe fn zeroed<T>(len: usize) -> Array<T> {
+    // SAFETY: the caller's contract.
+    unsafe { super::zeroed::Zeroed::new(len) }
+}
 
-    /// Built one by one under loom.
-    #[cfg(loom)]
-    fn empty(len: usize) -> Buckets<K, V> {
-        (0..len)
-            .map(|_| Bucket {
-                tags: AtomicU64::new(0),
-                slots: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
-            })
-            .collect()
-    }
+#[cfg(loom)]
+fn empty_tags(groups: usize) -> Array<AtomicU64> {
+    (0..groups).map(|_| AtomicU64::new(0)).collect()
+}
+
+#[cfg(loom)]
+fn empty_slots<K, V>(len: usize) -> Array<Slot<K, V>> {
+    (0..len)
+        .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+        .collect()
 }
 
 /// A table being made ready ahead of a growth, a page of memory per step (see
 /// `Edit::prepare_growth`); not shared with anyone until it is a [`Table`].
 #[cfg(not(loom))]
-pub(crate) struct Preparing<K, V>(super::zeroed::Clearing<Bucket<K, V>>);
+pub(crate) struct Preparing<K, V> {
+    tags: super::zeroed::Clearing<AtomicU64>,
+    slots: super::zeroed::Clearing<Slot<K, V>>,
+}
 
 #[cfg(not(loom))]
 impl<K, V> Preparing<K, V> {
-    /// A table of `capacity` slot ids (as for [`Table::new`]) to prepare.
+    /// A table of `capacity` slots (as for [`Table::new`]) to prepare.
     pub(crate) fn new(capacity: usize) -> Self {
-        debug_assert!(capacity.is_power_of_two() && capacity >= IDS_PER_BUCKET);
-        // SAFETY: as in `Bucket::empty`.
-        Preparing(unsafe { super::zeroed::Clearing::new(capacity / IDS_PER_BUCKET) })
+        debug_assert!(capacity.is_power_of_two() && capacity >= LANES);
+        // SAFETY: zero bits are a valid atomic integer, and any bits a valid
+        // `MaybeUninit`.
+        unsafe {
+            Preparing {
+                tags: super::zeroed::Clearing::new(capacity / LANES),
+                slots: super::zeroed::Clearing::new(capacity),
+            }
+        }
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.0.len() * IDS_PER_BUCKET
+        self.slots.len()
     }
 
-    /// Readies one more page.
+    /// Readies one more page of each array.
     pub(crate) fn step(&mut self) {
-        self.0.step();
+        self.tags.step();
+        self.slots.step();
     }
 
     /// The empty table (readying what is left first).
     pub(crate) fn finish(self) -> Table<K, V> {
         Table {
-            buckets: self.0.finish(),
+            tags: self.tags.finish(),
+            slots: self.slots.finish(),
             next: AtomicPtr::new(ptr::null_mut()),
         }
     }
 }
 
 impl<K, V> Table<K, V> {
-    /// An empty table of `capacity` slot ids (a power of two, 8 or more; seven
-    /// in eight are slots).
+    /// An empty table of `capacity` slots (a power of two, 8 or more).
     pub(crate) fn new(capacity: usize) -> Self {
-        debug_assert!(capacity.is_power_of_two() && capacity >= IDS_PER_BUCKET);
+        debug_assert!(capacity.is_power_of_two() && capacity >= LANES);
+        #[cfg(not(loom))]
+        // SAFETY: as in `Preparing::new`.
+        let (tags, slots) = unsafe { (zeroed(capacity / LANES), zeroed(capacity)) };
+        #[cfg(loom)]
+        let (tags, slots) = (empty_tags(capacity / LANES), empty_slots(capacity));
         Table {
-            buckets: Bucket::empty(capacity / IDS_PER_BUCKET),
+            tags,
+            slots,
             next: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
-    /// Slot ids, the unit of [`max_used`] and of migration progress.
+    /// Slots, the unit of [`max_used`] and of migration progress.
     pub(crate) fn capacity(&self) -> usize {
-        self.buckets.len() * IDS_PER_BUCKET
+        self.slots.len()
+    }
+
+    /// The entry in slot `i`.
+    ///
+    /// # Safety
+    /// `i` is in bounds, and its state is (or, when the caller loaded it, was)
+    /// live: its entry stays as it is until it is freed, which waits for every
+    /// reader that could have seen it live, and for the writer, the caller.
+    #[inline]
+    unsafe fn entry_at(&self, i: usize) -> &Entry<K, V> {
+        debug_assert!(i < self.slots.len());
+        // SAFETY: the caller's contract.
+        unsafe { (*self.slots.get_unchecked(i).get()).assume_init_ref() }
     }
 
     /// The reader's search: `key`'s entry in this table, or else in the tables
@@ -272,26 +331,23 @@ impl<K, V> Table<K, V> {
             // A plain index loop with `len - 1` as the mask: the compiler drops
             // the bounds checks (the iterator form cost ~15 instructions more
             // per read, callgrind).
-            let buckets = &table.buckets[..];
-            let mask = buckets.len() - 1;
-            let mut b = hash as usize & mask;
-            for _ in 0..buckets.len() {
-                let bucket = &buckets[b];
-                let tags = bucket.tags.load(Acquire);
-                for lane in candidate_lanes(tags, tag) {
-                    let p = guard.protect(&bucket.slots[lane]);
-                    if is_entry(p) {
-                        // SAFETY: a published entry stays allocated while `guard` lives.
-                        let entry = unsafe { &*p };
-                        if entry.key.borrow() == key {
-                            return Some(entry);
-                        }
+            let tags = &table.tags[..];
+            let mask = tags.len() - 1;
+            let mut g = hash as usize & mask;
+            for _ in 0..tags.len() {
+                let word = tags[g].load(Acquire);
+                for lane in each_lane(lanes_in(word, tag)) {
+                    // SAFETY: a live slot, in bounds (eight slots a group);
+                    // `guard` keeps its entry as it is while it lives.
+                    let entry = unsafe { table.entry_at(g * LANES + lane) };
+                    if entry.key.borrow() == key {
+                        return Some(entry);
                     }
                 }
-                if has_empty(tags) {
+                if has_empty(word) {
                     break;
                 }
-                b = (b + 1) & mask;
+                g = (g + 1) & mask;
             }
             let next = guard.protect(&table.next);
             if next.is_null() {
@@ -303,34 +359,40 @@ impl<K, V> Table<K, V> {
         }
     }
 
-    /// The address of the bucket array and its length - 1, for
-    /// [`prefetch_bucket`].
+    /// The address of the tag array and its length - 1, for
+    /// [`prefetch_group`].
     #[cfg(not(loom))]
-    pub(crate) fn buckets_at(&self) -> (usize, usize) {
-        (self.buckets.as_ptr().addr(), self.buckets.len() - 1)
+    pub(crate) fn tags_at(&self) -> (usize, usize) {
+        (self.tags.as_ptr().addr(), self.tags.len() - 1)
     }
 
-    /// Bucket indices in probe order for `hash`, once around the table.
-    fn probe(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
-        let mask = self.buckets.len() - 1;
-        let home = hash as usize & mask;
-        (0..self.buckets.len()).map(move |i| (home + i) & mask)
+    /// Group indices in probe order from group `first`, once around the table.
+    fn probe(&self, first: usize) -> impl Iterator<Item = usize> + '_ {
+        let mask = self.tags.len() - 1;
+        (0..self.tags.len()).map(move |i| (first + i) & mask)
     }
 
-    /// The slot with id `i`, if the id names one.
-    fn slot(&self, i: usize) -> Option<&AtomicPtr<Entry<K, V>>> {
-        self.buckets[i / IDS_PER_BUCKET]
-            .slots
-            .get(i % IDS_PER_BUCKET)
+    fn home(&self, hash: u64) -> usize {
+        hash as usize & (self.tags.len() - 1)
     }
 
-    /// The entry in slot `i`, if live. The writer's view: only the writer (under
-    /// the shard lock) may call the methods from here on, and it reads entries
-    /// without a guard because only the writer retires them.
+    /// Slot `i`'s state. The writer's view: only the writer (under the shard
+    /// lock) may call the methods from here on, and it reads entries without a
+    /// guard because only the writer frees them.
+    fn state(&self, i: usize) -> u8 {
+        (self.tags[i / LANES].load(Relaxed) >> (i % LANES * 8)) as u8
+    }
+
+    /// Sets slot `i`'s state (release: a live tag publishes its entry).
+    fn set_state(&self, i: usize, state: u8) {
+        let tags = &self.tags[i / LANES];
+        tags.store(with_state(tags.load(Relaxed), i % LANES, state), Release);
+    }
+
+    /// The entry in slot `i`, if live.
     fn live_at(&self, i: usize) -> Option<&Entry<K, V>> {
-        let p = self.slot(i)?.load(Relaxed);
-        // SAFETY: live entries are retired only by the writer, the caller.
-        is_entry(p).then(|| unsafe { &*p })
+        // SAFETY: a live slot; only the writer, the caller, frees entries.
+        is_live(self.state(i)).then(|| unsafe { self.entry_at(i) })
     }
 
     /// The slot of `key`'s live entry in this table only.
@@ -340,14 +402,15 @@ impl<K, V> Table<K, V> {
         Q: Eq + ?Sized,
     {
         let tag = tag(hash);
-        for b in self.probe(hash) {
-            let tags = self.buckets[b].tags.load(Relaxed);
-            for lane in candidate_lanes(tags, tag) {
-                let i = b * IDS_PER_BUCKET + lane;
-                if let Some(e) = self.live_at(i) {
-                    if e.key.borrow() == key {
-                        return Some(i);
-                    }
+        #[cfg(not(loom))]
+        self.prefetch_free_slot(self.home(hash));
+        for g in self.probe(self.home(hash)) {
+            let tags = self.tags[g].load(Relaxed);
+            for lane in each_lane(lanes_in(tags, tag)) {
+                let i = g * LANES + lane;
+                // SAFETY: as in `live_at`.
+                if unsafe { self.entry_at(i) }.key.borrow() == key {
+                    return Some(i);
                 }
             }
             if has_empty(tags) {
@@ -362,54 +425,103 @@ impl<K, V> Table<K, V> {
         self.live_at(i).expect("a located slot holds an entry")
     }
 
-    fn located(&self, i: usize) -> &AtomicPtr<Entry<K, V>> {
-        self.slot(i).expect("a located slot id names a slot")
-    }
-
-    /// Publishes `entry` (a new key, known absent, whose hash is `hash`) in the
-    /// first free slot of its probe sequence; returns whether that slot was
-    /// never used before.
-    pub(crate) fn publish_new(&self, hash: u64, entry: *mut Entry<K, V>) -> bool {
-        for b in self.probe(hash) {
-            let bucket = &self.buckets[b];
-            for (lane, slot) in bucket.slots.iter().enumerate() {
-                let p = slot.load(Relaxed);
-                if p.is_null() || p == tombstone() {
-                    // The tag first: the release store of the pointer publishes
-                    // it. Only the writer stores tags, so load-then-store loses
-                    // nothing.
-                    let tags = bucket.tags.load(Relaxed);
-                    let shift = lane * 8;
-                    let tags = tags & !(0xff << shift) | u64::from(tag(hash)) << shift;
-                    bucket.tags.store(tags, Relaxed);
-                    slot.store(entry, Release);
-                    return p.is_null();
-                }
+    /// The first slot a new entry may take, probing from group `first` (see
+    /// [`free_lane`]).
+    fn free_slot(&self, first: usize) -> FreeSlot {
+        for group in self.probe(first) {
+            let tags = self.tags[group].load(Relaxed);
+            if let Some((lane, fresh)) = free_lane(tags) {
+                return FreeSlot {
+                    group,
+                    lane,
+                    fresh,
+                    tags,
+                };
             }
         }
         unreachable!("the writer migrates a table before it fills up")
     }
 
-    /// Puts `entry` (same key) in slot `i`; returns the entry it replaced, now
-    /// unreachable for new readers, for the caller to retire.
-    pub(crate) fn replace(&self, i: usize, entry: *mut Entry<K, V>) -> *mut Entry<K, V> {
-        // Same key, same tag.
-        self.exchange(i, entry)
+    /// Starts loading the slot a new entry would take in group `g` (if it has
+    /// a free one), while the writer compares keys: an insert or a
+    /// replacement writes it next, and the lock's release waited for that
+    /// store's cache miss (perf, bench `exchange` loop, one thread: a third
+    /// of an insert's time).
+    #[cfg(not(loom))]
+    fn prefetch_free_slot(&self, g: usize) {
+        if let Some((lane, _)) = free_lane(self.tags[g].load(Relaxed)) {
+            prefetch(self.slots[g * LANES + lane].get());
+        }
     }
 
-    /// Empties slot `i`; returns its entry, for the caller to retire.
-    pub(crate) fn remove(&self, i: usize) -> *mut Entry<K, V> {
-        self.exchange(i, tombstone())
+    /// Writes `entry` into free slot `i`, unpublished.
+    fn fill(&self, i: usize, entry: Entry<K, V>) {
+        // SAFETY: a free slot: no reader reads it (its state is not live),
+        // and the writer, the caller, is the only one writing slots.
+        unsafe { (*self.slots[i].get()).write(entry) };
     }
 
-    /// Stores `p` in slot `i` (release: it publishes `p`'s entry), returning
-    /// what was there. A load and a store, not an atomic swap: only the writer
-    /// stores slots, and a swap is a locked instruction (a full barrier on x86).
-    fn exchange(&self, i: usize, p: *mut Entry<K, V>) -> *mut Entry<K, V> {
-        let slot = self.located(i);
-        let old = slot.load(Relaxed);
-        slot.store(p, Release);
-        old
+    /// Publishes `entry` (a new key, known absent, whose hash is `hash`) in the
+    /// first free slot of its probe sequence; returns whether that slot was
+    /// never used before.
+    pub(crate) fn publish_new(&self, hash: u64, entry: Entry<K, V>) -> bool {
+        let free = self.free_slot(self.home(hash));
+        self.fill(free.slot(), entry);
+        self.tags[free.group].store(with_state(free.tags, free.lane, tag(hash)), Release);
+        free.fresh
+    }
+
+    /// Puts `entry` (same key) in place of live slot `i`'s: in a free slot of
+    /// `i`'s group or a later one of the probe sequence, then marks `i`
+    /// `DEAD`, for the caller to retire. Returns whether a never-used slot got
+    /// used.
+    ///
+    /// Why not an earlier group: a reader that passed it before the new entry
+    /// was published, and reached `i` after it was marked, would miss the key.
+    /// Probing on from `i`, a reader either finds the old entry live or, having
+    /// seen it dead (acquire), finds the new one, published before. In one
+    /// group, one store switches both.
+    pub(crate) fn replace(&self, i: usize, entry: Entry<K, V>) -> bool {
+        let (group, lane) = (i / LANES, i % LANES);
+        let free = self.free_slot(group);
+        self.fill(free.slot(), entry);
+        if free.group == group {
+            let tag = (free.tags >> (lane * 8)) as u8;
+            debug_assert!(is_live(tag));
+            let switched = with_state(free.tags, free.lane, tag);
+            self.tags[group].store(with_state(switched, lane, DEAD), Release);
+        } else {
+            self.set_state(free.slot(), self.state(i));
+            self.set_state(i, DEAD);
+        }
+        free.fresh
+    }
+
+    /// Marks live slot `i` `DEAD`, for the caller to retire.
+    pub(crate) fn remove(&self, i: usize) {
+        debug_assert!(is_live(self.state(i)));
+        self.set_state(i, DEAD);
+    }
+
+    /// Frees `DEAD` slot `i` for reuse; returns its entry when it has a
+    /// destructor to run (else leaves the bytes: reading them would be a cache
+    /// miss for nothing).
+    ///
+    /// # Safety
+    /// No reader that could have seen the slot live is left.
+    pub(crate) unsafe fn free(&self, i: usize) -> Option<Entry<K, V>> {
+        debug_assert_eq!(self.state(i), DEAD);
+        // SAFETY: a dead slot holds the entry it had when live, owned by the
+        // garbage (the caller) from then on; no reader is left to read it.
+        let entry = needs_drop::<Entry<K, V>>().then(|| unsafe { ptr::read(self.entry_at(i)) });
+        #[cfg(feature = "zeroize")]
+        // SAFETY: the slot's entry was read out (or needs no drop), and no
+        // reader is left to read it.
+        unsafe {
+            wipe(self.slots[i].get(), 1)
+        };
+        self.set_state(i, FREE);
+        entry
     }
 
     /// Moves slot `i`'s live entry, if any, to `target` (where its key must be
@@ -421,44 +533,134 @@ impl<K, V> Table<K, V> {
         target: &Table<K, V>,
         hash_of: &dyn Fn(&K) -> u64,
     ) -> bool {
-        let Some(slot) = self.slot(i) else {
+        let Some(entry) = self.live_at(i) else {
             return false;
         };
-        let p = slot.load(Relaxed);
-        if !is_entry(p) {
-            return false;
-        }
-        // Published in the target before the old slot is marked: a reader that
-        // sees the marker, or passes it, finds the entry in the target.
-        // SAFETY: live entries are retired only by the writer, the caller.
-        let hash = hash_of(unsafe { &(*p).key });
-        let fresh = target.publish_new(hash, p);
-        slot.store(moved(), Release);
+        let hash = hash_of(&entry.key);
+        // A bitwise copy that owns the entry from now on: a moved slot is never
+        // dropped, and readers still here read the same bytes. Published in
+        // the target before the old slot is marked: a reader that sees the
+        // marker, or passes it, finds the entry in the target.
+        // SAFETY: a live entry, read once (the slot is marked moved next).
+        let fresh = target.publish_new(hash, unsafe { ptr::read(entry) });
+        self.set_state(i, MOVED);
         fresh
     }
 
-    /// Starts loading the entry in slot `i`, if any (the writer's view): a
-    /// migration hashes the key of every entry it moves, a cache miss each,
-    /// so it asks for entries a few slots ahead of the one it moves. (Not
-    /// under loom: a load the models need not explore.)
+    /// Moves the live entries of slots `from..to` (whole groups) to `target`
+    /// like [`move_slot`](Self::move_slot), marking each group's slots moved
+    /// in one store after publishing them all. Returns how many never-used
+    /// slots of `target` got used.
+    pub(crate) fn move_slots(
+        &self,
+        from: usize,
+        to: usize,
+        target: &Table<K, V>,
+        hash_of: &dyn Fn(&K) -> u64,
+    ) -> usize {
+        debug_assert!(from % LANES == 0 && to % LANES == 0);
+        let mut fresh = 0;
+        for group in from / LANES..to / LANES {
+            #[cfg(not(loom))]
+            if group + 1 < self.tags.len() {
+                self.prefetch_live(group + 1);
+            }
+            let tags = self.tags[group].load(Relaxed);
+            let mut marked = tags;
+            for lane in (0..LANES).filter(|&lane| is_live((tags >> (lane * 8)) as u8)) {
+                // SAFETY: a live entry, read once (marked moved below), as in
+                // `move_slot`.
+                let entry = unsafe { ptr::read(self.entry_at(group * LANES + lane)) };
+                fresh += usize::from(target.publish_new(hash_of(&entry.key), entry));
+                marked = with_state(marked, lane, MOVED);
+            }
+            if marked != tags {
+                self.tags[group].store(marked, Release);
+            }
+        }
+        fresh
+    }
+
+    /// Starts loading the entries of group `group`'s live slots (the writer's
+    /// view): a migration hashes the key of every entry it moves, a cache
+    /// miss each, so it asks for the next group's while it moves one. (Not
+    /// under loom: loads the models need not explore.)
     #[cfg(not(loom))]
-    pub(crate) fn prefetch_entry(&self, i: usize) {
-        if let Some(entry) = self.live_at(i) {
-            prefetch(entry);
+    fn prefetch_live(&self, group: usize) {
+        let tags = self.tags[group].load(Relaxed);
+        for lane in (0..LANES).filter(|&lane| is_live((tags >> (lane * 8)) as u8)) {
+            prefetch(self.slots[group * LANES + lane].get());
         }
     }
 
     /// Every live entry with its slot (the writer's view).
-    pub(crate) fn live(&self) -> impl Iterator<Item = (usize, *mut Entry<K, V>)> + '_ {
-        self.buckets.iter().enumerate().flat_map(|(b, bucket)| {
-            bucket
-                .slots
-                .iter()
-                .enumerate()
-                .filter_map(move |(lane, s)| {
-                    let p = s.load(Relaxed);
-                    is_entry(p).then_some((b * IDS_PER_BUCKET + lane, p))
-                })
-        })
+    pub(crate) fn live(&self) -> impl Iterator<Item = (usize, &Entry<K, V>)> + '_ {
+        (0..self.capacity()).filter_map(|i| self.live_at(i).map(|e| (i, e)))
+    }
+}
+
+impl<K, V> Drop for Table<K, V> {
+    /// Drops the entries of live slots: the table owns them (a moved slot's
+    /// copy is owned by the next table; a dead one's entry by the garbage,
+    /// which frees it before the table, retired later).
+    fn drop(&mut self) {
+        if needs_drop::<Entry<K, V>>() {
+            for i in 0..self.capacity() {
+                if is_live(self.state(i)) {
+                    // SAFETY: a live slot's entry, owned here, dropped once.
+                    unsafe { (*self.slots[i].get()).assume_init_drop() };
+                }
+            }
+        }
+        // The bytes of what the slots held, the copies a migration left behind
+        // in moved slots included.
+        #[cfg(feature = "zeroize")]
+        // SAFETY: the table is being freed: nothing reads its slots any more.
+        unsafe {
+            wipe(UnsafeCell::raw_get(self.slots.as_ptr()), self.capacity())
+        };
+    }
+}
+
+/// Overwrites `len` slots from `slots` with zeroes (feature `zeroize`), in
+/// writes the compiler keeps even though the memory is freed next: freed
+/// slots and freed tables hold no copy of a value (see the crate docs).
+///
+/// # Safety
+/// Nothing reads or writes the slots meanwhile.
+#[cfg(feature = "zeroize")]
+unsafe fn wipe<K, V>(slots: *mut MaybeUninit<Entry<K, V>>, len: usize) {
+    use zeroize::Zeroize;
+    let bytes = len * std::mem::size_of::<Slot<K, V>>();
+    // SAFETY: the caller's contract; any bytes are a valid `MaybeUninit`.
+    unsafe { std::slice::from_raw_parts_mut(slots.cast::<u8>(), bytes) }.zeroize();
+}
+
+#[cfg(all(test, feature = "zeroize"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_freed_slot_holds_no_copy_of_its_value() {
+        let table: Table<u64, [u8; 16]> = Table::new(8);
+        let (hash, key) = (0x5555_0000_0000_0003, 1);
+        let entry = Entry {
+            key,
+            value: [0xab; 16],
+            version: 1,
+        };
+        table.publish_new(hash, entry);
+        let i = table.locate(hash, &key).expect("published");
+        table.remove(i);
+        // SAFETY: no reader exists.
+        assert_eq!(unsafe { table.free(i) }.map(|e| e.key), None);
+        // SAFETY: the slot's bytes, read while nothing writes them.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                table.slots[i].get().cast::<u8>(),
+                std::mem::size_of::<Slot<u64, [u8; 16]>>(),
+            )
+        };
+        assert!(bytes.iter().all(|&b| b == 0), "{bytes:?}");
     }
 }

@@ -72,9 +72,8 @@ fn writes_during_a_migration_land_in_the_new_table_only() {
 }
 
 #[test]
-fn an_entry_of_two_words_fits_a_32_byte_allocator_block() {
-    // Key, value and version: 24 bytes, a 32-byte glibc block with its header
-    // (48 with a cached hash).
+fn an_entry_of_two_words_takes_three() {
+    // Key, value and version: 24 bytes a slot (every slot has an entry's room).
     assert_eq!(std::mem::size_of::<table::Entry<u64, u64>>(), 24);
 }
 
