@@ -31,8 +31,9 @@
 //! The old table's slots only ever change from an entry to `MOVED` (and dead
 //! ones to free) during a migration, never back to empty, so its probe
 //! sequences stay intact. A migration target never fills: if a write would
-//! push it past three quarters used, the writer finishes the migration first. Writes stay short otherwise: a migration costs each write
-//! at most [`MAX_MIGRATE_STEP`] slot visits, and readers never wait for any of it.
+//! push it past three quarters used, the writer finishes the migration first.
+//! Writes stay short otherwise: a migration costs each write at most
+//! [`MAX_MIGRATE_STEP`] slot visits, and readers never wait for any of it.
 //!
 //! Migrations should also end soon: until one does, a reader of a moved key
 //! probes the old table to its end before the new one. Only writes move
@@ -267,6 +268,10 @@ impl<K, V> Shard<K, V> {
 
     /// Runs `f` with the writer lock held, waiting for it if needed.
     /// `hash_of` is the map's hash of a key, for the entries a migration moves.
+    ///
+    /// Inlined into each write, with `edit` and the hot `Edit` methods: 440 ->
+    /// 383 instructions per write (callgrind; out of line, their prologues and
+    /// epilogues alone were ~60).
     #[inline]
     pub(crate) fn write<R>(
         &self,
