@@ -117,12 +117,21 @@ fn each_lane(mut lanes: u64) -> impl Iterator<Item = usize> {
 /// `FREE` one first (it adds no used slot), else an `EMPTY` one.
 #[inline]
 fn free_lane(tags: u64) -> Option<(usize, bool)> {
-    let first = |lanes: u64| lanes.trailing_zeros() as usize / 8;
-    match (lanes_in(tags, FREE), lanes_in(tags, EMPTY)) {
-        (0, 0) => None,
-        (0, empty) => Some((first(empty), true)),
-        (free, _) => Some((first(free), false)),
-    }
+    let first = |lanes: u64| each_lane(lanes).next();
+    first(lanes_in(tags, FREE))
+        .map(|lane| (lane, false))
+        .or_else(|| first(lanes_in(tags, EMPTY)).map(|lane| (lane, true)))
+}
+
+/// The live lanes of a group (a live tag is the only state with the high bit
+/// set), lowest first.
+fn live_lanes(tags: u64) -> impl Iterator<Item = usize> {
+    each_lane(tags & HIGH_BITS)
+}
+
+/// Lane `lane`'s state in `tags`.
+fn state_in(tags: u64, lane: usize) -> u8 {
+    (tags >> (lane * 8)) as u8
 }
 
 /// A free slot the writer found, with its group's tag word as loaded.
@@ -380,7 +389,7 @@ impl<K, V> Table<K, V> {
     /// lock) may call the methods from here on, and it reads entries without a
     /// guard because only the writer frees them.
     fn state(&self, i: usize) -> u8 {
-        (self.tags[i / LANES].load(Relaxed) >> (i % LANES * 8)) as u8
+        state_in(self.tags[i / LANES].load(Relaxed), i % LANES)
     }
 
     /// Sets slot `i`'s state (release: a live tag publishes its entry).
@@ -486,7 +495,7 @@ impl<K, V> Table<K, V> {
         let free = self.free_slot(group);
         self.fill(free.slot(), entry);
         if free.group == group {
-            let tag = (free.tags >> (lane * 8)) as u8;
+            let tag = state_in(free.tags, lane);
             debug_assert!(is_live(tag));
             let switched = with_state(free.tags, free.lane, tag);
             self.tags[group].store(with_state(switched, lane, DEAD), Release);
@@ -533,18 +542,28 @@ impl<K, V> Table<K, V> {
         target: &Table<K, V>,
         hash_of: &dyn Fn(&K) -> u64,
     ) -> bool {
-        let Some(entry) = self.live_at(i) else {
+        if !is_live(self.state(i)) {
             return false;
-        };
-        let hash = hash_of(&entry.key);
-        // A bitwise copy that owns the entry from now on: a moved slot is never
-        // dropped, and readers still here read the same bytes. Published in
-        // the target before the old slot is marked: a reader that sees the
-        // marker, or passes it, finds the entry in the target.
-        // SAFETY: a live entry, read once (the slot is marked moved next).
-        let fresh = target.publish_new(hash, unsafe { ptr::read(entry) });
+        }
+        // SAFETY: live; marked moved next.
+        let fresh = unsafe { self.copy_to(i, target, hash_of) };
         self.set_state(i, MOVED);
         fresh
+    }
+
+    /// Publishes live slot `i`'s entry in `target` as a bitwise copy that
+    /// owns it from then on: a moved slot is never dropped, and readers still
+    /// here read the same bytes. Published before the old slot is marked: a
+    /// reader that sees the marker, or passes it, finds the entry in the
+    /// target. Returns whether a never-used slot of `target` got used.
+    ///
+    /// # Safety
+    /// Slot `i` is live, and the caller marks it moved before anything else
+    /// reads it out.
+    unsafe fn copy_to(&self, i: usize, target: &Table<K, V>, hash_of: &dyn Fn(&K) -> u64) -> bool {
+        // SAFETY: the caller's contract: a live entry, read out once.
+        let entry = unsafe { ptr::read(self.entry_at(i)) };
+        target.publish_new(hash_of(&entry.key), entry)
     }
 
     /// Moves the live entries of slots `from..to` (whole groups) to `target`
@@ -567,11 +586,10 @@ impl<K, V> Table<K, V> {
             }
             let tags = self.tags[group].load(Relaxed);
             let mut marked = tags;
-            for lane in (0..LANES).filter(|&lane| is_live((tags >> (lane * 8)) as u8)) {
-                // SAFETY: a live entry, read once (marked moved below), as in
-                // `move_slot`.
-                let entry = unsafe { ptr::read(self.entry_at(group * LANES + lane)) };
-                fresh += usize::from(target.publish_new(hash_of(&entry.key), entry));
+            for lane in live_lanes(tags) {
+                // SAFETY: live; marked moved below.
+                fresh +=
+                    usize::from(unsafe { self.copy_to(group * LANES + lane, target, hash_of) });
                 marked = with_state(marked, lane, MOVED);
             }
             if marked != tags {
@@ -587,15 +605,22 @@ impl<K, V> Table<K, V> {
     /// under loom: loads the models need not explore.)
     #[cfg(not(loom))]
     fn prefetch_live(&self, group: usize) {
-        let tags = self.tags[group].load(Relaxed);
-        for lane in (0..LANES).filter(|&lane| is_live((tags >> (lane * 8)) as u8)) {
+        for lane in live_lanes(self.tags[group].load(Relaxed)) {
             prefetch(self.slots[group * LANES + lane].get());
         }
     }
 
     /// Every live entry with its slot (the writer's view).
     pub(crate) fn live(&self) -> impl Iterator<Item = (usize, &Entry<K, V>)> + '_ {
-        (0..self.capacity()).filter_map(|i| self.live_at(i).map(|e| (i, e)))
+        // SAFETY: live slots, as in `live_at`.
+        self.live_slots().map(|i| (i, unsafe { self.entry_at(i) }))
+    }
+
+    /// The live slots, a tag word load per group.
+    fn live_slots(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.tags.len()).flat_map(|group| {
+            live_lanes(self.tags[group].load(Relaxed)).map(move |lane| group * LANES + lane)
+        })
     }
 }
 
@@ -605,11 +630,9 @@ impl<K, V> Drop for Table<K, V> {
     /// which frees it before the table, retired later).
     fn drop(&mut self) {
         if needs_drop::<Entry<K, V>>() {
-            for i in 0..self.capacity() {
-                if is_live(self.state(i)) {
-                    // SAFETY: a live slot's entry, owned here, dropped once.
-                    unsafe { (*self.slots[i].get()).assume_init_drop() };
-                }
+            for i in self.live_slots() {
+                // SAFETY: a live slot's entry, owned here, dropped once.
+                unsafe { (*self.slots[i].get()).assume_init_drop() };
             }
         }
         // The bytes of what the slots held, the copies a migration left behind
