@@ -57,7 +57,7 @@ fn bytes_allocated(f: impl FnOnce()) -> usize {
 
 #[test]
 fn a_shard_that_retired_nothing_holds_no_room_for_garbage() {
-    // A map has many shards; each once reserved a seal's worth of retired
+    // A map has many shards; each once reserved room for a thousand retired
     // pointers (8 KiB) up front: 597,144 bytes here, 72,856 without.
     let shards = 64;
     let bytes = bytes_allocated(|| {
@@ -77,7 +77,7 @@ fn steady_writes<V: Clone>(value: impl Fn(u64) -> V, keys: u64, writes: u64) -> 
     for k in 0..keys {
         map.insert(k, value(k));
     }
-    // Warm up: the first bags expire and free their slots for reuse.
+    // Warm up: the first dead slots become reusable.
     for _ in 0..8 {
         for k in 0..keys {
             map.insert(k, value(k));

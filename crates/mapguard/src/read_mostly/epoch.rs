@@ -23,25 +23,40 @@
 //!
 //! - **enter** (outermost guard of a thread): `record = epoch` (release), light
 //!   barrier; **leave**: `record = INACTIVE` (release).
-//! - **seal** a bag of objects already unlinked from every shared place:
-//!   `seen = epoch`; heavy barrier; `stamp = epoch`; if every record is
-//!   `INACTIVE` or `seen`, advance the epoch from `seen` to `seen + 1`. The bag
-//!   may be freed once the epoch is `stamp + 2` or more.
+//! - **stamp** an object just unlinked from every shared place (a slot marked
+//!   dead, a table no longer current): light barrier, `stamp = epoch`. The
+//!   object may be freed or reused once the epoch is `stamp + 3` or more
+//!   ([`GRACE`]).
+//! - **advance** (a writer, now and then): `seen = epoch`; heavy barrier; if
+//!   every record is `INACTIVE` or `seen`, move the epoch from `seen` to
+//!   `seen + 1`.
 //!
-//! Why that is safe: a reader still holding an object of the bag loaded it
-//! before the seal's heavy barrier reached its thread (after it, the unlink is
-//! visible), so it entered, at some epoch `e <= stamp`, before that barrier
-//! too. The advance from `stamp + 1` to `stamp + 2` read `stamp + 1` before its
-//! own heavy barrier, which therefore came after the seal's, so its scan sees
-//! the reader's record, `e != stamp + 1`, and does not advance while the
-//! reader stays. Frees happen after the freer reads the advanced epoch
-//! (acquire), which the advancer wrote (release) after reading every
-//! departed reader's `INACTIVE`, or its later re-entry (acquire of a release
-//! store): their reads happen before the free. The loom model fails if the
-//! reader's fence, the heavy barrier, the release on entry or one of the two
-//! epochs of grace is removed; it cannot tell `seen` read after the heavy
-//! barrier from before (loom's `SeqCst` fences are stronger than C++'s), so
-//! that order rests on the argument above.
+//! Why that is safe: while a reader stays inside, the epoch gets at most one
+//! past the epoch it entered at (the advance beyond that reads the epoch the
+//! reader saw, or one later, before its heavy barrier, so its scan sees the
+//! reader's record). So a reader still inside when the epoch reaches
+//! `stamp + 3` entered at `stamp + 2` or later: after the advance from
+//! `stamp + 1` to `stamp + 2`, whose heavy barrier came after the unlinker's
+//! light one (it read an epoch the unlinker had not yet seen), which made the
+//! unlink visible to everything that read the epoch after that advance. Such
+//! a reader never finds the object. Frees happen
+//! after the freer reads the advanced epoch (acquire), which the advancer
+//! wrote (release) after reading every departed reader's `INACTIVE`, or its
+//! later re-entry (acquire of a release store): their reads happen before
+//! the free.
+//!
+//! The third epoch is for the membarrier form, where the unlinker's light
+//! barrier is no fence: the advance to `stamp + 1` may have read `stamp` and
+//! finished its heavy barrier while the unlink still sat in the unlinker's
+//! store buffer, so a reader entering at `stamp + 1` could still find the
+//! object, and stay while the epoch reaches `stamp + 2`. In the fence form two would do
+//! (the unlinker's fence then orders the unlink before the advance to
+//! `stamp + 1`), which is why the loom model (fence form) cannot tell two
+//! from three; it fails with one, or without the reader's or the unlinker's
+//! fence or the heavy barrier.
+//!
+//! Stamps are the epoch's low 32 bits and compared by wrapping difference:
+//! an epoch 2^32 advances on only looks too young, which delays a reuse.
 
 use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
@@ -50,6 +65,9 @@ use crate::sync::{AtomicBool, AtomicPtr, AtomicU64};
 
 /// A record's value while its thread is not reading.
 pub(crate) const INACTIVE: u64 = 0;
+
+/// Epochs from an object's stamp until it may be freed (see the module docs).
+const GRACE: u32 = 3;
 
 /// The global epoch and every thread's record.
 pub struct Domain {
@@ -147,23 +165,29 @@ impl Domain {
         record.epoch.store(INACTIVE, Release);
     }
 
-    /// Seals a bag of objects that are already unreachable for readers that
-    /// enter from now on, and tries to advance the epoch. Returns the bag's
-    /// stamp, for [`expired`](Self::expired).
-    pub fn seal(&self) -> u64 {
+    /// Stamps an object the caller just unlinked from every shared place:
+    /// it may be freed or reused once [`expired`](Self::expired).
+    #[inline]
+    pub fn stamp(&self) -> u32 {
+        barrier::light();
+        self.epoch.load(Acquire) as u32
+    }
+
+    /// Whether an object stamped `stamp` may be freed or reused.
+    #[inline]
+    pub fn expired(&self, stamp: u32) -> bool {
+        (self.epoch.load(Acquire) as u32).wrapping_sub(stamp) >= GRACE
+    }
+
+    /// Moves the epoch on if every reader is in the current one (one heavy
+    /// barrier: call it rarely, see `reclaim.rs`).
+    pub fn advance(&self) {
         let seen = self.epoch.load(Acquire);
         barrier::heavy();
-        let stamp = self.epoch.load(Acquire);
         if self.readers_all_in(seen) {
             // Failing means someone else advanced it: as good.
             let _ = self.epoch.compare_exchange(seen, seen + 1, AcqRel, Relaxed);
         }
-        stamp
-    }
-
-    /// Whether a bag sealed with `stamp` may be freed.
-    pub fn expired(&self, stamp: u64) -> bool {
-        self.epoch.load(Acquire) >= stamp + 2
     }
 
     fn readers_all_in(&self, epoch: u64) -> bool {
@@ -390,13 +414,20 @@ pub(crate) mod global {
         }
     }
 
-    /// [`Domain::seal`] on the process-wide domain.
-    pub(crate) fn seal() -> u64 {
-        DOMAIN.seal()
+    /// [`Domain::stamp`] on the process-wide domain.
+    #[inline]
+    pub(crate) fn stamp() -> u32 {
+        DOMAIN.stamp()
     }
 
     /// [`Domain::expired`] on the process-wide domain.
-    pub(crate) fn expired(stamp: u64) -> bool {
+    #[inline]
+    pub(crate) fn expired(stamp: u32) -> bool {
         DOMAIN.expired(stamp)
+    }
+
+    /// [`Domain::advance`] on the process-wide domain.
+    pub(crate) fn advance() {
+        DOMAIN.advance()
     }
 }

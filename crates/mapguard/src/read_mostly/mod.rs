@@ -6,7 +6,8 @@
 //! the shard's table and probes it: it takes no lock and writes nothing
 //! shared (telemetry counts reads by sampling, one shared add in 256 reads per
 //! thread). A write takes its shard's writer lock, publishes new immutable
-//! entries and retires the old ones; a resize moves a few slots per write
+//! entries and marks the old ones dead, for reuse once no reader can hold
+//! them; a resize moves a few slots per write
 //! while readers carry on. Everything else (single flight, versions, re-entry
 //! detection for write closures, telemetry) is shared with the other engines.
 

@@ -1,160 +1,93 @@
 //! Memory reclamation for the read-mostly engine: readers pin the process-wide
-//! epoch (`epoch.rs`); writers retire what they unlink (dead slots, old
-//! tables) into their shard's [`Garbage`], under the shard's writer lock,
-//! which seals it in bags and frees a bag two epochs later: its slots become
-//! free for reuse, under the lock; the destructors of their entries and the
-//! old tables run after the lock is released.
+//! epoch (`epoch.rs`); a writer stamps what it unlinks with the epoch, and
+//! reuses or frees it once the stamp expired.
 //!
-//! Under `--cfg loom` a guard is a plain acquire load and garbage is freed only
-//! with the map, which is always safe: the loom models of the engine check its
-//! own protocol (publication, migration, forwarding), and the epoch protocol
-//! has a model of its own.
+//! - A dead slot is stamped in its group (`table.rs`) and reused in place by a
+//!   later write that picks a slot in that group, so nothing is listed per
+//!   slot: a write pays a stamp (a load of the epoch) and nothing else.
+//! - A table migrated away from (or cleared) waits in its shard's
+//!   [`Garbage`], freed by a later write of the shard once expired.
+//!
+//! The epoch advances only when writers ask for it, with a process-wide
+//! barrier each time, so a shard asks after [`ADVANCE_EVERY`] slots were
+//! unlinked in it; every shard's stamps age with every shard's advances.
+//!
+//! Under `--cfg loom` a guard is a plain acquire load and nothing ever
+//! expires (dead slots are never reused, tables are freed with the map), which
+//! is always safe: the loom models of the engine check its own protocol
+//! (publication, migration, forwarding), and the epoch protocol has a model of
+//! its own.
 
 use std::collections::VecDeque;
 
-use super::table::{Entry, Table};
+use super::table::Table;
 
 #[cfg(loom)]
 pub(crate) use self::loom_guard::{pin, Guard};
 #[cfg(not(loom))]
 pub(crate) use super::epoch::global::{pin, Guard};
 
-/// Objects a writer retires before it seals them. Each seal costs one
-/// process-wide barrier: ~0.7 us alone, but 2-5 us on this VM when it must
-/// interrupt a CPU running another thread of the process; sealing every 64
-/// made that the insert p99 with two threads (2-3 us; 0.8-1.3 us at 256), and
-/// every 256 still the p99.9 (7-10 us, read_heavy mix: one insert in ~500
-/// sealed; 4-5 us at 1024, below papaya's 6-7 us).
-pub(crate) const SEAL_EVERY: usize = 1024;
+/// Slots a shard unlinks (marks dead, or frees with a table) before it
+/// advances the epoch. Each advance costs one process-wide barrier: ~0.7 us
+/// alone, but 2-5 us on this VM when it must interrupt a CPU running another
+/// thread of the process; every 64 made that the insert p99 with two
+/// threads (2-3 us; 0.8-1.3 us at 256), and every 256 still the p99.9
+/// (7-10 us, read_heavy mix; 4-5 us at 1024, below papaya's 6-7 us). A dead
+/// slot waits for three advances of any shard, so with many shards written
+/// it is reused long before its own shard advances again.
+pub(crate) const ADVANCE_EVERY: usize = 1024;
 
-/// Objects per bag: what one write frees at most, so that freeing stays a
-/// short step of a write whatever `SEAL_EVERY` is (1024 objects freed at once
-/// took ~15 us). Bags are freed by the shard's own later writes (or the
-/// map's drop): a shard that stops being written keeps its last few until
-/// then.
-const BAG: usize = 64;
-
-/// A retired slot: slot `.1` of table `.0`.
-type DeadSlot<K, V> = (*const Table<K, V>, usize);
-
-/// Retired objects sealed together.
-#[repr(C)] // `slots` first: see `Garbage`.
-struct Bag<K, V> {
-    slots: Vec<DeadSlot<K, V>>,
-    tables: Vec<*mut Table<K, V>>,
-}
-
-impl<K, V> Bag<K, V> {
-    /// Empty, with nothing allocated: a map has many shards, and one that is
-    /// never written should not hold a seal's worth of room (16 KiB here).
-    fn new() -> Self {
-        Bag {
-            slots: Vec::new(),
-            tables: Vec::new(),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.slots.len() + self.tables.len()
-    }
-
-    /// Frees the slots for reuse (the writer's part), handing over what must
-    /// be dropped.
-    ///
-    /// # Safety
-    /// No reader can reach the objects any more, this runs once, and under
-    /// the writer lock.
-    unsafe fn free(self) -> Freed<K, V> {
-        let mut entries = Vec::new();
-        for (table, i) in self.slots {
-            // SAFETY: the caller's contract; a slot's table is retired after
-            // it (in this bag or a later one), so it is still allocated.
-            entries.extend(unsafe { (*table).free(i) });
-        }
-        Freed(Some(Dropped {
-            entries,
-            tables: self.tables,
-        }))
-    }
-}
-
-/// What one shard's writer retired and has not freed yet.
+/// What one shard's writer retired and has not freed yet: its old tables, and
+/// the count that decides when it advances the epoch.
 ///
-/// `repr(C)`, what every write touches first (the oldest stamp, the pending
-/// slots): 32 bytes, within the cache line the shard starts it at (see
-/// `Shard`).
+/// `repr(C)`, what every write touches first (the oldest stamp, the count):
+/// 48 bytes, within the cache line the shard starts it at (see `Shard`).
 #[repr(C)]
 pub(crate) struct Garbage<K, V> {
-    /// The stamp of the oldest sealed bag, [`NONE_SEALED`] when there is none:
-    /// what every write checks, without reading `sealed` (two more cache
-    /// lines).
-    oldest: u64,
-    /// Retired since the last seal.
-    pending: Bag<K, V>,
-    /// Sealed bags with their stamps, oldest first.
-    sealed: VecDeque<(u64, Bag<K, V>)>,
+    /// The stamp of the oldest retired table, if any: what every write
+    /// checks, without reading `tables` (another cache line).
+    oldest: Option<u32>,
+    /// Slots unlinked since this shard last advanced the epoch.
+    unlinked: usize,
+    /// Retired tables with their stamps, oldest first.
+    tables: VecDeque<(u32, *mut Table<K, V>)>,
 }
 
-/// [`Garbage::oldest`] when no bag is sealed.
-const NONE_SEALED: u64 = u64::MAX;
-
-/// What an expired bag leaves to drop: dropping this drops the entries of its
-/// slots and its tables (do it after releasing the writer lock: destructors
-/// run here).
+/// An expired table to free after the writer lock is released (its entries'
+/// destructors run there).
 #[must_use]
-pub(crate) struct Freed<K, V>(Option<Dropped<K, V>>);
-
-struct Dropped<K, V> {
-    entries: Vec<Entry<K, V>>,
-    tables: Vec<*mut Table<K, V>>,
-}
-
-impl<K, V> Freed<K, V> {
-    fn nothing() -> Self {
-        Freed(None)
-    }
-}
+pub(crate) struct Freed<K, V>(Option<*mut Table<K, V>>);
 
 impl<K, V> Drop for Freed<K, V> {
     #[inline]
     fn drop(&mut self) {
         // Most writes free nothing.
-        if let Some(dropped) = self.0.take() {
-            dropped.drop_all();
+        if let Some(table) = self.0.take() {
+            free_table(table);
         }
     }
 }
 
-impl<K, V> Dropped<K, V> {
-    #[cold]
-    fn drop_all(self) {
-        // The entries first: their slots' tables are in this bag or a later one.
-        drop(self.entries);
-        for table in self.tables {
-            // SAFETY: the bag expired: every reader that could reach the
-            // table left; tables are `Box`es.
-            drop(unsafe { Box::from_raw(table) });
-        }
-    }
+#[cold]
+fn free_table<K, V>(table: *mut Table<K, V>) {
+    // SAFETY: the table's stamp expired: every reader that could reach it
+    // left; tables are `Box`es, freed once.
+    drop(unsafe { Box::from_raw(table) });
 }
 
 impl<K, V> Garbage<K, V> {
     pub(crate) fn new() -> Self {
         Garbage {
-            oldest: NONE_SEALED,
-            pending: Bag::new(),
-            sealed: VecDeque::new(),
+            oldest: None,
+            unlinked: 0,
+            tables: VecDeque::new(),
         }
     }
 
-    /// Frees `table`'s slot `i` (dead: see [`Table::free`]) once no reader
-    /// that might have seen it live is left.
-    ///
-    /// # Safety
-    /// The slot is dead, retired once, and `table` is retired after it (or
-    /// outlives the shard's garbage).
-    pub(crate) unsafe fn retire_slot(&mut self, table: *const Table<K, V>, i: usize) {
-        self.pending.slots.push((table, i));
+    /// Counts a slot the writer just marked dead and stamped.
+    #[inline]
+    pub(crate) fn unlinked_slot(&mut self) {
+        self.unlinked += 1;
     }
 
     /// Frees `table` (a `Box`) once no reader that might have loaded it is
@@ -164,70 +97,42 @@ impl<K, V> Garbage<K, V> {
     /// It is retired once, and already unreachable for readers that start
     /// from now on.
     pub(crate) unsafe fn retire_table(&mut self, table: *mut Table<K, V>) {
-        self.pending.tables.push(table);
+        // SAFETY: the caller's contract: alive until freed here.
+        self.unlinked += unsafe { &*table }.capacity();
+        let stamp = stamp();
+        self.oldest.get_or_insert(stamp);
+        self.tables.push_back((stamp, table));
     }
 
-    /// After a write: seals the pending objects when there are enough of them,
-    /// and frees the oldest bag if it expired.
+    /// After a write: advances the epoch when enough was unlinked since the
+    /// last time, and hands over the oldest table if it expired.
     #[inline]
     pub(crate) fn collect(&mut self) -> Freed<K, V> {
-        if self.pending.len() >= SEAL_EVERY {
-            self.seal();
+        if self.unlinked >= ADVANCE_EVERY {
+            self.unlinked = 0;
+            advance();
         }
-        // Most writes: the oldest bag (if any) is not expired yet.
-        if self.oldest != NONE_SEALED && expired(self.oldest) {
-            self.take_expired()
-        } else {
-            Freed::nothing()
+        match self.oldest {
+            Some(stamp) if expired(stamp) => self.take_oldest(),
+            _ => Freed(None),
         }
     }
 
-    /// Frees the oldest bag, expired.
     #[cold]
-    fn take_expired(&mut self) -> Freed<K, V> {
-        let expired = self.sealed.pop_front().map(|(_, bag)| bag);
-        self.oldest = self.oldest_stamp();
-        // SAFETY: the bag expired: every reader that could reach it left; we
-        // hold the writer lock.
-        expired.map_or_else(Freed::nothing, |bag| unsafe { bag.free() })
+    fn take_oldest(&mut self) -> Freed<K, V> {
+        let oldest = self.tables.pop_front().map(|(_, table)| table);
+        self.oldest = self.tables.front().map(|&(stamp, _)| stamp);
+        Freed(oldest)
     }
 
-    /// Stamps the pending objects with one barrier, in bags of [`BAG`].
-    #[cold]
-    fn seal(&mut self) {
-        let stamp = seal();
-        let bags = self.pending.slots.chunks(BAG).map(|chunk| Bag {
-            slots: chunk.to_vec(),
-            tables: Vec::new(),
-        });
-        // After the slots: a table outlives its retired slots.
-        let tables = std::mem::take(&mut self.pending.tables);
-        let tables = (!tables.is_empty()).then(|| Bag {
-            slots: Vec::new(),
-            tables,
-        });
-        self.sealed
-            .extend(bags.chain(tables).map(|bag| (stamp, bag)));
-        self.oldest = self.oldest_stamp();
-        // Kept with its capacity: a shard that sealed once is being written.
-        self.pending.slots.clear();
-    }
-
-    fn oldest_stamp(&self) -> u64 {
-        self.sealed.front().map_or(NONE_SEALED, |&(stamp, _)| stamp)
-    }
-
-    /// Frees everything now, oldest first.
+    /// Frees every table now.
     ///
     /// # Safety
     /// No reader can be inside the map: it is being dropped.
     pub(crate) unsafe fn free_all(&mut self) {
-        let pending = std::mem::replace(&mut self.pending, Bag::new());
-        self.oldest = NONE_SEALED;
-        let sealed = self.sealed.drain(..).map(|(_, bag)| bag);
-        for bag in sealed.chain([pending]) {
-            // SAFETY: the caller's contract.
-            drop(unsafe { bag.free() });
+        self.oldest = None;
+        for (_, table) in self.tables.drain(..) {
+            free_table(table);
         }
     }
 }
@@ -241,18 +146,22 @@ impl<K, V> Drop for Garbage<K, V> {
 }
 
 #[cfg(not(loom))]
-use super::epoch::global::{expired, seal};
+pub(crate) use super::epoch::global::{advance, expired, stamp};
 
-/// Under loom no bag ever expires: garbage is kept until the map drops.
+/// Under loom nothing expires: tables are kept until the map drops, dead
+/// slots are never reused.
 #[cfg(loom)]
-fn seal() -> u64 {
+pub(crate) fn stamp() -> u32 {
     0
 }
 
 #[cfg(loom)]
-fn expired(_stamp: u64) -> bool {
+pub(crate) fn expired(_stamp: u32) -> bool {
     false
 }
+
+#[cfg(loom)]
+fn advance() {}
 
 #[cfg(loom)]
 mod loom_guard {

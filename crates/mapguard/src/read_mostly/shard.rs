@@ -28,8 +28,8 @@
 //! the reader saw or passed before its probe ended; a key inserted during the
 //! migration is in `N`, published before the insert).
 //!
-//! The old table's slots only ever change from an entry to `MOVED` (and dead
-//! ones to free) during a migration, never back to empty, so its probe
+//! The old table's slots only ever change from an entry to `MOVED` during a
+//! migration (writes go to `N`), never back to empty, so its probe
 //! sequences stay intact. A migration target never fills: if a write would
 //! push it past three quarters used, the writer finishes the migration first.
 //! Writes stay short otherwise: a migration costs each write at most
@@ -51,7 +51,7 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 
 use super::reclaim::{Garbage, Guard};
-use super::table::{max_used, Entry, Table};
+use super::table::{max_used, Entry, Table, Took};
 #[cfg(not(loom))]
 use super::table::{pages, Preparing};
 use crate::api::WouldBlock;
@@ -85,7 +85,7 @@ const MIN_AUTO_SHRINK_CAPACITY: usize = 64;
 /// Slots for a table that should hold `len` entries with room to grow: at
 /// most half full. At the migration threshold (three quarters used) that
 /// doubles a table of live entries, and gives one whose used slots are partly
-/// removed and replaced entries' (waiting to be freed, see `table.rs`) the
+/// removed and replaced entries' (dead, waiting for reuse, see `table.rs`) the
 /// same size or less, dropping them.
 ///
 /// Why not emptier: a fitted table three eighths full (the next power of two
@@ -131,7 +131,8 @@ pub(crate) struct Writer<K, V> {
     /// Old-table slots moved so far (in order; a key's own slot may have been
     /// moved early by a write to it).
     moved: usize,
-    /// What this shard's writes retired and readers may still hold.
+    /// The tables this shard's writes retired, which readers may still hold,
+    /// and when to advance the epoch.
     garbage: Garbage<K, V>,
     /// The table the next growth will probably migrate to, made ready just
     /// ahead of it a page per write ([`Edit::prepare_growth`]).
@@ -324,15 +325,18 @@ impl<K, V> Shard<K, V> {
             shard: self,
             writer: &mut writer,
             hash_of,
+            dropped: None,
         };
         edit.migrate_step();
         let result = f(&mut edit);
         edit.prepare_growth();
+        let dropped = edit.dropped.take();
         drop(edit);
         let freed = writer.garbage.collect();
         self.telemetry.record_hold(held);
         drop(writer);
-        // Destructors of freed entries run here, outside the lock.
+        // Destructors of what the write freed run here, outside the lock.
+        drop(dropped);
         drop(freed);
         result
     }
@@ -364,6 +368,8 @@ pub(crate) struct Edit<'a, K, V> {
     writer: &'a mut Writer<K, V>,
     /// The map's hash of a key (entries keep none).
     hash_of: &'a dyn Fn(&K) -> u64,
+    /// The dead entry a new one replaced in its slot, to drop after the lock.
+    dropped: Option<Entry<K, V>>,
 }
 
 impl<K, V> Drop for Edit<'_, K, V> {
@@ -422,7 +428,8 @@ impl<K, V> Edit<'_, K, V> {
         self.write_table().entry(i)
     }
 
-    /// Replaces the entry in slot `i` with a new one; the old one is retired.
+    /// Replaces the entry in slot `i` with a new one; the old one's slot is
+    /// marked dead.
     #[inline]
     pub(crate) fn replace(&mut self, i: usize, key: K, value: V) -> u64 {
         let version = self.next_version();
@@ -431,35 +438,37 @@ impl<K, V> Edit<'_, K, V> {
             value,
             version,
         };
-        if self.write_table().replace(i, entry) {
-            self.writer.used += 1;
-        }
-        self.retire_slot(i);
+        let took = self.write_table().replace(i, entry);
+        self.took(took);
+        self.writer.garbage.unlinked_slot();
         // The new entry may have taken a never-used slot.
         self.reserve(0);
         version
     }
 
-    /// Retires the write table's slot `i`, just marked dead.
-    fn retire_slot(&mut self, i: usize) {
-        let table = ptr::from_ref(self.write_table());
-        // SAFETY: the slot is dead and retired once; its table is retired only
-        // later (at the end of a migration, or by `clear`) or freed with the
-        // shard, after its garbage.
-        unsafe { self.writer.garbage.retire_slot(table, i) };
+    /// Accounts for what a new entry's slot held.
+    #[inline]
+    fn took(&mut self, took: Took<K, V>) {
+        match took {
+            Took::Empty => self.writer.used += 1,
+            Took::Dead(None) => {}
+            // Every write fills at most one slot (else the earlier entry is
+            // dropped here, under the lock: still correct, only slower).
+            Took::Dead(entry) => drop(std::mem::replace(&mut self.dropped, entry)),
+        }
     }
 
-    /// Removes the entry in slot `i` (retired), then shrinks when the table
+    /// Removes the entry in slot `i` (marked dead), then shrinks when the table
     /// became mostly empty.
     pub(crate) fn remove(&mut self, i: usize) {
         self.take(i);
         self.maybe_shrink();
     }
 
-    /// Empties the write table's slot `i` and retires it.
+    /// Marks the write table's slot `i` dead.
     fn take(&mut self, i: usize) {
         self.write_table().remove(i);
-        self.retire_slot(i);
+        self.writer.garbage.unlinked_slot();
         self.writer.len -= 1;
     }
 
@@ -474,9 +483,8 @@ impl<K, V> Edit<'_, K, V> {
             value,
             version,
         };
-        if self.write_table().publish_new(hash, entry) {
-            self.writer.used += 1;
-        }
+        let took = self.write_table().publish_new(hash, entry);
+        self.took(took);
         self.writer.len += 1;
         version
     }
@@ -731,8 +739,11 @@ mod tests {
             assert_eq!(line(offset), first, "{name} at {offset}");
         }
         assert_eq!(garbage % 64, 0, "the garbage starts a line");
-        let head = std::mem::size_of::<u64>() + std::mem::size_of::<Vec<()>>();
-        assert!(head <= 64, "the oldest stamp and pending slots fit a line");
+        let garbage_size = std::mem::size_of::<Garbage<u64, u64>>();
+        assert!(
+            garbage_size <= 64,
+            "the garbage fits its line: {garbage_size}"
+        );
         assert_eq!(line(garbage), first + 1);
         // SAFETY: nothing else uses the shard.
         unsafe { shard.free_all() };

@@ -10,8 +10,10 @@
 //! - a live tag (7 bits of the key's hash, high bit set): the slot holds that
 //!   key's committed entry;
 //! - `DEAD`: removed or replaced; its entry stays as it was for readers that
-//!   found it, until the shard's garbage frees it (an epoch later), making it
-//! - `FREE`: reusable;
+//!   found it. Each group keeps the epoch stamp of its latest death
+//!   (`reclaim.rs`): once that expired, no reader can still hold any of the
+//!   group's dead entries, and a write may reuse the slot (dropping the old
+//!   entry first);
 //! - `MOVED`: (only in a table being migrated away from) its entry was copied to
 //!   the table's `next` table, whose copy owns it.
 //!
@@ -33,7 +35,15 @@
 //! per miss, an allocation per write, and a third of the bench's `exchange`
 //! time was spent waiting on them (perf, one thread). The cost: a free slot
 //! takes an entry's room (as in `hashbrown`), and a replacement takes another
-//! slot until the old one is freed.
+//! slot until the old one may be reused.
+//!
+//! Why dead slots are reused in place, by stamp: before, every dead slot was
+//! listed in its shard's garbage, and a later write marked a whole expired
+//! bag of them free, touching a random tag word for each, while the slots
+//! waited for a thousand others to be listed before their grace period even
+//! began. A stamp per group costs a store when a slot dies and a load of the
+//! epoch when a write meets dead slots, and the slots wait only for the
+//! epoch to move on.
 //! See `shard.rs` for the migration protocol.
 
 use std::borrow::Borrow;
@@ -42,8 +52,8 @@ use std::mem::{needs_drop, MaybeUninit};
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
-use super::reclaim::Guard;
-use crate::sync::{AtomicPtr, AtomicU64};
+use super::reclaim::{self, Guard};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU64};
 
 /// A committed key-value pair. Never mutated after publication.
 ///
@@ -64,8 +74,7 @@ type Slot<K, V> = UnsafeCell<MaybeUninit<Entry<K, V>>>;
 /// Slot states other than a live tag (see the module docs).
 const EMPTY: u8 = 0;
 const DEAD: u8 = 1;
-const FREE: u8 = 2;
-const MOVED: u8 = 3;
+const MOVED: u8 = 2;
 
 /// The tag byte of a slot holding a key with this hash: the top seven bits,
 /// independent of the low bits that pick the group and the bits below the top
@@ -113,14 +122,9 @@ fn each_lane(mut lanes: u64) -> impl Iterator<Item = usize> {
     })
 }
 
-/// The lane of a group a new entry takes, and whether it was never used: a
-/// `FREE` one first (it adds no used slot), else an `EMPTY` one.
-#[inline]
-fn free_lane(tags: u64) -> Option<(usize, bool)> {
-    let first = |lanes: u64| each_lane(lanes).next();
-    first(lanes_in(tags, FREE))
-        .map(|lane| (lane, false))
-        .or_else(|| first(lanes_in(tags, EMPTY)).map(|lane| (lane, true)))
+/// The lowest lane flagged in `lanes` (from [`lanes_in`]).
+fn first_lane(lanes: u64) -> Option<usize> {
+    each_lane(lanes).next()
 }
 
 /// The live lanes of a group (a live tag is the only state with the high bit
@@ -138,9 +142,17 @@ fn state_in(tags: u64, lane: usize) -> u8 {
 struct FreeSlot {
     group: usize,
     lane: usize,
-    /// Never used before.
+    /// Never used before (else dead, with an entry to drop).
     fresh: bool,
     tags: u64,
+}
+
+/// What a new entry's slot held: nothing (a never-used slot, one more used
+/// slot of the table), or a dead entry, whose destructor (when it has one) the
+/// caller runs after releasing the writer lock.
+pub(crate) enum Took<K, V> {
+    Empty,
+    Dead(Option<Entry<K, V>>),
 }
 
 impl FreeSlot {
@@ -202,6 +214,9 @@ pub(crate) fn max_used(capacity: usize) -> usize {
 pub(crate) struct Table<K, V> {
     /// A tag word per group of [`LANES`] slots.
     tags: Array<AtomicU64>,
+    /// Per group, the epoch stamp of the latest slot marked dead in it (the
+    /// writer's alone: atomic only because the table is shared).
+    stamps: Array<AtomicU32>,
     slots: Array<Slot<K, V>>,
     /// The table this one is being (or was) migrated to; null until a
     /// migration starts, never changed after.
@@ -227,8 +242,8 @@ unsafe fn zeroed<T>(len: usize) -> Array<T> {
 }
 
 #[cfg(loom)]
-fn empty_tags(groups: usize) -> Array<AtomicU64> {
-    (0..groups).map(|_| AtomicU64::new(0)).collect()
+fn zero_atomics<A: Default>(len: usize) -> Array<A> {
+    (0..len).map(|_| A::default()).collect()
 }
 
 #[cfg(loom)]
@@ -243,6 +258,7 @@ fn empty_slots<K, V>(len: usize) -> Array<Slot<K, V>> {
 #[cfg(not(loom))]
 pub(crate) struct Preparing<K, V> {
     tags: super::zeroed::Clearing<AtomicU64>,
+    stamps: super::zeroed::Clearing<AtomicU32>,
     slots: super::zeroed::Clearing<Slot<K, V>>,
 }
 
@@ -256,6 +272,7 @@ impl<K, V> Preparing<K, V> {
         unsafe {
             Preparing {
                 tags: super::zeroed::Clearing::new(capacity / LANES),
+                stamps: super::zeroed::Clearing::new(capacity / LANES),
                 slots: super::zeroed::Clearing::new(capacity),
             }
         }
@@ -268,6 +285,7 @@ impl<K, V> Preparing<K, V> {
     /// Readies one more page of each array.
     pub(crate) fn step(&mut self) {
         self.tags.step();
+        self.stamps.step();
         self.slots.step();
     }
 
@@ -275,6 +293,7 @@ impl<K, V> Preparing<K, V> {
     pub(crate) fn finish(self) -> Table<K, V> {
         Table {
             tags: self.tags.finish(),
+            stamps: self.stamps.finish(),
             slots: self.slots.finish(),
             next: AtomicPtr::new(ptr::null_mut()),
         }
@@ -285,13 +304,19 @@ impl<K, V> Table<K, V> {
     /// An empty table of `capacity` slots (a power of two, 8 or more).
     pub(crate) fn new(capacity: usize) -> Self {
         debug_assert!(capacity.is_power_of_two() && capacity >= LANES);
+        let groups = capacity / LANES;
         #[cfg(not(loom))]
         // SAFETY: as in `Preparing::new`.
-        let (tags, slots) = unsafe { (zeroed(capacity / LANES), zeroed(capacity)) };
+        let (tags, stamps, slots) = unsafe { (zeroed(groups), zeroed(groups), zeroed(capacity)) };
         #[cfg(loom)]
-        let (tags, slots) = (empty_tags(capacity / LANES), empty_slots(capacity));
+        let (tags, stamps, slots) = (
+            zero_atomics(groups),
+            zero_atomics(groups),
+            empty_slots(capacity),
+        );
         Table {
             tags,
+            stamps,
             slots,
             next: AtomicPtr::new(ptr::null_mut()),
         }
@@ -434,12 +459,20 @@ impl<K, V> Table<K, V> {
         self.live_at(i).expect("a located slot holds an entry")
     }
 
-    /// The first slot a new entry may take, probing from group `first` (see
-    /// [`free_lane`]).
-    fn free_slot(&self, first: usize) -> FreeSlot {
+    /// The first slot a new entry may take, probing from group `first`: in
+    /// each group a dead one if `reuse` and the group's dead are reusable
+    /// (keeping the table compact), else a never-used one.
+    #[inline]
+    fn free_slot(&self, first: usize, reuse: bool) -> FreeSlot {
         for group in self.probe(first) {
             let tags = self.tags[group].load(Relaxed);
-            if let Some((lane, fresh)) = free_lane(tags) {
+            let dead = lanes_in(tags, DEAD);
+            let (lanes, fresh) = if reuse && dead != 0 && self.reusable(group) {
+                (dead, false)
+            } else {
+                (lanes_in(tags, EMPTY), true)
+            };
+            if let Some(lane) = first_lane(lanes) {
                 return FreeSlot {
                     group,
                     lane,
@@ -451,77 +484,59 @@ impl<K, V> Table<K, V> {
         unreachable!("the writer migrates a table before it fills up")
     }
 
-    /// Starts loading the slot a new entry would take in group `g` (if it has
-    /// a free one), while the writer compares keys: an insert or a
-    /// replacement writes it next, and the lock's release waited for that
-    /// store's cache miss (perf, bench `exchange` loop, one thread: a third
-    /// of an insert's time).
+    /// Whether no reader can hold the dead entries of group `group` any more.
+    #[inline]
+    fn reusable(&self, group: usize) -> bool {
+        reclaim::expired(self.stamps[group].load(Relaxed))
+    }
+
+    /// Stamps group `group`, one of whose slots was just marked dead.
+    #[inline]
+    fn stamp(&self, group: usize) {
+        self.stamps[group].store(reclaim::stamp(), Relaxed);
+    }
+
+    /// Starts loading the slot a new entry would take in group `g` (a dead
+    /// one, or else a never-used one: a guess, the stamp is not checked),
+    /// while the writer compares keys: an insert or a replacement writes it
+    /// next, and the lock's release waited for that store's cache miss (perf,
+    /// bench `exchange` loop, one thread: a third of an insert's time).
     #[cfg(not(loom))]
     fn prefetch_free_slot(&self, g: usize) {
-        if let Some((lane, _)) = free_lane(self.tags[g].load(Relaxed)) {
+        let tags = self.tags[g].load(Relaxed);
+        if let Some(lane) = first_lane(lanes_in(tags, DEAD) | lanes_in(tags, EMPTY)) {
             prefetch(self.slots[g * LANES + lane].get());
         }
     }
 
-    /// Writes `entry` into free slot `i`, unpublished.
-    fn fill(&self, i: usize, entry: Entry<K, V>) {
+    /// Writes `entry` into free slot `free`, unpublished; returns what the
+    /// slot held.
+    fn fill(&self, free: &FreeSlot, entry: Entry<K, V>) -> Took<K, V> {
+        let i = free.slot();
+        let took = if free.fresh {
+            Took::Empty
+        } else {
+            // SAFETY: a reusable dead slot: its entry is owned by the table,
+            // and no reader that could have seen it live is left.
+            Took::Dead(unsafe { self.take_dead(i) })
+        };
         // SAFETY: a free slot: no reader reads it (its state is not live),
         // and the writer, the caller, is the only one writing slots.
         unsafe { (*self.slots[i].get()).write(entry) };
+        took
     }
 
-    /// Publishes `entry` (a new key, known absent, whose hash is `hash`) in the
-    /// first free slot of its probe sequence; returns whether that slot was
-    /// never used before.
-    pub(crate) fn publish_new(&self, hash: u64, entry: Entry<K, V>) -> bool {
-        let free = self.free_slot(self.home(hash));
-        self.fill(free.slot(), entry);
-        self.tags[free.group].store(with_state(free.tags, free.lane, tag(hash)), Release);
-        free.fresh
-    }
-
-    /// Puts `entry` (same key) in place of live slot `i`'s: in a free slot of
-    /// `i`'s group or a later one of the probe sequence, then marks `i`
-    /// `DEAD`, for the caller to retire. Returns whether a never-used slot got
-    /// used.
-    ///
-    /// Why not an earlier group: a reader that passed it before the new entry
-    /// was published, and reached `i` after it was marked, would miss the key.
-    /// Probing on from `i`, a reader either finds the old entry live or, having
-    /// seen it dead (acquire), finds the new one, published before. In one
-    /// group, one store switches both.
-    pub(crate) fn replace(&self, i: usize, entry: Entry<K, V>) -> bool {
-        let (group, lane) = (i / LANES, i % LANES);
-        let free = self.free_slot(group);
-        self.fill(free.slot(), entry);
-        if free.group == group {
-            let tag = state_in(free.tags, lane);
-            debug_assert!(is_live(tag));
-            let switched = with_state(free.tags, free.lane, tag);
-            self.tags[group].store(with_state(switched, lane, DEAD), Release);
-        } else {
-            self.set_state(free.slot(), self.state(i));
-            self.set_state(i, DEAD);
-        }
-        free.fresh
-    }
-
-    /// Marks live slot `i` `DEAD`, for the caller to retire.
-    pub(crate) fn remove(&self, i: usize) {
-        debug_assert!(is_live(self.state(i)));
-        self.set_state(i, DEAD);
-    }
-
-    /// Frees `DEAD` slot `i` for reuse; returns its entry when it has a
-    /// destructor to run (else leaves the bytes: reading them would be a cache
-    /// miss for nothing).
+    /// Takes the entry out of dead slot `i` when it has a destructor to run
+    /// (else leaves the bytes: reading them would be a cache miss for
+    /// nothing); with feature `zeroize`, wipes the slot.
     ///
     /// # Safety
-    /// No reader that could have seen the slot live is left.
-    pub(crate) unsafe fn free(&self, i: usize) -> Option<Entry<K, V>> {
+    /// No reader that could have seen the slot live is left, and the caller
+    /// overwrites the slot next.
+    unsafe fn take_dead(&self, i: usize) -> Option<Entry<K, V>> {
         debug_assert_eq!(self.state(i), DEAD);
         // SAFETY: a dead slot holds the entry it had when live, owned by the
-        // garbage (the caller) from then on; no reader is left to read it.
+        // table until reused, read out once.
         let entry = needs_drop::<Entry<K, V>>().then(|| unsafe { ptr::read(self.entry_at(i)) });
         #[cfg(feature = "zeroize")]
         // SAFETY: the slot's entry was read out (or needs no drop), and no
@@ -529,8 +544,53 @@ impl<K, V> Table<K, V> {
         unsafe {
             wipe(self.slots[i].get(), 1)
         };
-        self.set_state(i, FREE);
         entry
+    }
+
+    /// Publishes `entry` (a new key, known absent, whose hash is `hash`) in the
+    /// first free slot of its probe sequence.
+    pub(crate) fn publish_new(&self, hash: u64, entry: Entry<K, V>) -> Took<K, V> {
+        self.publish_in(self.free_slot(self.home(hash), true), hash, entry)
+    }
+
+    fn publish_in(&self, free: FreeSlot, hash: u64, entry: Entry<K, V>) -> Took<K, V> {
+        let took = self.fill(&free, entry);
+        self.tags[free.group].store(with_state(free.tags, free.lane, tag(hash)), Release);
+        took
+    }
+
+    /// Puts `entry` (same key) in place of live slot `i`'s: in a free slot of
+    /// `i`'s group or a later one of the probe sequence, then marks `i`
+    /// `DEAD` and stamps its group.
+    ///
+    /// Why not an earlier group: a reader that passed it before the new entry
+    /// was published, and reached `i` after it was marked, would miss the key.
+    /// Probing on from `i`, a reader either finds the old entry live or, having
+    /// seen it dead (acquire), finds the new one, published before. In one
+    /// group, one store switches both.
+    pub(crate) fn replace(&self, i: usize, entry: Entry<K, V>) -> Took<K, V> {
+        let (group, lane) = (i / LANES, i % LANES);
+        let free = self.free_slot(group, true);
+        let (free_group, free_lane, tags) = (free.group, free.lane, free.tags);
+        let took = self.fill(&free, entry);
+        if free_group == group {
+            let tag = state_in(tags, lane);
+            debug_assert!(is_live(tag));
+            let switched = with_state(tags, free_lane, tag);
+            self.tags[group].store(with_state(switched, lane, DEAD), Release);
+        } else {
+            self.set_state(free_group * LANES + free_lane, self.state(i));
+            self.set_state(i, DEAD);
+        }
+        self.stamp(group);
+        took
+    }
+
+    /// Marks live slot `i` `DEAD` and stamps its group.
+    pub(crate) fn remove(&self, i: usize) {
+        debug_assert!(is_live(self.state(i)));
+        self.set_state(i, DEAD);
+        self.stamp(i / LANES);
     }
 
     /// Moves slot `i`'s live entry, if any, to `target` (where its key must be
@@ -555,7 +615,9 @@ impl<K, V> Table<K, V> {
     /// owns it from then on: a moved slot is never dropped, and readers still
     /// here read the same bytes. Published before the old slot is marked: a
     /// reader that sees the marker, or passes it, finds the entry in the
-    /// target. Returns whether a never-used slot of `target` got used.
+    /// target. Returns whether a never-used slot of `target` got used (always,
+    /// unless writes during the migration left dead slots there; those are not
+    /// reused here, so a migration drops nothing).
     ///
     /// # Safety
     /// Slot `i` is live, and the caller marks it moved before anything else
@@ -563,7 +625,9 @@ impl<K, V> Table<K, V> {
     unsafe fn copy_to(&self, i: usize, target: &Table<K, V>, hash_of: &dyn Fn(&K) -> u64) -> bool {
         // SAFETY: the caller's contract: a live entry, read out once.
         let entry = unsafe { ptr::read(self.entry_at(i)) };
-        target.publish_new(hash_of(&entry.key), entry)
+        let hash = hash_of(&entry.key);
+        let free = target.free_slot(target.home(hash), false);
+        matches!(target.publish_in(free, hash, entry), Took::Empty)
     }
 
     /// Moves the live entries of slots `from..to` (whole groups) to `target`
@@ -613,25 +677,29 @@ impl<K, V> Table<K, V> {
     /// Every live entry with its slot (the writer's view).
     pub(crate) fn live(&self) -> impl Iterator<Item = (usize, &Entry<K, V>)> + '_ {
         // SAFETY: live slots, as in `live_at`.
-        self.live_slots().map(|i| (i, unsafe { self.entry_at(i) }))
+        self.slots_in(|tags| tags & HIGH_BITS)
+            .map(|i| (i, unsafe { self.entry_at(i) }))
     }
 
-    /// The live slots, a tag word load per group.
-    fn live_slots(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.tags.len()).flat_map(|group| {
-            live_lanes(self.tags[group].load(Relaxed)).map(move |lane| group * LANES + lane)
+    /// The slots of the lanes `lanes` picks from each group's tag word (as
+    /// [`lanes_in`] does), a tag word load per group.
+    fn slots_in<'a>(
+        &'a self,
+        lanes: impl Fn(u64) -> u64 + Copy + 'a,
+    ) -> impl Iterator<Item = usize> + 'a {
+        (0..self.tags.len()).flat_map(move |group| {
+            each_lane(lanes(self.tags[group].load(Relaxed))).map(move |lane| group * LANES + lane)
         })
     }
 }
 
 impl<K, V> Drop for Table<K, V> {
-    /// Drops the entries of live slots: the table owns them (a moved slot's
-    /// copy is owned by the next table; a dead one's entry by the garbage,
-    /// which frees it before the table, retired later).
+    /// Drops the entries of live and dead slots: the table owns them (a moved
+    /// slot's copy is owned by the next table).
     fn drop(&mut self) {
         if needs_drop::<Entry<K, V>>() {
-            for i in self.live_slots() {
-                // SAFETY: a live slot's entry, owned here, dropped once.
+            for i in self.slots_in(|tags| tags & HIGH_BITS | lanes_in(tags, DEAD)) {
+                // SAFETY: a live or dead slot's entry, owned here, dropped once.
                 unsafe { (*self.slots[i].get()).assume_init_drop() };
             }
         }
@@ -664,7 +732,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_freed_slot_holds_no_copy_of_its_value() {
+    fn a_reused_slot_holds_no_copy_of_its_old_value() {
         let table: Table<u64, [u8; 16]> = Table::new(8);
         let (hash, key) = (0x5555_0000_0000_0003, 1);
         let entry = Entry {
@@ -672,11 +740,11 @@ mod tests {
             value: [0xab; 16],
             version: 1,
         };
-        table.publish_new(hash, entry);
+        let _ = table.publish_new(hash, entry);
         let i = table.locate(hash, &key).expect("published");
         table.remove(i);
         // SAFETY: no reader exists.
-        assert_eq!(unsafe { table.free(i) }.map(|e| e.key), None);
+        assert_eq!(unsafe { table.take_dead(i) }.map(|e| e.key), None);
         // SAFETY: the slot's bytes, read while nothing writes them.
         let bytes = unsafe {
             std::slice::from_raw_parts(

@@ -275,8 +275,10 @@ fn replaced_values_are_freed_while_the_map_lives() {
         }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    // Retired values wait for a seal's worth of others, then for two epochs.
-    let bound = keys as usize + 3 * super::reclaim::SEAL_EVERY;
+    // Dead values wait in their slots for three advances of the epoch, each
+    // after at most ADVANCE_EVERY unlinked slots (dead ones, or retired
+    // tables' slots), plus the current table's dead ones.
+    let bound = keys as usize + 4 * super::reclaim::ADVANCE_EVERY;
     while LIVE.load(SeqCst) > bound && std::time::Instant::now() < deadline {
         for k in 0..keys {
             drop(map.insert(k, Counted::new()));
