@@ -755,3 +755,54 @@ mod tests {
         assert!(bytes.iter().all(|&b| b == 0), "{bytes:?}");
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod reuse_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn entry(key: u64) -> Entry<u64, String> {
+        Entry {
+            key,
+            value: key.to_string(),
+            version: key,
+        }
+    }
+
+    /// Hashes that all start at group 0 of an 8-slot table.
+    fn hash(key: u64) -> u64 {
+        key << 57
+    }
+
+    #[test]
+    fn a_dead_slot_is_reused_in_place_once_its_stamp_expired() {
+        let table: Table<u64, String> = Table::new(16);
+        let _ = table.publish_new(hash(1), entry(1));
+        let dead = table.locate(hash(1), &1).expect("published");
+        // A reader that may have found key 1's entry: while it stays, the
+        // epoch cannot get three past the slot's stamp, and a new entry takes
+        // a never-used slot.
+        let reader = reclaim::pin();
+        table.remove(dead);
+        for _ in 0..3 {
+            reclaim::advance();
+        }
+        assert!(matches!(table.publish_new(hash(2), entry(2)), Took::Empty));
+        assert_ne!(table.locate(hash(2), &2), Some(dead));
+        drop(reader);
+        // Other tests' readers pin the same process-wide epoch: advance until
+        // the stamp expired rather than a fixed number of times.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !table.reusable(dead / LANES) && Instant::now() < deadline {
+            reclaim::advance();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(table.reusable(dead / LANES), "the epoch never advanced");
+        match table.publish_new(hash(3), entry(3)) {
+            Took::Dead(Some(old)) => assert_eq!((old.key, old.value.as_str()), (1, "1")),
+            _ => panic!("the dead slot was not reused, or its entry not handed back"),
+        }
+        assert_eq!(table.locate(hash(3), &3), Some(dead));
+        assert_eq!(table.entry(dead).value, "3");
+    }
+}
