@@ -15,7 +15,7 @@
 #[cfg(not(loom))]
 pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockWriteGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize};
 
 #[cfg(not(loom))]
 pub(crate) fn current_thread_id() -> std::thread::ThreadId {
@@ -27,7 +27,7 @@ pub(crate) use self::loom_shim::{
     current_thread_id, Condvar, Mutex, MutexGuard, RwLock, RwLockWriteGuard,
 };
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize};
 
 #[cfg(loom)]
 mod loom_shim {

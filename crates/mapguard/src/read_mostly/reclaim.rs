@@ -47,11 +47,11 @@ pub(crate) const ADVANCE_EVERY: usize = 1024;
 pub(crate) struct Garbage<K, V> {
     /// The stamp of the oldest retired table, if any: what every write
     /// checks, without reading `tables` (another cache line).
-    oldest: Option<u32>,
+    oldest: Option<u8>,
     /// Slots unlinked since this shard last advanced the epoch.
     unlinked: usize,
     /// Retired tables with their stamps, oldest first.
-    tables: VecDeque<(u32, *mut Table<K, V>)>,
+    tables: VecDeque<(u8, *mut Table<K, V>)>,
 }
 
 /// An expired table to free after the writer lock is released (its entries'
@@ -155,12 +155,12 @@ pub(crate) use super::epoch::global::{advance, expired, stamp};
 /// Under loom nothing expires: tables are kept until the map drops, dead
 /// slots are never reused.
 #[cfg(loom)]
-pub(crate) fn stamp() -> u32 {
+pub(crate) fn stamp() -> u8 {
     0
 }
 
 #[cfg(loom)]
-pub(crate) fn expired(_stamp: u32) -> bool {
+pub(crate) fn expired(_stamp: u8) -> bool {
     false
 }
 

@@ -53,7 +53,7 @@ use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::reclaim::{self, Guard};
-use crate::sync::{AtomicPtr, AtomicU32, AtomicU64};
+use crate::sync::{AtomicPtr, AtomicU64, AtomicU8};
 
 /// A committed key-value pair. Never mutated after publication.
 ///
@@ -216,7 +216,7 @@ pub(crate) struct Table<K, V> {
     tags: Array<AtomicU64>,
     /// Per group, the epoch stamp of the latest slot marked dead in it (the
     /// writer's alone: atomic only because the table is shared).
-    stamps: Array<AtomicU32>,
+    stamps: Array<AtomicU8>,
     slots: Array<Slot<K, V>>,
     /// The table this one is being (or was) migrated to; null until a
     /// migration starts, never changed after.
@@ -258,7 +258,7 @@ fn empty_slots<K, V>(len: usize) -> Array<Slot<K, V>> {
 #[cfg(not(loom))]
 pub(crate) struct Preparing<K, V> {
     tags: super::zeroed::Clearing<AtomicU64>,
-    stamps: super::zeroed::Clearing<AtomicU32>,
+    stamps: super::zeroed::Clearing<AtomicU8>,
     slots: super::zeroed::Clearing<Slot<K, V>>,
 }
 
