@@ -9,9 +9,15 @@
 //!   [`Garbage`], freed by a later write of the shard once expired.
 //!
 //! The epoch advances only when writers ask for it, with a process-wide
-//! barrier each time, so a shard asks after [`ADVANCE_EVERY`] slots (or
-//! tables) were unlinked in it; every shard's stamps age with every shard's
-//! advances.
+//! barrier each time, so a thread asks after it unlinked [`ADVANCE_EVERY`]
+//! slots or tables, in any shard of any map, and with no lock held; every
+//! shard's stamps age with every thread's advances. Per thread, not per
+//! shard: the shards of a map written uniformly reached their counts
+//! together, and after that burst of advances the epoch stood still while
+//! every shard counted again, so a dead slot waited for about a thousand
+//! deaths in its own shard, and tables got rid of their dead by migrating
+//! instead (bench write-count loop: 48 same-size migrations in 16 shards,
+//! 28 counting per thread).
 //!
 //! Under `--cfg loom` a guard is a plain acquire load and nothing ever
 //! expires (dead slots are never reused, tables are freed with the map), which
@@ -28,28 +34,24 @@ pub(crate) use self::loom_guard::{pin, Guard};
 #[cfg(not(loom))]
 pub(crate) use super::epoch::global::{pin, Guard};
 
-/// Slots a shard marks dead (and tables it retires) before it advances the
+/// Slots a thread marks dead (and tables it retires) before it advances the
 /// epoch. Each advance costs one process-wide barrier: ~0.7 us
 /// alone, but 2-5 us on this VM when it must interrupt a CPU running another
 /// thread of the process; every 64 made that the insert p99 with two
 /// threads (2-3 us; 0.8-1.3 us at 256), and every 256 still the p99.9
 /// (7-10 us, read_heavy mix; 4-5 us at 1024, below papaya's 6-7 us). A dead
-/// slot waits for three advances of any shard, so with many shards written
-/// it is reused long before its own shard advances again.
+/// slot waits for three advances by any thread.
 pub(crate) const ADVANCE_EVERY: usize = 1024;
 
-/// What one shard's writer retired and has not freed yet: its old tables, and
-/// the count that decides when it advances the epoch.
+/// What one shard's writer retired and has not freed yet: its old tables.
 ///
-/// `repr(C)`, what every write touches first (the oldest stamp, the count):
-/// 48 bytes, within the cache line the shard starts it at (see `Shard`).
+/// `repr(C)`, the oldest stamp (what every write reads) first: 40 bytes,
+/// within the cache line the shard starts it at (see `Shard`).
 #[repr(C)]
 pub(crate) struct Garbage<K, V> {
     /// The stamp of the oldest retired table, if any: what every write
     /// checks, without reading `tables` (another cache line).
     oldest: Option<u8>,
-    /// Slots unlinked since this shard last advanced the epoch.
-    unlinked: usize,
     /// Retired tables with their stamps, oldest first.
     tables: VecDeque<(u8, *mut Table<K, V>)>,
 }
@@ -80,15 +82,8 @@ impl<K, V> Garbage<K, V> {
     pub(crate) fn new() -> Self {
         Garbage {
             oldest: None,
-            unlinked: 0,
             tables: VecDeque::new(),
         }
-    }
-
-    /// Counts a slot the writer just marked dead and stamped.
-    #[inline]
-    pub(crate) fn unlinked_slot(&mut self) {
-        self.unlinked += 1;
     }
 
     /// Frees `table` (a `Box`) once no reader that might have loaded it is
@@ -102,20 +97,15 @@ impl<K, V> Garbage<K, V> {
         // finished a migration also advance the epoch (a process-wide
         // barrier), and the bench's read_heavy insert p99.9 went to 16-23 us,
         // twice papaya's (0.8-1 us counting one).
-        self.unlinked += 1;
+        unlinked();
         let stamp = stamp();
         self.oldest.get_or_insert(stamp);
         self.tables.push_back((stamp, table));
     }
 
-    /// After a write: advances the epoch when enough was unlinked since the
-    /// last time, and hands over the oldest table if it expired.
+    /// After a write: hands over the oldest table if it expired.
     #[inline]
     pub(crate) fn collect(&mut self) -> Freed<K, V> {
-        if self.unlinked >= ADVANCE_EVERY {
-            self.unlinked = 0;
-            advance();
-        }
         match self.oldest {
             Some(stamp) if expired(stamp) => self.take_oldest(),
             _ => Freed(None),
@@ -152,6 +142,38 @@ impl<K, V> Drop for Garbage<K, V> {
 #[cfg(not(loom))]
 pub(crate) use super::epoch::global::{advance, expired, stamp};
 
+#[cfg(not(loom))]
+thread_local! {
+    /// Objects this thread unlinked since it last advanced the epoch.
+    static UNLINKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts an object the calling thread just unlinked (a slot marked dead, a
+/// table retired).
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn unlinked() {
+    UNLINKED.with(|n| n.set(n.get() + 1));
+}
+
+/// Advances the epoch if the calling thread unlinked [`ADVANCE_EVERY`]
+/// objects since it last did. Call it with no lock held: it may take a
+/// process-wide barrier.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn advance_if_due() {
+    if UNLINKED.with(|n| n.get() >= ADVANCE_EVERY) {
+        UNLINKED.with(|n| n.set(0));
+        advance();
+    }
+}
+
+#[cfg(loom)]
+pub(crate) fn unlinked() {}
+
+#[cfg(loom)]
+pub(crate) fn advance_if_due() {}
+
 /// Under loom nothing expires: tables are kept until the map drops, dead
 /// slots are never reused.
 #[cfg(loom)]
@@ -165,7 +187,7 @@ pub(crate) fn expired(_stamp: u8) -> bool {
 }
 
 #[cfg(loom)]
-fn advance() {}
+pub(crate) fn advance() {}
 
 #[cfg(loom)]
 mod loom_guard {

@@ -50,7 +50,7 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use super::reclaim::{Garbage, Guard};
+use super::reclaim::{self, Garbage, Guard};
 use super::table::{max_used, Entry, Table, Took};
 #[cfg(not(loom))]
 use super::table::{pages, Preparing};
@@ -131,8 +131,7 @@ pub(crate) struct Writer<K, V> {
     /// Old-table slots moved so far (in order; a key's own slot may have been
     /// moved early by a write to it).
     moved: usize,
-    /// The tables this shard's writes retired, which readers may still hold,
-    /// and when to advance the epoch.
+    /// The tables this shard's writes retired, which readers may still hold.
     garbage: Garbage<K, V>,
     /// The table the next growth will probably migrate to, made ready just
     /// ahead of it a page per write ([`Edit::prepare_growth`]).
@@ -338,6 +337,7 @@ impl<K, V> Shard<K, V> {
         // Destructors of what the write freed run here, outside the lock.
         drop(dropped);
         drop(freed);
+        reclaim::advance_if_due();
         result
     }
 
@@ -440,7 +440,7 @@ impl<K, V> Edit<'_, K, V> {
         };
         let took = self.write_table().replace(i, entry);
         self.took(took);
-        self.writer.garbage.unlinked_slot();
+        reclaim::unlinked();
         // The new entry may have taken a never-used slot.
         self.reserve(0);
         version
@@ -468,7 +468,7 @@ impl<K, V> Edit<'_, K, V> {
     /// Marks the write table's slot `i` dead.
     fn take(&mut self, i: usize) {
         self.write_table().remove(i);
-        self.writer.garbage.unlinked_slot();
+        reclaim::unlinked();
         self.writer.len -= 1;
     }
 

@@ -276,8 +276,8 @@ fn replaced_values_are_freed_while_the_map_lives() {
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     // Dead values wait in their slots for three advances of the epoch, each
-    // after at most ADVANCE_EVERY unlinked slots (dead ones, or retired
-    // tables' slots), plus the current table's dead ones.
+    // after at most ADVANCE_EVERY slots or tables this thread unlinked, plus
+    // the current table's dead ones.
     let bound = keys as usize + 4 * super::reclaim::ADVANCE_EVERY;
     while LIVE.load(SeqCst) > bound && std::time::Instant::now() < deadline {
         for k in 0..keys {
