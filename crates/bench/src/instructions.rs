@@ -102,9 +102,10 @@ fn measured_gets<S: Session>(s: &mut S, keys: &[u64], n: u64) -> u64 {
 }
 
 /// Writes done before the measured ones, not collected: a map that reuses retired memory
-/// reaches its steady state only after thousands of writes per shard (ReadMostlyMap reuses an
-/// entry two epochs after a seal of 1024: 20,000 writes into 8 shards counted 506
-/// instructions a write, 425 once warm).
+/// reaches its steady state only after thousands of writes (ReadMostlyMap reuses a dead slot
+/// three epochs after it died, and a writer advances the epoch every 1,024 deaths; when it
+/// reused entries two epochs after a seal of 1,024 per shard, 20,000 writes into 8 shards
+/// counted 506 instructions a write, 425 once warm).
 const WARM_UP_WRITES: u64 = 100_000;
 
 /// Writes like [`measured_writes`], outside callgrind's collection.
@@ -284,21 +285,32 @@ pub struct InstructionResult {
     pub write: Option<f64>,
 }
 
-/// Measures every target: a callgrind run for hits and one for misses.
-pub fn run(targets: &[Target], entries: u64, n: u64) -> anyhow::Result<Vec<InstructionResult>> {
+/// Measures every target: a callgrind run for `gets` hits, one for `gets`
+/// misses, and one for `writes` writes.
+///
+/// Why more writes than gets: a map's shards migrate every few thousand writes
+/// (growing, or shedding removed entries), and a short count caught a share of
+/// that work that depended on where its window fell (ReadMostlyMap, one build:
+/// 414 instructions a write over 20,000 writes, 493 over 200,000).
+pub fn run(
+    targets: &[Target],
+    entries: u64,
+    gets: u64,
+    writes: u64,
+) -> anyhow::Result<Vec<InstructionResult>> {
     let exe = std::env::current_exe()?;
     targets
         .iter()
         .map(|&target| {
-            let per_op = |op| -> anyhow::Result<f64> {
+            let per_op = |op, n| -> anyhow::Result<f64> {
                 Ok(callgrind_total(&exe, target, entries, n, op)? as f64 / n as f64)
             };
             let r = InstructionResult {
                 target,
-                hit: per_op(Op::Hit)?,
-                miss: per_op(Op::Miss)?,
+                hit: per_op(Op::Hit, gets)?,
+                miss: per_op(Op::Miss, gets)?,
                 write: if target.counts_writes() {
-                    Some(per_op(Op::Write)?)
+                    Some(per_op(Op::Write, writes)?)
                 } else {
                     None
                 },
@@ -316,7 +328,7 @@ pub fn run(targets: &[Target], entries: u64, n: u64) -> anyhow::Result<Vec<Instr
 }
 
 /// The instructions table, with ratios to the cheapest peer.
-pub fn section(results: &[InstructionResult], entries: u64, n: u64) -> Section {
+pub fn section(results: &[InstructionResult], entries: u64, n: u64, writes: u64) -> Section {
     let best = |f: fn(&InstructionResult) -> Option<f64>| {
         results
             .iter()
@@ -378,7 +390,7 @@ pub fn section(results: &[InstructionResult], entries: u64, n: u64) -> Section {
              Includes the benchmark loop's own ~12 instructions per get (index wrap, key load, count). Lower is better; ratios are to the \
              cheapest peer (>1 costs more). `papaya-held-guard` takes one guard for all gets; \
              `mapguard-sharded-no-telemetry` is ShardedMap with `telemetry(false)`. Writes: \
-             {n} inserts and removes by turns over the present keys and as many absent ones \
+             {writes} inserts and removes by turns over the present keys and as many absent ones \
              in random order (`--toggle-collect=*measured_writes*`), so the map stays about \
              half full and writes add, replace, remove or miss: allocation, reclamation and \
              resizing included, as in steady use; the variants are read paths and count no \

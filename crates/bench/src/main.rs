@@ -141,6 +141,9 @@ struct Profile {
     key_space: u64,
     latency_ops: usize,
     callgrind_gets: u64,
+    /// Writes measured per map: enough to span several migrations of its
+    /// shards (see `instructions::run`).
+    callgrind_writes: u64,
     callgrind_entries: u64,
     http_write_percents: Vec<u8>,
     http_rounds: usize,
@@ -158,6 +161,7 @@ impl Profile {
                 key_space: 1 << 10,
                 latency_ops: 4_000,
                 callgrind_gets: 1_000,
+                callgrind_writes: 1_000,
                 callgrind_entries: 1_000,
                 http_write_percents: vec![10],
                 http_rounds: 1,
@@ -176,6 +180,7 @@ impl Profile {
                 key_space: 1 << 16,
                 latency_ops: 400_000,
                 callgrind_gets: 20_000,
+                callgrind_writes: 200_000,
                 callgrind_entries: 10_000,
                 http_write_percents: vec![1, 10, 50],
                 http_rounds: 2,
@@ -194,6 +199,7 @@ impl Profile {
                 key_space: 1 << 18,
                 latency_ops: 1_000_000,
                 callgrind_gets: 100_000,
+                callgrind_writes: 1_000_000,
                 callgrind_entries: 100_000,
                 http_write_percents: vec![1, 10, 50],
                 http_rounds: 3,
@@ -307,12 +313,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if parts.contains(&Part::Instructions) {
         let targets = instructions::Target::all(&maps);
-        let results =
-            instructions::run(&targets, profile.callgrind_entries, profile.callgrind_gets)?;
+        let results = instructions::run(
+            &targets,
+            profile.callgrind_entries,
+            profile.callgrind_gets,
+            profile.callgrind_writes,
+        )?;
         finish(instructions::section(
             &results,
             profile.callgrind_entries,
             profile.callgrind_gets,
+            profile.callgrind_writes,
         ))?;
     }
     if parts.contains(&Part::Http) {
