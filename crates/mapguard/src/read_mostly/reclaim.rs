@@ -4,7 +4,7 @@
 //!
 //! - A dead slot is stamped in its group (`table.rs`) and reused in place by a
 //!   later write that picks a slot in that group, so nothing is listed per
-//!   slot: a write pays a stamp (a load of the epoch) and nothing else.
+//!   slot: a death costs a load of the epoch and a byte stored.
 //! - A table migrated away from (or cleared) waits in its shard's
 //!   [`Garbage`], freed by a later write of the shard once expired.
 //!

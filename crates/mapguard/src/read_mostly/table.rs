@@ -571,15 +571,14 @@ impl<K, V> Table<K, V> {
     pub(crate) fn replace(&self, i: usize, entry: Entry<K, V>) -> Took<K, V> {
         let (group, lane) = (i / LANES, i % LANES);
         let free = self.free_slot(group, true);
-        let (free_group, free_lane, tags) = (free.group, free.lane, free.tags);
         let took = self.fill(&free, entry);
-        if free_group == group {
-            let tag = state_in(tags, lane);
+        if free.group == group {
+            let tag = state_in(free.tags, lane);
             debug_assert!(is_live(tag));
-            let switched = with_state(tags, free_lane, tag);
+            let switched = with_state(free.tags, free.lane, tag);
             self.tags[group].store(with_state(switched, lane, DEAD), Release);
         } else {
-            self.set_state(free_group * LANES + free_lane, self.state(i));
+            self.set_state(free.slot(), self.state(i));
             self.set_state(i, DEAD);
         }
         self.stamp(group);
@@ -595,7 +594,7 @@ impl<K, V> Table<K, V> {
 
     /// Moves slot `i`'s live entry, if any, to `target` (where its key must be
     /// absent; `hash_of` hashes it again), then marks the slot moved. Returns
-    /// whether a slot of `target` that was never used got used.
+    /// whether there was one (it took a never-used slot of `target`).
     pub(crate) fn move_slot(
         &self,
         i: usize,
@@ -606,34 +605,34 @@ impl<K, V> Table<K, V> {
             return false;
         }
         // SAFETY: live; marked moved next.
-        let fresh = unsafe { self.copy_to(i, target, hash_of) };
+        unsafe { self.copy_to(i, target, hash_of) };
         self.set_state(i, MOVED);
-        fresh
+        true
     }
 
     /// Publishes live slot `i`'s entry in `target` as a bitwise copy that
     /// owns it from then on: a moved slot is never dropped, and readers still
     /// here read the same bytes. Published before the old slot is marked: a
     /// reader that sees the marker, or passes it, finds the entry in the
-    /// target. Returns whether a never-used slot of `target` got used (always,
-    /// unless writes during the migration left dead slots there; those are not
-    /// reused here, so a migration drops nothing).
+    /// target. The copy takes a never-used slot (dead ones, left by writes
+    /// during the migration, are not reused here: a migration drops nothing).
     ///
     /// # Safety
     /// Slot `i` is live, and the caller marks it moved before anything else
     /// reads it out.
-    unsafe fn copy_to(&self, i: usize, target: &Table<K, V>, hash_of: &dyn Fn(&K) -> u64) -> bool {
+    unsafe fn copy_to(&self, i: usize, target: &Table<K, V>, hash_of: &dyn Fn(&K) -> u64) {
         // SAFETY: the caller's contract: a live entry, read out once.
         let entry = unsafe { ptr::read(self.entry_at(i)) };
         let hash = hash_of(&entry.key);
         let free = target.free_slot(target.home(hash), false);
-        matches!(target.publish_in(free, hash, entry), Took::Empty)
+        let took = target.publish_in(free, hash, entry);
+        debug_assert!(matches!(took, Took::Empty));
     }
 
     /// Moves the live entries of slots `from..to` (whole groups) to `target`
     /// like [`move_slot`](Self::move_slot), marking each group's slots moved
-    /// in one store after publishing them all. Returns how many never-used
-    /// slots of `target` got used.
+    /// in one store after publishing them all. Returns how many it moved
+    /// (each took a never-used slot of `target`).
     pub(crate) fn move_slots(
         &self,
         from: usize,
@@ -642,7 +641,7 @@ impl<K, V> Table<K, V> {
         hash_of: &dyn Fn(&K) -> u64,
     ) -> usize {
         debug_assert!(from % LANES == 0 && to % LANES == 0);
-        let mut fresh = 0;
+        let mut moved = 0;
         for group in from / LANES..to / LANES {
             #[cfg(not(loom))]
             if group + 1 < self.tags.len() {
@@ -652,15 +651,15 @@ impl<K, V> Table<K, V> {
             let mut marked = tags;
             for lane in live_lanes(tags) {
                 // SAFETY: live; marked moved below.
-                fresh +=
-                    usize::from(unsafe { self.copy_to(group * LANES + lane, target, hash_of) });
+                unsafe { self.copy_to(group * LANES + lane, target, hash_of) };
+                moved += 1;
                 marked = with_state(marked, lane, MOVED);
             }
             if marked != tags {
                 self.tags[group].store(marked, Release);
             }
         }
-        fresh
+        moved
     }
 
     /// Starts loading the entries of group `group`'s live slots (the writer's
