@@ -41,9 +41,9 @@
 //! listed in its shard's garbage, and a later write marked a whole expired
 //! bag of them free, touching a random tag word for each, while the slots
 //! waited for a thousand others to be listed before their grace period even
-//! began. A stamp per group costs a store when a slot dies and a load of the
-//! epoch when a write meets dead slots, and the slots wait only for the
-//! epoch to move on.
+//! began. A one-byte stamp per group costs a load of the epoch and a byte
+//! stored when a slot dies, and the same two loads when a write meets dead
+//! slots, and the slots wait only for the epoch to move on.
 //! See `shard.rs` for the migration protocol.
 
 use std::borrow::Borrow;
