@@ -55,6 +55,11 @@ use crate::DefaultHashBuilder;
 /// Writes publish new entries instead of changing values in place, so the
 /// write methods need `K: Clone` and `V: Clone` (a value edited by `update` is
 /// cloned, edited, then published), like [`SnapshotMap`](crate::SnapshotMap)'s.
+/// A removed or replaced entry stays in its slot until no reader can hold it
+/// and a later write to the same part of the table reuses the slot, or until
+/// its table is migrated away and freed (or the map dropped): its key and
+/// value are dropped then, some writes later, never while a reader may still
+/// see them.
 ///
 /// On Unix, tables of 16 KiB and more live in memory mappings of their own,
 /// readied a page per write ahead of a growth; freed ones are kept for reuse
