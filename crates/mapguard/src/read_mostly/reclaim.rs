@@ -41,6 +41,7 @@ pub(crate) use super::epoch::global::{pin, Guard};
 /// threads (2-3 us; 0.8-1.3 us at 256), and every 256 still the p99.9
 /// (7-10 us, read_heavy mix; 4-5 us at 1024, below papaya's 6-7 us). A dead
 /// slot waits for three advances by any thread.
+#[cfg(not(loom))]
 pub(crate) const ADVANCE_EVERY: usize = 1024;
 
 /// What one shard's writer retired and has not freed yet: its old tables.
@@ -97,8 +98,7 @@ impl<K, V> Garbage<K, V> {
         // finished a migration also advance the epoch (a process-wide
         // barrier), and the bench's read_heavy insert p99.9 went to 16-23 us,
         // twice papaya's (0.8-1 us counting one).
-        unlinked();
-        let stamp = stamp();
+        let stamp = stamp_unlinked();
         self.oldest.get_or_insert(stamp);
         self.tables.push_back((stamp, table));
     }
@@ -140,7 +140,9 @@ impl<K, V> Drop for Garbage<K, V> {
 }
 
 #[cfg(not(loom))]
-pub(crate) use super::epoch::global::{advance, expired, stamp};
+use super::epoch::global::stamp;
+#[cfg(not(loom))]
+pub(crate) use super::epoch::global::{advance, expired};
 
 #[cfg(not(loom))]
 thread_local! {
@@ -148,12 +150,14 @@ thread_local! {
     static UNLINKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Counts an object the calling thread just unlinked (a slot marked dead, a
-/// table retired).
-#[cfg(not(loom))]
+/// Stamps an object the calling thread just unlinked from every shared place
+/// (a slot marked dead, a table retired), for [`expired`], and counts it
+/// toward the thread's next advance.
 #[inline]
-pub(crate) fn unlinked() {
+pub(crate) fn stamp_unlinked() -> u8 {
+    #[cfg(not(loom))]
     UNLINKED.with(|n| n.set(n.get() + 1));
+    stamp()
 }
 
 /// Advances the epoch if the calling thread unlinked [`ADVANCE_EVERY`]
@@ -169,15 +173,12 @@ pub(crate) fn advance_if_due() {
 }
 
 #[cfg(loom)]
-pub(crate) fn unlinked() {}
-
-#[cfg(loom)]
 pub(crate) fn advance_if_due() {}
 
 /// Under loom nothing expires: tables are kept until the map drops, dead
 /// slots are never reused.
 #[cfg(loom)]
-pub(crate) fn stamp() -> u8 {
+fn stamp() -> u8 {
     0
 }
 
@@ -185,9 +186,6 @@ pub(crate) fn stamp() -> u8 {
 pub(crate) fn expired(_stamp: u8) -> bool {
     false
 }
-
-#[cfg(loom)]
-pub(crate) fn advance() {}
 
 #[cfg(loom)]
 mod loom_guard {

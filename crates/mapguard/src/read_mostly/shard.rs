@@ -440,7 +440,6 @@ impl<K, V> Edit<'_, K, V> {
         };
         let took = self.write_table().replace(i, entry);
         self.took(took);
-        reclaim::unlinked();
         // The new entry may have taken a never-used slot.
         self.reserve(0);
         version
@@ -468,7 +467,6 @@ impl<K, V> Edit<'_, K, V> {
     /// Marks the write table's slot `i` dead.
     fn take(&mut self, i: usize) {
         self.write_table().remove(i);
-        reclaim::unlinked();
         self.writer.len -= 1;
     }
 

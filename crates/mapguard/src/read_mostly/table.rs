@@ -493,7 +493,7 @@ impl<K, V> Table<K, V> {
     /// Stamps group `group`, one of whose slots was just marked dead.
     #[inline]
     fn stamp(&self, group: usize) {
-        self.stamps[group].store(reclaim::stamp(), Relaxed);
+        self.stamps[group].store(reclaim::stamp_unlinked(), Relaxed);
     }
 
     /// Starts loading the slot a new entry would take in group `g` (a dead
