@@ -473,17 +473,24 @@ fn readers_during_writes_see_complete_values() {
         Arc::new(ShardedMap::builder().shards(2).build());
     let snap: Arc<SnapshotMap<u64, (u64, Vec<u64>)>> = Arc::new(SnapshotMap::new());
     let stop = AtomicBool::new(false);
+    // Readers that completed a pass over the keys.
+    let passed = AtomicUsize::new(0);
     let complete =
         |v: &(u64, Vec<u64>)| v.1.len() as u64 == v.0 % 64 && v.1.iter().all(|x| *x == v.0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            for n in 0..scaled(20_000, 200) {
+            // Goes on until both readers completed a pass: on a loaded machine
+            // the writer could otherwise be done before a reader got to run
+            // (as in `reads_during_resize`).
+            let mut n = 0;
+            while n < scaled(20_000, 200) || passed.load(SeqCst) < 2 {
                 let value = (n, vec![n; (n % 64) as usize]);
                 map.insert(n % 16, value.clone());
                 map.update(&((n + 1) % 16), |v| *v = (n, vec![n; (n % 64) as usize]));
                 if n % 8 == 0 {
                     snap.insert(n % 16, value);
                 }
+                n += 1;
             }
             stop.store(true, SeqCst);
         });
@@ -499,6 +506,9 @@ fn readers_during_writes_see_complete_values() {
                             assert!(ok, "torn read from SnapshotMap");
                         }
                         reads += 1;
+                    }
+                    if reads == 16 {
+                        passed.fetch_add(1, SeqCst);
                     }
                 }
                 assert!(reads > 0);
