@@ -39,18 +39,17 @@
 //! `stamp + 1` to `stamp + 2`, whose heavy barrier came after the unlinker's
 //! light one (it read an epoch the unlinker had not yet seen), which made the
 //! unlink visible to everything that read the epoch after that advance. Such
-//! a reader never finds the object. Frees happen
-//! after the freer reads the advanced epoch (acquire), which the advancer
-//! wrote (release) after reading every departed reader's `INACTIVE`, or its
-//! later re-entry (acquire of a release store): their reads happen before
-//! the free.
+//! a reader never finds the object. Frees happen after the freer reads the
+//! advanced epoch (acquire), which the advancer wrote (release) after reading
+//! every departed reader's `INACTIVE`, or its later re-entry (acquire of a
+//! release store): their reads happen before the free.
 //!
 //! The third epoch is for the membarrier form, where the unlinker's light
 //! barrier is no fence: the advance to `stamp + 1` may have read `stamp` and
 //! finished its heavy barrier while the unlink still sat in the unlinker's
 //! store buffer, so a reader entering at `stamp + 1` could still find the
-//! object, and stay while the epoch reaches `stamp + 2`. In the fence form two would do
-//! (the unlinker's fence then orders the unlink before the advance to
+//! object, and stay while the epoch reaches `stamp + 2`. In the fence form two
+//! would do (the unlinker's fence then orders the unlink before the advance to
 //! `stamp + 1`), which is why the loom model (fence form) cannot tell two
 //! from three; it fails with one, or without the reader's or the unlinker's
 //! fence or the heavy barrier.

@@ -768,7 +768,7 @@ mod reuse_tests {
         }
     }
 
-    /// Hashes that all start at group 0 of an 8-slot table.
+    /// Hashes that all start at group 0 (of the test's 16-slot table).
     fn hash(key: u64) -> u64 {
         key << 57
     }
