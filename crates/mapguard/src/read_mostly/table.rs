@@ -127,10 +127,15 @@ fn first_lane(lanes: u64) -> Option<usize> {
     each_lane(lanes).next()
 }
 
-/// The live lanes of a group (a live tag is the only state with the high bit
-/// set), lowest first.
+/// The live lanes of a group, flagged as [`lanes_in`] flags them (a live tag
+/// is the only state with the high bit set).
+fn live_in(tags: u64) -> u64 {
+    tags & HIGH_BITS
+}
+
+/// The live lanes of a group, lowest first.
 fn live_lanes(tags: u64) -> impl Iterator<Item = usize> {
-    each_lane(tags & HIGH_BITS)
+    each_lane(live_in(tags))
 }
 
 /// Lane `lane`'s state in `tags`.
@@ -676,7 +681,7 @@ impl<K, V> Table<K, V> {
     /// Every live entry with its slot (the writer's view).
     pub(crate) fn live(&self) -> impl Iterator<Item = (usize, &Entry<K, V>)> + '_ {
         // SAFETY: live slots, as in `live_at`.
-        self.slots_in(|tags| tags & HIGH_BITS)
+        self.slots_in(live_in)
             .map(|i| (i, unsafe { self.entry_at(i) }))
     }
 
@@ -697,7 +702,7 @@ impl<K, V> Drop for Table<K, V> {
     /// slot's copy is owned by the next table).
     fn drop(&mut self) {
         if needs_drop::<Entry<K, V>>() {
-            for i in self.slots_in(|tags| tags & HIGH_BITS | lanes_in(tags, DEAD)) {
+            for i in self.slots_in(|tags| live_in(tags) | lanes_in(tags, DEAD)) {
                 // SAFETY: a live or dead slot's entry, owned here, dropped once.
                 unsafe { (*self.slots[i].get()).assume_init_drop() };
             }
