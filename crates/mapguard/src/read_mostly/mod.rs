@@ -63,7 +63,7 @@ use crate::DefaultHashBuilder;
 ///
 /// On Unix, tables of 16 KiB and more live in memory mappings of their own,
 /// readied a page per write ahead of a growth; freed ones are kept for reuse
-/// by any map of the process (at most 16 mappings and 64 MiB; beyond that
+/// by any map of the process (at most 256 mappings and 64 MiB; beyond that
 /// the smallest are unmapped), because unmapping makes the freeing write wait
 /// for every other CPU's TLB flush. Entries keep no hash (a third less memory
 /// for small keys and values), so a resize hashes the keys it moves again,

@@ -230,8 +230,19 @@ mod mappings {
 
     use parking_lot::Mutex;
 
-    /// Kept mappings, at most this many...
-    pub(super) const MAX_KEPT: usize = 16;
+    /// Kept mappings, at most this many (a bound on the scans below; the
+    /// bytes are the bound on memory)...
+    ///
+    /// Why not 16, as before: a map of 16 shards growing to 8,192 slots maps
+    /// arrays of four sizes in each shard, 64 mappings, and frees as many;
+    /// keeping 16, a program that builds such maps one after another (the
+    /// bench's rounds) unmapped most of them and faulted the next map's in
+    /// afresh. Keeping 256: `rapid_grow`-mix loop +23 % at one thread and
+    /// +25 % at two, inserts over 10 us at two threads 2-3x fewer, `exchange`
+    /// +9 % at two (alternating runs: an unmap interrupts the CPUs of the
+    /// process's other threads to flush their TLBs, and a fresh mapping's
+    /// pages fault in one by one).
+    pub(super) const MAX_KEPT: usize = 256;
     /// ...and this many bytes.
     const MAX_KEPT_BYTES: usize = 64 << 20;
 
