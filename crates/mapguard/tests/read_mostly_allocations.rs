@@ -2,8 +2,9 @@
 //! steady replacing and removing allocates nothing per write, whatever the
 //! types (counted per thread by a counting global allocator); a growing
 //! table's new memory is mapped in a page per
-//! write, not all in one (counted in page faults); a shard that retired
-//! nothing holds no room for garbage. A test binary of its own, so that no
+//! write, not all in one, and a dropped map's tables are reused by the next
+//! (counted in page faults); a shard that retired nothing holds no room for
+//! garbage. A test binary of its own, so that no
 //! other test's threads hold the epoch back or fault pages.
 
 mod common;
