@@ -254,7 +254,13 @@ impl Session {
             .map(|pct| DutyCycle::new(pct, self.opts.duty_period));
         loop {
             if let Some(duty) = &mut duty {
-                self.probes.set_map_access_probes(duty.on_now())?;
+                if let Err(e) = self.probes.set_map_access_probes(duty.on_now()) {
+                    // The probes attach to /proc/PID/exe, which goes with the process as it
+                    // exits: then the exit checks below end the watch, as any exit does.
+                    if process::exe_of(pid).is_ok() {
+                        return Err(e);
+                    }
+                }
             }
             // Behind the producer: read on without waiting.
             wait = if reader.drain(wait, &mut records)? == BATCH {

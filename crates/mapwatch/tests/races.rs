@@ -339,3 +339,29 @@ fn duty_cycle_watches_map_accesses_part_of_the_time() {
     );
     assert!(stderr.contains("watched 20% of the time"), "{stderr}");
 }
+
+/// The probes attach to `/proc/PID/exe`, which goes with the process: a target that exits
+/// while a duty cycle switches its map-access probes back on must end the watch as any exit
+/// does (summary, the target's status), not as an attach error that loses the watch's results.
+/// `exitonprobe` exits the moment it sees the first of them back in its code, while mapwatch
+/// is still attaching the others.
+#[test]
+fn a_target_exiting_while_duty_cycled_probes_attach_ends_the_watch_cleanly() {
+    let binary = common::go_binary(gobuild::TEST_VERSIONS[1], "exitonprobe");
+    let out = common::run_mapwatch(&[
+        "run",
+        "--quiet",
+        "--duty-cycle",
+        "50",
+        "--duty-period",
+        "0.2",
+        "--",
+        binary.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("probes coming back: exiting"), "{stdout}");
+    assert!(common::ops_in_summary(&stderr) > 0, "{stderr}");
+    assert!(stderr.contains("target exited with status 0"), "{stderr}");
+}
