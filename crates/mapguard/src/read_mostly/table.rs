@@ -645,7 +645,7 @@ impl<K, V> Table<K, V> {
         target: &Table<K, V>,
         hash_of: &dyn Fn(&K) -> u64,
     ) -> usize {
-        debug_assert!(from % LANES == 0 && to % LANES == 0);
+        debug_assert!(from.is_multiple_of(LANES) && to.is_multiple_of(LANES));
         let mut moved = 0;
         for group in from / LANES..to / LANES {
             #[cfg(not(loom))]
