@@ -343,7 +343,17 @@ pub(crate) fn prepare(pid: i32, races: bool) -> Result<(Arc<GoBinary>, Probes)> 
         eprintln!("mapwatch: degraded: {d}");
     }
     let mut probes = Probes::load(&binary, races)?;
-    probes.attach(&binary, &exe, pid)?;
+    probes.attach(&binary, &exe, pid).map_err(|e| {
+        // The probes attach to /proc/PID/exe, which goes with the process: then say so
+        // rather than leave the user the attach's "No such file or directory".
+        if process::exe_of(pid).is_err() {
+            e.context(format!(
+                "pid {pid} exited while its probes were being attached"
+            ))
+        } else {
+            e
+        }
+    })?;
     let emulated = probes.attached().iter().filter(|p| p.emulated).count();
     eprintln!(
         "mapwatch: watching pid {pid} ({}, {} maps): {} probes ({} on emulated instructions)",

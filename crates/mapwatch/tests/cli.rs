@@ -173,8 +173,9 @@ fn run_exits_with_the_targets_status() {
     assert_ne!(out.status.code(), Some(0), "/bin/sh is not Go: refused");
 }
 
-/// Starts `longrun ROUNDS ROUND_MS` and waits until it is running (its "ready" line, returned).
-fn start_longrun(bin: &Path, args: [&str; 2]) -> (Child, BufReader<ChildStdout>, String) {
+/// Starts `bin ARGS` (e.g. `longrun ROUNDS ROUND_MS`) and waits until it is running (its
+/// "ready" line, returned).
+fn start_until_ready(bin: &Path, args: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
     let mut target = Command::new(bin)
         .args(args)
         .stdout(Stdio::piped())
@@ -193,7 +194,7 @@ fn attach_and_detach_leave_the_target_running_with_unchanged_output() {
     let plain = Command::new(&bin).args(["25", "60"]).output().unwrap();
     assert!(plain.status.success());
 
-    let (mut target, mut stdout, first) = start_longrun(&bin, ["25", "60"]);
+    let (mut target, mut stdout, first) = start_until_ready(&bin, &["25", "60"]);
     let pid = target.id().to_string();
     let out = run_mapwatch(&["attach", "-p", &pid, "--duration", "0.6"]);
     assert!(out.status.success());
@@ -218,7 +219,7 @@ fn attach_and_detach_leave_the_target_running_with_unchanged_output() {
 #[test]
 fn attach_watches_until_the_target_exits() {
     let bin = go_binary(TEST_VERSIONS[0], "longrun");
-    let (mut target, mut stdout, _) = start_longrun(&bin, ["8", "50"]);
+    let (mut target, mut stdout, _) = start_until_ready(&bin, &["8", "50"]);
     let pid = target.id();
     // Reap the target as soon as it exits, as its real parent would.
     let reaper = std::thread::spawn(move || {
@@ -230,6 +231,40 @@ fn attach_watches_until_the_target_exits() {
     assert!(out.status.success());
     assert!(reaper.join().unwrap().success());
     assert!(ops_in_summary(&String::from_utf8_lossy(&out.stderr)) > 0);
+}
+
+/// A target that exits while `attach` is still placing its probes (`exitonprobe first` exits
+/// the moment it sees the first one in its code) gets an error that says so, not the attach's
+/// bare "No such file or directory". On a loaded machine the target may see its first probe
+/// only after the last one is placed: then the watch simply ends with it, which is as good.
+#[test]
+fn a_target_exiting_during_attach_is_named_in_the_error() {
+    let bin = go_binary(TEST_VERSIONS[1], "exitonprobe");
+    let (mut target, mut stdout, _) = start_until_ready(&bin, &["first"]);
+    let pid = target.id();
+    let reaper = std::thread::spawn(move || {
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        (target.wait().unwrap(), rest)
+    });
+    let out = run_mapwatch(&["attach", "-p", &pid.to_string()]);
+    let (status, rest) = reaper.join().unwrap();
+    assert!(
+        status.success() && rest.contains("probed: exiting"),
+        "{rest}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        assert!(stderr.contains("mapwatch: watching pid"), "{stderr}");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "pid {pid} exited while its probes were being attached"
+            )),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 // exitonprobe: works on a map until a duty-cycled watch takes its map-access probes off, then
 // exits the moment the first of them is back, so a test can make a target end while mapwatch
-// is still attaching the others.
+// is still attaching the others. With the argument "first" (for `mapwatch attach`), it prints
+// "ready" and exits the moment the first probe appears.
 //
 // It sees probes in its own code: the kernel writes a breakpoint into the process's copy of
 // every probed page, so the running text differs from the executable's file where a probe is.
@@ -60,6 +61,18 @@ func main() {
 			}
 		}
 		return set
+	}
+
+	if len(os.Args) > 1 && os.Args[1] == "first" {
+		fmt.Println("ready")
+		for {
+			for c := 0; c*chunk < len(want); c++ {
+				if probed(c) {
+					fmt.Println("probed: exiting")
+					os.Exit(0)
+				}
+			}
+		}
 	}
 
 	m := map[int]int{}
