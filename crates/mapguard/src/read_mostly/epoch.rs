@@ -16,6 +16,14 @@
 //! model in `tests/loom.rs` checks the protocol in that form, and membarrier
 //! only moves the reader's fence to the moment the reclaimer needs it.
 //!
+//! The trade, measured on a VM host whose interrupts between CPUs are slow
+//! (each `membarrier` 30-280 us while another thread runs, against 2-5 us on
+//! the host the constants were chosen on): readers fencing with one `xchg`
+//! ran 10-20 % fewer reads than this, and the `exchange` write loop at two
+//! threads 10-20 % more writes (a perf profile gave `membarrier` a fifth to
+//! two fifths of its samples there). Reads are what this engine is for, so
+//! the barrier stays with the writers (BENCHMARKS.md, ReadMostlyMap).
+//!
 //! ## The protocol
 //!
 //! A global epoch counter, and one record per thread holding the epoch it

@@ -35,12 +35,15 @@ pub(crate) use self::loom_guard::{pin, Guard};
 pub(crate) use super::epoch::global::{pin, Guard};
 
 /// Slots a thread marks dead (and tables it retires) before it advances the
-/// epoch. Each advance costs one process-wide barrier: ~0.7 us
-/// alone, but 2-5 us on this VM when it must interrupt a CPU running another
-/// thread of the process; every 64 made that the insert p99 with two
-/// threads (2-3 us; 0.8-1.3 us at 256), and every 256 still the p99.9
-/// (7-10 us, read_heavy mix; 4-5 us at 1024, below papaya's 6-7 us). A dead
-/// slot waits for three advances by any thread.
+/// epoch. Each advance costs one process-wide barrier: ~0.7 us alone, but
+/// 2-5 us on this VM when it must interrupt a CPU running another thread of
+/// the process; every 64 made that the insert p99 with two threads (2-3 us;
+/// 0.8-1.3 us at 256), and every 256 still the p99.9 (7-10 us, read_heavy
+/// mix; 4-5 us at 1024, below papaya's 6-7 us). On a host where the barrier
+/// took 30-280 us, every 256 put the insert p99.9 back near papaya's (28-58
+/// us), and every 4,096 bought the `exchange` loop nothing (the slots it left
+/// dead made the tables grow instead). A dead slot waits for three advances
+/// by any thread.
 #[cfg(not(loom))]
 pub(crate) const ADVANCE_EVERY: usize = 1024;
 
