@@ -225,7 +225,7 @@ impl<K, V, S> ReadMostlyMap<K, V, S> {
 }
 
 pub(crate) fn stats_of<K, V>(shards: &[CachePadded<Shard<K, V>>]) -> MapStats {
-    MapStats::of(shards.iter().map(|s| (&s.telemetry, s.len(), s.capacity())))
+    MapStats::of(shards.iter().map(|s| (&s.telemetry, s.counts())))
 }
 
 impl<K, V, S> ReadMostlyMap<K, V, S>

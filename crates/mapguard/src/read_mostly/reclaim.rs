@@ -49,8 +49,9 @@ pub(crate) const ADVANCE_EVERY: usize = 1024;
 
 /// What one shard's writer retired and has not freed yet: its old tables.
 ///
-/// `repr(C)`, the oldest stamp (what every write reads) first: 40 bytes,
-/// within the cache line the shard starts it at (see `Shard`).
+/// `repr(C)`, the oldest stamp (what every write reads) first: it ends the
+/// cache line of the shard's counts and lock, and the queue, read only when
+/// a table is retired or freed, starts the next (see `Shard`).
 #[repr(C)]
 pub(crate) struct Garbage<K, V> {
     /// The stamp of the oldest retired table, if any: what every write

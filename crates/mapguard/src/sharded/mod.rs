@@ -207,7 +207,7 @@ pub(crate) fn shard_index(hash: u64, shard_bits: u32) -> usize {
 }
 
 pub(crate) fn stats_of<K, V>(shards: &[CachePadded<Shard<K, V>>]) -> MapStats {
-    MapStats::of(shards.iter().map(|s| (&s.telemetry, s.len(), s.capacity())))
+    MapStats::of(shards.iter().map(|s| (&s.telemetry, s.counts())))
 }
 
 impl<K, V, S> ShardedMap<K, V, S>

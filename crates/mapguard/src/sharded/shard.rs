@@ -6,14 +6,14 @@
 //! grows or shrinks inside `write`, under the exclusive lock, so no reader can
 //! observe a half-moved table.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use hashbrown::HashTable;
 
 use crate::api::WouldBlock;
 use crate::sync::{RwLock, RwLockWriteGuard};
 use crate::table_alloc::TableAlloc;
-use crate::telemetry::recorder::{Probe, ShardTelemetry};
+use crate::telemetry::recorder::{Probe, ShardCounts, ShardTelemetry};
 
 /// Tables at or below this capacity are never shrunk automatically: shrinking a
 /// small table saves nothing and would make insert/remove cycles reallocate.
@@ -64,10 +64,11 @@ impl<K, V> Table<K, V> {
 
 pub(crate) struct Shard<K, V> {
     lock: RwLock<Table<K, V>>,
-    /// Mirrors of the table's length and capacity, updated under the write lock,
-    /// so `len()` and `stats()` never take a lock.
+    /// Mirrors of the table's length, capacity and write count, updated under
+    /// the write lock, so `len()` and `stats()` never take a lock.
     len: AtomicUsize,
     capacity: AtomicUsize,
+    writes: AtomicU64,
     pub(crate) telemetry: ShardTelemetry,
 }
 
@@ -83,6 +84,7 @@ impl<K, V> Shard<K, V> {
             }),
             len: AtomicUsize::new(0),
             capacity: AtomicUsize::new(cap),
+            writes: AtomicU64::new(0),
             telemetry: ShardTelemetry::default(),
         }
     }
@@ -93,6 +95,14 @@ impl<K, V> Shard<K, V> {
 
     pub(crate) fn capacity(&self) -> usize {
         self.capacity.load(Relaxed)
+    }
+
+    pub(crate) fn counts(&self) -> ShardCounts {
+        ShardCounts {
+            len: self.len(),
+            capacity: self.capacity(),
+            writes: self.writes.load(Relaxed),
+        }
     }
 
     /// Runs `f` under the shared lock, waiting for it if needed.
@@ -200,9 +210,6 @@ impl<K, V> Drop for MirrorOnDrop<'_, K, V> {
         self.shard
             .capacity
             .store(self.table.slots.capacity(), Relaxed);
-        self.shard
-            .telemetry
-            .writes
-            .store(self.table.writes, Relaxed);
+        self.shard.writes.store(self.table.writes, Relaxed);
     }
 }

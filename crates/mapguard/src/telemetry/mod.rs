@@ -173,15 +173,15 @@ pub struct MapStats {
 }
 
 impl MapStats {
-    /// Collects the stats of shards given as (telemetry, length, capacity), in
+    /// Collects the stats of shards given as their telemetry and counts, in
     /// shard order.
     pub(crate) fn of<'a>(
-        shards: impl Iterator<Item = (&'a recorder::ShardTelemetry, usize, usize)>,
+        shards: impl Iterator<Item = (&'a recorder::ShardTelemetry, recorder::ShardCounts)>,
     ) -> MapStats {
         MapStats {
             shards: shards
                 .enumerate()
-                .map(|(i, (telemetry, len, capacity))| telemetry.snapshot(i, len, capacity))
+                .map(|(i, (telemetry, counts))| telemetry.snapshot(i, counts))
                 .collect(),
         }
     }
