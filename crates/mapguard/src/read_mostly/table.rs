@@ -441,20 +441,28 @@ impl<K, V> Table<K, V> {
         Q: Eq + ?Sized,
     {
         let tag = tag(hash);
+        // An index loop with `len - 1` as the mask, and the home word loaded
+        // once for the prefetch and the probe, as in `find`: 403 -> 395
+        // instructions per write (callgrind, `bench count-gets --writes`).
+        let tags = &self.tags[..];
+        let mask = tags.len() - 1;
+        let mut g = hash as usize & mask;
+        let mut word = tags[g].load(Relaxed);
         #[cfg(not(loom))]
-        self.prefetch_free_slot(self.home(hash));
-        for g in self.probe(self.home(hash)) {
-            let tags = self.tags[g].load(Relaxed);
-            for lane in each_lane(lanes_in(tags, tag)) {
+        self.prefetch_free_slot(g, word);
+        for _ in 0..tags.len() {
+            for lane in each_lane(lanes_in(word, tag)) {
                 let i = g * LANES + lane;
                 // SAFETY: as in `live_at`.
                 if unsafe { self.entry_at(i) }.key.borrow() == key {
                     return Some(i);
                 }
             }
-            if has_empty(tags) {
+            if has_empty(word) {
                 return None;
             }
+            g = (g + 1) & mask;
+            word = tags[g].load(Relaxed);
         }
         None
     }
@@ -507,8 +515,7 @@ impl<K, V> Table<K, V> {
     /// next, and the lock's release waited for that store's cache miss (perf,
     /// bench `exchange` loop, one thread: a third of an insert's time).
     #[cfg(not(loom))]
-    fn prefetch_free_slot(&self, g: usize) {
-        let tags = self.tags[g].load(Relaxed);
+    fn prefetch_free_slot(&self, g: usize, tags: u64) {
         if let Some(lane) = first_lane(lanes_in(tags, DEAD) | lanes_in(tags, EMPTY)) {
             prefetch(self.slots[g * LANES + lane].get());
         }
