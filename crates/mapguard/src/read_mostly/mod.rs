@@ -86,7 +86,7 @@ use crate::DefaultHashBuilder;
 /// ```
 pub struct ReadMostlyMap<K, V, S = DefaultHashBuilder> {
     /// Shared (not boxed) so the Prometheus collector can hold a weak
-    /// reference; it reads only telemetry and the length mirrors.
+    /// reference; it reads only telemetry and the shards' counts.
     shards: Arc<[CachePadded<Shard<K, V>>]>,
     shard_bits: u32,
     hasher: S,
@@ -936,7 +936,7 @@ impl<K, V, S> Drop for ReadMostlyMap<K, V, S> {
         for shard in self.shards.iter() {
             // SAFETY: the map is being dropped, so no operation is in progress
             // or can start; a Prometheus collector may still hold the shards
-            // but reads only their telemetry and length mirrors.
+            // but reads only their telemetry and counts.
             unsafe { shard.free_all() };
         }
     }

@@ -360,7 +360,7 @@ impl<K, V> Shard<K, V> {
     ///
     /// # Safety
     /// No operation on the shard may be in progress or start later: the map
-    /// is being dropped. (Its telemetry and mirrors stay readable.)
+    /// is being dropped. (Its telemetry and counts stay readable.)
     pub(crate) unsafe fn free_all(&self) {
         let mut writer = self.writer.lock();
         // SAFETY: the caller's contract: no reader is left.
