@@ -9,6 +9,7 @@ mod instructions;
 mod latency;
 mod maps;
 mod matrix;
+mod ops;
 mod overhead;
 mod plot;
 mod report;
@@ -93,6 +94,8 @@ enum Part {
     Maps,
     /// Per-operation latency.
     Latency,
+    /// Cost per kind of operation, one thread.
+    Ops,
     /// Instructions per get under callgrind.
     Instructions,
     /// The HTTP service under wrk.
@@ -140,6 +143,8 @@ struct Profile {
     ops: usize,
     key_space: u64,
     latency_ops: usize,
+    /// Operations of each kind in the ops part.
+    kind_ops: usize,
     callgrind_gets: u64,
     /// Writes measured per map: enough to span several migrations of its
     /// shards (see `instructions::run`).
@@ -160,6 +165,7 @@ impl Profile {
                 ops: 4_000,
                 key_space: 1 << 10,
                 latency_ops: 4_000,
+                kind_ops: 2_000,
                 callgrind_gets: 1_000,
                 callgrind_writes: 1_000,
                 callgrind_entries: 1_000,
@@ -179,6 +185,7 @@ impl Profile {
                 ops: 400_000,
                 key_space: 1 << 16,
                 latency_ops: 400_000,
+                kind_ops: 200_000,
                 callgrind_gets: 20_000,
                 callgrind_writes: 200_000,
                 callgrind_entries: 10_000,
@@ -198,6 +205,7 @@ impl Profile {
                 ops: 1_000_000,
                 key_space: 1 << 18,
                 latency_ops: 1_000_000,
+                kind_ops: 1_000_000,
                 callgrind_gets: 100_000,
                 callgrind_writes: 1_000_000,
                 callgrind_entries: 100_000,
@@ -266,6 +274,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         vec![
             Part::Maps,
             Part::Latency,
+            Part::Ops,
             Part::Instructions,
             Part::Http,
             Part::Overhead,
@@ -310,6 +319,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             profile.key_space,
         );
         finish(latency::section(&results))?;
+    }
+    if parts.contains(&Part::Ops) {
+        let results = ops::run(&maps, profile.rounds, profile.kind_ops, profile.key_space);
+        finish(ops::section(&results, profile.kind_ops, profile.key_space))?;
     }
     if parts.contains(&Part::Instructions) {
         let targets = instructions::Target::all(&maps);

@@ -1,5 +1,5 @@
-//! Smoke test of the harness: a tiny run of every map part (throughput, latency, callgrind,
-//! HTTP under wrk) must finish and produce complete, sane output: every map or store in every
+//! Smoke test of the harness: a tiny run of every map part (throughput, latency, cost per
+//! kind of operation, callgrind, HTTP under wrk) must finish and produce complete, sane output: every map or store in every
 //! cell, ratios that name the best peer as 1.00x, ordered quantiles, plots. Speed is not
 //! checked here (that is what the benchmark itself reports). Needs `valgrind` and `wrk`
 //! (`scripts/setup.sh --tests`). The mapwatch overhead part needs root and a release
@@ -64,7 +64,7 @@ fn tiny_run_produces_complete_sane_output() {
             "--size",
             "smoke",
             "--only",
-            "maps,latency,instructions,http",
+            "maps,latency,ops,instructions,http",
             "--out",
         ])
         .arg(&out)
@@ -133,6 +133,32 @@ fn tiny_run_produces_complete_sane_output() {
         assert!(q.windows(2).all(|w| w[0] <= w[1]) && q[0] > 0.0, "{r:?}");
     }
 
+    // Cost per kind of operation: every map at every kind; at each kind the fastest peer is
+    // exactly 1.00x and no peer beats it.
+    let ops = csv(&out.join("ops.csv"));
+    let kinds: BTreeSet<&str> = ops.iter().map(|r| r["op"].as_str()).collect();
+    assert_eq!(kinds.len(), 6, "{kinds:?}");
+    for kind in kinds {
+        let cell: Vec<_> = ops.iter().filter(|r| r["op"] == kind).collect();
+        let maps: BTreeSet<&str> = cell.iter().map(|r| r["map"].as_str()).collect();
+        assert_eq!(maps, MAPS.into_iter().collect(), "{kind}");
+        for r in &cell {
+            let ns = num(r, "median_ns");
+            assert!(ns > 0.0 && ns.is_finite(), "{r:?}");
+            assert!(num(r, "min_ns") <= ns && ns <= num(r, "max_ns"), "{r:?}");
+        }
+        let peers: Vec<f64> = cell
+            .iter()
+            .filter(|r| !r["map"].starts_with("mapguard"))
+            .map(|r| num(r, "best_peer_ratio"))
+            .collect();
+        assert!(peers.iter().all(|&x| x <= 1.0 + 1e-3), "{kind}: {peers:?}");
+        assert!(
+            peers.iter().any(|&x| (x - 1.0).abs() < 1e-3),
+            "{kind}: {peers:?}"
+        );
+    }
+
     // Instructions: every map plus the two variants, hits and misses cost something.
     let instr = csv(&out.join("instructions.csv"));
     let names: BTreeSet<&str> = instr.iter().map(|r| r["map"].as_str()).collect();
@@ -174,7 +200,13 @@ fn tiny_run_produces_complete_sane_output() {
         );
     }
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
-    for title in ["Throughput", "Latency", "Instructions", "HTTP"] {
+    for title in [
+        "Throughput",
+        "Latency",
+        "Cost per kind",
+        "Instructions",
+        "HTTP",
+    ] {
         assert!(
             md.contains(&format!("### {title}")),
             "results.md lacks {title}"
