@@ -16,6 +16,7 @@ use crate::maps::{BenchMap, MapKind, MapVisitor, Session};
 use crate::report::Section;
 use crate::stats::Summary;
 use crate::table::Table;
+use crate::workload::prefilled;
 
 /// The kinds of operation, in the order they run on a map.
 pub const KINDS: [&str; 6] = [
@@ -86,14 +87,7 @@ impl MapVisitor for Costs<'_> {
 
     fn visit<M: BenchMap>(self) -> Self::Output {
         let keys = self.0;
-        let map = M::empty();
-        let mut s = map.session();
-        for &k in &keys.prefill {
-            s.insert(k, k);
-        }
-        s.finish();
-        drop(s);
-        map.loaded();
+        let map = prefilled::<M>(&keys.prefill);
         let mut s = map.session();
         let (present, absent) = (&keys.present[..], &keys.absent[..]);
         let mut time = |op: &dyn Fn(&mut M::Session<'_>, usize)| {

@@ -175,10 +175,12 @@ fn apply<S: Session>(s: &mut S, packed: u64) -> u64 {
     packed & 3
 }
 
-fn prefilled<M: BenchMap>(plan: &Plan) -> M {
+/// A new map holding `keys` (each as its own value), readied as its documentation says to
+/// after a bulk load.
+pub fn prefilled<M: BenchMap>(keys: &[u64]) -> M {
     let map = M::empty();
     let mut s = map.session();
-    for &k in &plan.prefill {
+    for &k in keys {
         s.insert(k, k);
     }
     s.finish();
@@ -196,7 +198,7 @@ impl MapVisitor for Throughput<'_> {
     type Output = Duration;
     fn visit<M: BenchMap>(self) -> Duration {
         let plan = self.0;
-        let map = prefilled::<M>(plan);
+        let map = prefilled::<M>(&plan.prefill);
         let barrier = Barrier::new(plan.threads.len());
         let elapsed = std::thread::scope(|scope| {
             let workers: Vec<_> = plan
@@ -259,7 +261,7 @@ impl MapVisitor for Latency<'_> {
     type Output = Latencies;
     fn visit<M: BenchMap>(self) -> Latencies {
         let plan = self.0;
-        let map = prefilled::<M>(plan);
+        let map = prefilled::<M>(&plan.prefill);
         let barrier = Barrier::new(plan.threads.len());
         let per_thread: Vec<Latencies> = std::thread::scope(|scope| {
             let workers: Vec<_> = plan
