@@ -1,9 +1,9 @@
 //! Smoke test of the harness: a tiny run of every map part (throughput, latency, cost per
-//! kind of operation, callgrind, HTTP under wrk) must finish and produce complete, sane output: every map or store in every
-//! cell, ratios that name the best peer as 1.00x, ordered quantiles, plots. Speed is not
-//! checked here (that is what the benchmark itself reports). Needs `valgrind` and `wrk`
-//! (`scripts/setup.sh --tests`). The mapwatch overhead part needs root and a release
-//! mapwatch; it is left to `scripts/bench.sh`.
+//! kind of operation, callgrind, HTTP under wrk) must finish and produce complete, sane
+//! output: every map or store in every cell, ratios that name the best peer as 1.00x,
+//! ordered quantiles, plots. Speed is not checked here (that is what the benchmark itself
+//! reports). Needs `valgrind` and `wrk` (`scripts/setup.sh --tests`). The mapwatch overhead
+//! part needs root and a release mapwatch; it is left to `scripts/bench.sh`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
