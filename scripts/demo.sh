@@ -35,8 +35,9 @@ target/release/mapwatch run --report "$OUT/findings.jsonl" --html "$OUT/report.h
     --metrics "127.0.0.1:$METRICS_PORT" -- "$OUT/orders" -addr "127.0.0.1:$PORT" &
 watcher=$!
 # Scrape mapwatch's Prometheus endpoint every quarter second while it watches, keeping the
-# most telling scrape: findings and counters refreshed (mapwatch refreshes them once a second),
-# else findings, else anything. The service may die any moment, taking the endpoint with it.
+# most telling scrape: findings and counters refreshed (mapwatch refreshes them four times a
+# second and at each new finding), else findings, else anything. The service may die any
+# moment, taking the endpoint with it.
 python3 - "$METRICS_PORT" "$OUT/metrics.txt" "$SECONDS_OF_LOAD" <<'PY' &
 import sys, time, urllib.request
 port, out, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])

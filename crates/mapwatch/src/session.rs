@@ -413,8 +413,15 @@ impl Session {
         Ok(())
     }
 
-    /// Writes new finding `index` to the report and the terminal.
+    /// Writes new finding `index` to the report and the terminal, and brings the metrics'
+    /// event counters up to it: a scrape that counts the finding counts the operations that
+    /// made it (else, until the next tick, a target that died within one left its findings
+    /// beside `mapwatch_events_total 0` on the last page served).
     fn report_new(&mut self, index: usize) -> Result<()> {
+        if self.metrics.is_some() {
+            let counters = self.probes.counters()?;
+            self.update_metrics(&counters);
+        }
         let new = &self.log.findings()[index];
         if let Some(report) = &mut self.report {
             report.append(new)?;
@@ -477,8 +484,15 @@ impl Session {
         if let Some(series) = &mut self.series {
             series.add_all(&ops);
         }
-        if let Some(feed) = &mut self.metrics {
+        if let Some(feed) = &self.metrics {
             feed.metrics().add_ops(&ops);
+        }
+        self.update_metrics(counters);
+    }
+
+    /// Brings the metrics' event counters and this process's gauges up to date.
+    fn update_metrics(&mut self, counters: &Counters) {
+        if let Some(feed) = &mut self.metrics {
             feed.update(counters, self.goroutines.len(), self.maps.len());
             if let Some(races) = &self.races {
                 feed.update_detector(races.size());

@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{go_binary, mapwatch, run_mapwatch, scratch};
+use common::{go_binary, mapwatch, run_mapwatch, scratch, series_value};
 use gobuild::TEST_VERSIONS;
 
 /// How long the daemon gets to notice a process starting or ending (it polls every 200 ms).
@@ -108,9 +108,7 @@ fn metric(addr: &str, name: &str) -> Option<f64> {
     write!(conn, "GET /metrics HTTP/1.0\r\n\r\n").ok()?;
     let mut page = String::new();
     conn.read_to_string(&mut page).ok()?;
-    page.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
+    series_value(&page, name)
 }
 
 fn wait_for_watched(addr: &str, n: f64) {

@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{go_binary, mapwatch, scratch};
+use common::{go_binary, mapwatch, scratch, series_value};
 use gobuild::TEST_VERSIONS;
 
 /// A port nobody listens on now.
@@ -245,4 +245,46 @@ fn rules_and_dashboard_query_only_exported_metrics() {
         }
         assert!(queried > 0, "{file} queries no mapwatch metric");
     }
+}
+
+/// A scrape that counts a finding also counts the map operations that made it: the event
+/// counters are brought up to date with each new finding, not only at the next refresh
+/// (a target that dies within a refresh period, as the demo's service often does, otherwise
+/// left `mapwatch_events_total 0` beside its findings on the last page served).
+#[test]
+fn a_scrape_that_counts_a_finding_counts_its_events_too() {
+    // A race on the second write, ~25 ms in; the watch's first refresh is 250 ms in.
+    let bin = go_binary(TEST_VERSIONS[1], "racyloop");
+    let metrics_port = free_port();
+    let _watcher = Reaped(
+        mapwatch()
+            .args([
+                "run",
+                "--quiet",
+                "--metrics",
+                &metrics_port.to_string(),
+                "--",
+            ])
+            .arg(&bin)
+            .args(["40", "50"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut with_findings = 0;
+    while Instant::now() < deadline && with_findings < 20 {
+        if let Some(page) = http_get(metrics_port, "/metrics") {
+            if page.contains("mapwatch_findings_total{") {
+                with_findings += 1;
+                let events = series_value(&page, "mapwatch_events_total");
+                assert!(
+                    events.is_some_and(|e| e > 0.0),
+                    "a page with findings but events {events:?}:\n{page}"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(with_findings > 0, "no scrape ever showed a finding");
 }

@@ -50,6 +50,13 @@ pub fn findings(report: &Path) -> Vec<Finding> {
     jsonl::read(report).unwrap()
 }
 
+/// The value of unlabelled series `name` on a Prometheus metrics page.
+pub fn series_value(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
 /// Map operations counted in mapwatch's summary line ("... N map ops (...)").
 pub fn ops_in_summary(stderr: &str) -> u64 {
     let line = stderr
