@@ -49,19 +49,12 @@ impl Drop for Reaped {
     }
 }
 
-#[test]
-fn prometheus_scrapes_mapwatch_while_it_watches() {
-    let prometheus = which("prometheus").expect(
-        "prometheus is not installed: run scripts/setup.sh --tests (Debian package prometheus)",
-    );
-    // Two goroutines racing on one map, 25 ms apart (never overlapping: only the race
-    // detector sees it), for ~8 s: time for several scrapes.
+/// `racyloop` run under mapwatch serving metrics on `metrics_port`: two goroutines racing on
+/// one map, 25 ms apart (never overlapping: only the race detector sees it), for `rounds`
+/// rounds of 50 ms.
+fn watch_racyloop(metrics_port: u16, rounds: u32) -> Reaped {
     let bin = go_binary(TEST_VERSIONS[1], "racyloop");
-    let dir = scratch("metrics");
-    let metrics_port = free_port();
-    let prometheus_port = free_port();
-
-    let watcher = Reaped(
+    Reaped(
         mapwatch()
             .args([
                 "run",
@@ -71,11 +64,24 @@ fn prometheus_scrapes_mapwatch_while_it_watches() {
                 "--",
             ])
             .arg(&bin)
-            .args(["160", "50"])
+            .args([rounds.to_string(), "50".to_string()])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
+    )
+}
+
+#[test]
+fn prometheus_scrapes_mapwatch_while_it_watches() {
+    let prometheus = which("prometheus").expect(
+        "prometheus is not installed: run scripts/setup.sh --tests (Debian package prometheus)",
     );
+    // ~8 s of races: time for several scrapes.
+    let dir = scratch("metrics");
+    let metrics_port = free_port();
+    let prometheus_port = free_port();
+
+    let watcher = watch_racyloop(metrics_port, 160);
     std::fs::write(
         dir.join("prometheus.yml"),
         format!(
@@ -254,23 +260,8 @@ fn rules_and_dashboard_query_only_exported_metrics() {
 #[test]
 fn a_scrape_that_counts_a_finding_counts_its_events_too() {
     // A race on the second write, ~25 ms in; the watch's first refresh is 250 ms in.
-    let bin = go_binary(TEST_VERSIONS[1], "racyloop");
     let metrics_port = free_port();
-    let _watcher = Reaped(
-        mapwatch()
-            .args([
-                "run",
-                "--quiet",
-                "--metrics",
-                &metrics_port.to_string(),
-                "--",
-            ])
-            .arg(&bin)
-            .args(["40", "50"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _watcher = watch_racyloop(metrics_port, 40);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut with_findings = 0;
     while Instant::now() < deadline && with_findings < 20 {
