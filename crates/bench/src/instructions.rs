@@ -1,7 +1,8 @@
 //! Instructions per get and per write, counted by callgrind (exact, unlike timings on this VM).
 //!
 //! The bench binary has a mode (`count-gets`) that fills a map and then does N gets in one
-//! function that is never inlined ([`measured_gets`], and its papaya-held-guard twin). Each
+//! function that is never inlined ([`measured_gets`], and [`measured_gets_held`] for reads
+//! through one held guard). Each
 //! map runs under `valgrind --tool=callgrind --toggle-collect=*measured_gets*`, so callgrind
 //! counts only instructions executed inside that function and what it calls: process start,
 //! the fill and teardown are not collected at all, and one run per map and hit/miss does.
@@ -26,14 +27,16 @@ use crate::maps::{BenchMap, MapKind, MapVisitor, Session};
 use crate::report::Section;
 use crate::table::Table;
 
-/// What `count-gets` measures: a map through its session, or papaya with one guard held for
-/// all gets (its cheapest read path).
+/// What `count-gets` measures: a map through its session, or papaya or ReadMostlyMap with one
+/// guard held for all gets (their cheapest read paths).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
     /// A map as the throughput matrix uses it.
     Map(MapKind),
     /// papaya with a guard taken once for the whole loop.
     PapayaHeldGuard,
+    /// mapguard's ReadMostlyMap pinned once for the whole loop (`ReadMostlyMap::pin`).
+    ReadMostlyPinned,
     /// mapguard's ShardedMap built with `telemetry(false)`: what its default counters cost.
     ShardedNoTelemetry,
 }
@@ -44,6 +47,9 @@ impl Target {
         let mut t: Vec<Target> = maps.iter().map(|&m| Target::Map(m)).collect();
         if maps.contains(&MapKind::Sharded) {
             t.push(Target::ShardedNoTelemetry);
+        }
+        if maps.contains(&MapKind::ReadMostly) {
+            t.push(Target::ReadMostlyPinned);
         }
         if maps.contains(&MapKind::Papaya) {
             t.push(Target::PapayaHeldGuard);
@@ -56,6 +62,7 @@ impl Target {
         match self {
             Target::Map(m) => m.name(),
             Target::PapayaHeldGuard => "papaya-held-guard",
+            Target::ReadMostlyPinned => "mapguard-readmostly-pinned",
             Target::ShardedNoTelemetry => "mapguard-sharded-no-telemetry",
         }
     }
@@ -69,6 +76,7 @@ impl Target {
     pub fn from_name(name: &str) -> Option<Target> {
         match name {
             "papaya-held-guard" => Some(Target::PapayaHeldGuard),
+            "mapguard-readmostly-pinned" => Some(Target::ReadMostlyPinned),
             "mapguard-sharded-no-telemetry" => Some(Target::ShardedNoTelemetry),
             _ => MapKind::from_name(name).map(Target::Map),
         }
@@ -178,23 +186,31 @@ fn papaya_held_guard_gets(fill: &[u64], probe: &[u64], n: u64) -> u64 {
         map.pin().insert(k, k);
     }
     let guard = map.guard();
-    measured_gets_papaya_held_guard(&map, &guard, probe, n)
+    measured_gets_held(
+        |k| map.get(k, &guard).map(|v| black_box(*v)).is_some(),
+        probe,
+        n,
+    )
 }
 
-/// [`measured_gets`] for papaya with one guard held for the whole loop.
+fn read_mostly_pinned_gets(fill: &[u64], probe: &[u64], n: u64) -> u64 {
+    let map = mapguard::ReadMostlyMap::builder()
+        .hasher(crate::maps::hasher())
+        .build();
+    for &k in fill {
+        map.insert(k, k);
+    }
+    map.shrink_to_fit();
+    let pinned = map.pin();
+    measured_gets_held(|k| pinned.get(k).map(|v| black_box(*v)).is_some(), probe, n)
+}
+
+/// [`measured_gets`] for a map read through one guard or pin held for the whole loop.
 #[inline(never)]
-fn measured_gets_papaya_held_guard(
-    map: &papaya::HashMap<u64, u64, crate::maps::Hasher>,
-    guard: &impl papaya::Guard,
-    probe: &[u64],
-    n: u64,
-) -> u64 {
+fn measured_gets_held(get: impl Fn(&u64) -> bool, probe: &[u64], n: u64) -> u64 {
     let mut hits = 0;
     for i in 0..n as usize {
-        hits += map
-            .get(&probe[i % probe.len()], guard)
-            .map(|v| black_box(*v))
-            .is_some() as u64;
+        hits += get(&probe[i % probe.len()]) as u64;
     }
     hits
 }
@@ -220,6 +236,7 @@ pub fn count_gets(target: Target, entries: u64, n: u64, op: Op) -> anyhow::Resul
             op,
         }),
         Target::PapayaHeldGuard => papaya_held_guard_gets(&fill, &probe, n),
+        Target::ReadMostlyPinned => read_mostly_pinned_gets(&fill, &probe, n),
         Target::ShardedNoTelemetry => {
             let map = mapguard::ShardedMap::builder()
                 .hasher(crate::maps::hasher())
@@ -335,7 +352,7 @@ pub fn section(results: &[InstructionResult], entries: u64, n: u64, writes: u64)
             .filter(|r| match r.target {
                 Target::Map(m) => !m.is_mapguard(),
                 Target::PapayaHeldGuard => true,
-                Target::ShardedNoTelemetry => false,
+                Target::ShardedNoTelemetry | Target::ReadMostlyPinned => false,
             })
             .filter_map(f)
             .fold(f64::INFINITY, f64::min)
@@ -388,7 +405,8 @@ pub fn section(results: &[InstructionResult], entries: u64, n: u64, writes: u64)
              order; callgrind collects only inside the measured loop \
              (`--toggle-collect=*measured_gets*`), so start-up and fill are not counted. \
              Includes the benchmark loop's own ~12 instructions per get (index wrap, key load, count). Lower is better; ratios are to the \
-             cheapest peer (>1 costs more). `papaya-held-guard` takes one guard for all gets; \
+             cheapest peer (>1 costs more). `papaya-held-guard` takes one guard for all gets, \
+             `mapguard-readmostly-pinned` one `ReadMostlyMap::pin`; \
              `mapguard-sharded-no-telemetry` is ShardedMap with `telemetry(false)`. Writes: \
              {writes} inserts and removes by turns over the present keys and as many absent ones \
              in random order (`--toggle-collect=*measured_writes*`), so the map stays about \

@@ -42,7 +42,8 @@ struct Cli {
 enum Mode {
     /// Fill a map, then do only N gets (what the callgrind part runs).
     CountGets {
-        /// Map name (see --maps), or papaya-held-guard.
+        /// Map name (see --maps), or a read-path variant: papaya-held-guard,
+        /// mapguard-readmostly-pinned, mapguard-sharded-no-telemetry.
         #[arg(long)]
         map: String,
         /// Entries to fill in first.

@@ -159,13 +159,14 @@ fn tiny_run_produces_complete_sane_output() {
         );
     }
 
-    // Instructions: every map plus the two variants, hits and misses cost something.
+    // Instructions: every map plus the three variants, hits and misses cost something.
     let instr = csv(&out.join("instructions.csv"));
     let names: BTreeSet<&str> = instr.iter().map(|r| r["map"].as_str()).collect();
-    for m in MAPS
-        .iter()
-        .chain(&["papaya-held-guard", "mapguard-sharded-no-telemetry"])
-    {
+    for m in MAPS.iter().chain(&[
+        "papaya-held-guard",
+        "mapguard-readmostly-pinned",
+        "mapguard-sharded-no-telemetry",
+    ]) {
         assert!(names.contains(m), "no instruction count for {m}");
     }
     for r in &instr {

@@ -51,9 +51,10 @@
 //! than a few thousand entries and regular writes, don't use [`SnapshotMap`] (a
 //! write costs O(n)). Between the other two: [`ReadMostlyMap`] when reads
 //! dominate and must never wait (its reads cost about what papaya's do: ~120
-//! instructions per get against papaya's ~125 and [`ShardedMap`]'s ~205, in the
+//! instructions per get against papaya's ~125 and [`ShardedMap`]'s ~190, in the
 //! bench's callgrind count, and one cache miss, on the entry, against papaya's
-//! two or three), [`ShardedMap`] when writes are frequent or values are
+//! two or three; many reads through one [`ReadMostlyMap::pin`] ~96 each, and
+//! they borrow their values instead of cloning them), [`ShardedMap`] when writes are frequent or values are
 //! expensive to clone ([`ReadMostlyMap`] never changes an entry readers may
 //! hold: every write publishes a new one, so its writes need
 //! `K: Clone + V: Clone`, cost about twice [`ShardedMap`]'s (the bench's ops
@@ -147,7 +148,7 @@ pub use api::{Compute, Conflict, WouldBlock};
 #[cfg(loom)]
 #[doc(hidden)]
 pub use read_mostly::epoch::Domain as LoomEpochDomain;
-pub use read_mostly::{ReadMostlyMap, ReadMostlyMapBuilder};
+pub use read_mostly::{Pinned, ReadMostlyMap, ReadMostlyMapBuilder};
 pub use sharded::{Iter, ShardedMap, ShardedMapBuilder};
 pub use snapshot::{Batch, Snapshot, SnapshotMap, SnapshotMapBuilder, SnapshotStats};
 pub use telemetry::{Histogram, HotKey, MapStats, ShardStats};

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 
 pub use self::builder::ReadMostlyMapBuilder;
+use self::reclaim::Guard;
 use self::shard::Edit;
 pub(crate) use self::shard::Shard;
 use self::table::Entry;
@@ -259,6 +260,17 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        let guard = reclaim::pin();
+        f(self.find(&guard, key))
+    }
+
+    /// The key's entry, kept as it is for as long as `guard` lives.
+    #[inline]
+    fn find<'g, Q>(&'g self, guard: &'g Guard, key: &Q) -> Option<&'g Entry<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let hash = self.hash_of(key);
         let shard = self.shard_of(hash);
         if self.telemetry && reentry::sample() {
@@ -268,8 +280,34 @@ where
                 .fetch_add(u64::from(SAMPLE_EVERY), Relaxed);
             shard.telemetry.offer_hot(hash);
         }
-        let guard = reclaim::pin();
-        f(shard.table(&guard).find(&guard, hash, key))
+        shard.table(guard).find(guard, hash, key)
+    }
+
+    /// Pins the calling thread for many reads that borrow their values instead
+    /// of running a closure or cloning: the references stay valid, and each
+    /// read skips the pin and unpin a [`read`](Self::read) pays, until the
+    /// [`Pinned`] is dropped.
+    ///
+    /// While a thread stays pinned, nothing removed or replaced from then on
+    /// is reclaimed (in any read-mostly map of the process): the slots wait,
+    /// and a map that keeps being written grows its tables meanwhile. Pin for
+    /// a batch of reads, not for the life of a thread. Writes on the same
+    /// thread meanwhile are fine: a writer never waits for readers.
+    ///
+    /// ```
+    /// let map: mapguard::ReadMostlyMap<u32, String> = mapguard::ReadMostlyMap::new();
+    /// map.insert(1, "one".to_string());
+    /// let pinned = map.pin();
+    /// let one: &String = pinned.get(&1).unwrap();
+    /// map.insert(1, "uno".to_string()); // a new entry; `one` still reads the old one
+    /// assert_eq!(one, "one");
+    /// assert_eq!(pinned.get(&1).map(String::as_str), Some("uno"));
+    /// ```
+    pub fn pin(&self) -> Pinned<'_, K, V, S> {
+        Pinned {
+            map: self,
+            guard: reclaim::pin(),
+        }
     }
 
     /// The shard a write of `hash` goes to, its home tag word already being
@@ -840,6 +878,97 @@ where
             }
             fill_entry(e, hash, key, || value)
         })
+    }
+}
+
+/// A thread pinned for reads of one [`ReadMostlyMap`] that borrow their values
+/// ([`ReadMostlyMap::pin`]). Each read sees the latest committed entry of its
+/// key when it runs; what it returned stays as it was, however the map changes,
+/// until the `Pinned` is dropped. Not `Send`: the pin is its thread's.
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// let map: mapguard::ReadMostlyMap<u32, u32> = mapguard::ReadMostlyMap::new();
+/// send(map.pin());
+/// ```
+pub struct Pinned<'m, K, V, S = DefaultHashBuilder> {
+    map: &'m ReadMostlyMap<K, V, S>,
+    guard: Guard,
+}
+
+impl<K, V, S> Pinned<'_, K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    /// The key's value, lock-free.
+    ///
+    /// ```
+    /// let map: mapguard::ReadMostlyMap<u32, u32> = [(1, 10)].into_iter().collect();
+    /// let pinned = map.pin();
+    /// assert_eq!(pinned.get(&1), Some(&10));
+    /// assert_eq!(pinned.get(&2), None);
+    /// ```
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.find(&self.guard, key).map(|e| &e.value)
+    }
+
+    /// The stored key and its value.
+    ///
+    /// ```
+    /// let map: mapguard::ReadMostlyMap<String, u32> = [("a".to_string(), 1)].into_iter().collect();
+    /// assert_eq!(map.pin().get_key_value("a"), Some((&"a".to_string(), &1)));
+    /// ```
+    pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.find(&self.guard, key).map(|e| (&e.key, &e.value))
+    }
+
+    /// The value with its version (for
+    /// [`compare_and_update`](ReadMostlyMap::compare_and_update)), from one
+    /// committed entry.
+    ///
+    /// ```
+    /// let map: mapguard::ReadMostlyMap<u32, u32> = [(1, 10)].into_iter().collect();
+    /// let pinned = map.pin();
+    /// let (v, version) = pinned.get_versioned(&1).unwrap();
+    /// assert_eq!((*v, Some(version)), (10, map.version(&1)));
+    /// ```
+    pub fn get_versioned<Q>(&self, key: &Q) -> Option<(&V, u64)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map
+            .find(&self.guard, key)
+            .map(|e| (&e.value, e.version))
+    }
+
+    /// Whether the key is present.
+    ///
+    /// ```
+    /// let map: mapguard::ReadMostlyMap<u32, u32> = [(1, 10)].into_iter().collect();
+    /// assert!(map.pin().contains_key(&1));
+    /// ```
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.find(&self.guard, key).is_some()
+    }
+}
+
+impl<K, V, S> fmt::Debug for Pinned<'_, K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pinned").finish_non_exhaustive()
     }
 }
 

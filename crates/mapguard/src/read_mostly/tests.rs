@@ -292,3 +292,51 @@ fn replaced_values_are_freed_while_the_map_lives() {
     drop(map);
     assert_eq!(LIVE.load(SeqCst), 0);
 }
+
+/// What a pinned read returned stays as it was, however the map changes while
+/// the thread stays pinned: its key replaced and removed, its table migrated to
+/// a bigger one and shrunk again, by another thread and by the pinned one
+/// (Miri checks that nothing it points to is freed or reused meanwhile; a
+/// reused slot would also show the new value through the old reference).
+#[test]
+fn a_pinned_reads_values_outlive_replacement_removal_and_migration() {
+    let map: ReadMostlyMap<u64, String> = ReadMostlyMap::builder().shards(1).build();
+    let (held_keys, churn) = (sized(200), sized(4_000));
+    for k in 0..held_keys {
+        map.insert(k, format!("v{k}"));
+    }
+    let capacity = map.capacity();
+    let pinned = map.pin();
+    let held: Vec<&String> = (0..held_keys).map(|k| pinned.get(&k).unwrap()).collect();
+    let grown = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut grown = 0;
+            for round in 0..3 {
+                for k in 0..churn {
+                    map.insert(k, format!("r{round}-{k}"));
+                }
+                grown = grown.max(map.capacity());
+                for k in 0..churn {
+                    map.remove(&k);
+                }
+            }
+            grown
+        });
+        // The pinned thread writes too: a writer never waits for readers.
+        for k in 0..held_keys {
+            map.insert(k, format!("mine{k}"));
+        }
+        writer.join().unwrap()
+    });
+    assert!(
+        grown > capacity,
+        "no growth while pinned ({capacity} -> {grown})"
+    );
+    for (k, value) in held.iter().enumerate() {
+        assert_eq!(**value, format!("v{k}"), "key {k}");
+    }
+    assert_eq!(pinned.get(&0), None);
+    map.insert(0, "new".to_string());
+    assert_eq!(pinned.get(&0).map(String::as_str), Some("new"));
+    drop(pinned);
+}
