@@ -54,9 +54,10 @@
 //! instructions per get against papaya's ~125 and [`ShardedMap`]'s ~190, in the
 //! bench's callgrind count, and one cache miss, on the entry, against papaya's
 //! two or three; many reads through one [`ReadMostlyMap::pin`] ~96 each, and
-//! they borrow their values instead of cloning them), [`ShardedMap`] when writes are frequent or values are
-//! expensive to clone ([`ReadMostlyMap`] never changes an entry readers may
-//! hold: every write publishes a new one, so its writes need
+//! they borrow their values instead of cloning them), [`ShardedMap`] when
+//! writes are frequent or values are expensive to clone ([`ReadMostlyMap`]
+//! never changes an entry readers may hold: every write publishes a new one,
+//! so its writes need
 //! `K: Clone + V: Clone`, cost about twice [`ShardedMap`]'s (the bench's ops
 //! part, one thread, 131,072 keys: a replacement 118 ns against 50), and a
 //! table keeps a replaced entry's slot until no reader can hold it). That last
