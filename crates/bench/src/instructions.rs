@@ -2,10 +2,10 @@
 //!
 //! The bench binary has a mode (`count-gets`) that fills a map and then does N gets in one
 //! function that is never inlined ([`measured_gets`], and [`measured_gets_held`] for reads
-//! through one held guard). Each
-//! map runs under `valgrind --tool=callgrind --toggle-collect=*measured_gets*`, so callgrind
-//! counts only instructions executed inside that function and what it calls: process start,
-//! the fill and teardown are not collected at all, and one run per map and hit/miss does.
+//! through one held guard). Each map runs under `valgrind --tool=callgrind
+//! --toggle-collect=*measured_gets*`, so callgrind counts only instructions executed inside
+//! that function and what it calls: process start, the fill and teardown are not collected
+//! at all, and one run per map and hit/miss does.
 //! Total / N is the cost of one get; it includes the loop's own few instructions per
 //! iteration (next key, index wrap, count, branch), the same for every map. The hasher seed
 //! and keys are fixed, so the counts repeat exactly. With `--writes` the same mode does N
@@ -26,6 +26,7 @@ use rand::SeedableRng;
 use crate::maps::{BenchMap, MapKind, MapVisitor, Session};
 use crate::report::Section;
 use crate::table::Table;
+use crate::workload::prefilled;
 
 /// What `count-gets` measures: a map through its session, or papaya or ReadMostlyMap with one
 /// guard held for all gets (their cheapest read paths).
@@ -181,10 +182,7 @@ impl MapVisitor for CountGets<'_> {
 }
 
 fn papaya_held_guard_gets(fill: &[u64], probe: &[u64], n: u64) -> u64 {
-    let map = papaya::HashMap::with_hasher(crate::maps::hasher());
-    for &k in fill {
-        map.pin().insert(k, k);
-    }
+    let map: papaya::HashMap<u64, u64, crate::maps::Hasher> = prefilled(fill);
     let guard = map.guard();
     measured_gets_held(
         |k| map.get(k, &guard).map(|v| black_box(*v)).is_some(),
@@ -194,13 +192,7 @@ fn papaya_held_guard_gets(fill: &[u64], probe: &[u64], n: u64) -> u64 {
 }
 
 fn read_mostly_pinned_gets(fill: &[u64], probe: &[u64], n: u64) -> u64 {
-    let map = mapguard::ReadMostlyMap::builder()
-        .hasher(crate::maps::hasher())
-        .build();
-    for &k in fill {
-        map.insert(k, k);
-    }
-    map.shrink_to_fit();
+    let map: mapguard::ReadMostlyMap<u64, u64, crate::maps::Hasher> = prefilled(fill);
     let pinned = map.pin();
     measured_gets_held(|k| pinned.get(k).map(|v| black_box(*v)).is_some(), probe, n)
 }
