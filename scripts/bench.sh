@@ -5,7 +5,7 @@
 # --full runs the full matrix.
 # Other flags go to the bench binary (`target/release/bench --help`), e.g. --publish BENCHMARKS.md.
 # Needs root for the eBPF rows (without it they print "n/a: needs root").
-# Usage: sudo scripts/bench.sh [--full] [BENCH FLAGS...]
+# Usage (as root): scripts/bench.sh [--full] [BENCH FLAGS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --bench

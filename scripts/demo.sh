@@ -5,7 +5,7 @@
 # the service, prints only one), and serves its Prometheus metrics while it watches; the demo
 # scrapes them live. Sets up what it needs first (scripts/setup.sh).
 #
-# Usage: sudo scripts/demo.sh [seconds-of-load]
+# Usage (as root): scripts/demo.sh [seconds-of-load]
 #        (env DEMO_PORT, default 18080; DEMO_METRICS_PORT, default 19464)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ GO_VERSION=1.25.5
 OUT=target/demo
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "demo: mapwatch loads eBPF programs, which needs root: sudo $0" >&2
+    echo "demo: mapwatch loads eBPF programs, which needs root: run $0 as root" >&2
     exit 1
 fi
 

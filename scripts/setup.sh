@@ -20,7 +20,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then
-        echo "setup: installing Debian packages needs root (try: sudo $0)" >&2
+        echo "setup: installing Debian packages needs root: run $0 as root" >&2
         exit 1
     fi
 }

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "test: the eBPF integration tests need root: sudo $0" >&2
+    echo "test: the eBPF integration tests need root: run $0 as root" >&2
     exit 1
 fi
 
