@@ -8,8 +8,8 @@
 use std::time::Instant;
 
 use gotarget::{MapOp, SyncKind};
-use mapwatch::detect::race::RaceDetector;
-use mapwatch::event::{ChanState, MapEvent, SyncEvent};
+use mapwatch::RaceDetector;
+use mapwatch::{ChanState, MapEvent, SyncEvent};
 
 const PID: u32 = 1;
 

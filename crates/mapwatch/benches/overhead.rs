@@ -8,8 +8,8 @@
 
 use std::process::Command;
 
-use mapwatch::capture::capture;
-use mapwatch::probe::SitePolicy;
+use mapwatch::capture;
+use mapwatch::SitePolicy;
 
 /// Ops per run; the entry probe is several times dearer per op, so it gets fewer.
 const OPS: u64 = 1_000_000;

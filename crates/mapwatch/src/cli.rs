@@ -1,20 +1,19 @@
-//! The command line: `run`, `attach`, `inspect` (the contract in ARCHITECTURE.md).
+//! The command line: parses the arguments and dispatches to the watch, the daemon, `inspect`
+//! and `report` (the CLI contract is in docs/ARCHITECTURE.md).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use gotarget::GoBinary;
 
 use crate::daemon;
 use crate::export::audit::{self, AuditLog, AuditOptions};
 use crate::export::metrics::{self, Metrics, MetricsServer};
-use crate::probe::Probes;
 use crate::process::{self, StoppedChild};
-use crate::session::{Outcome, Session, Target, WatchOptions};
+use crate::watch::{self, Outcome, Target, WatchOptions};
 
 /// Watch a Go process's maps with eBPF: conflicts with both goroutines' stacks, no rebuild.
 #[derive(Parser, Debug)]
@@ -306,11 +305,8 @@ fn run(watch: &WatchArgs, command: &[OsString]) -> Result<u8> {
     let (program, args) = command.split_first().expect("clap requires a command");
     let (options, _metrics_server) = watch.options()?;
     let stopped = StoppedChild::spawn(program, args)?;
-    let pid = stopped.pid();
-    let session = prepare(pid, options.races)
-        .and_then(|(binary, probes)| Session::new(binary, probes, options));
-    let session = match session {
-        Ok(s) => s,
+    let prepared = match watch::prepare(stopped.pid(), options) {
+        Ok(w) => w,
         Err(e) => {
             // It never ran a single instruction: nothing is lost by not starting it.
             stopped.kill();
@@ -318,7 +314,7 @@ fn run(watch: &WatchArgs, command: &[OsString]) -> Result<u8> {
         }
     };
     let child = stopped.resume()?;
-    let outcome = session.run(Target::Child(child))?;
+    let outcome = prepared.run(Target::Child(child))?;
     let code = outcome.exit.map(process::exit_code).unwrap_or(0);
     Ok(finding_code(watch, &outcome).unwrap_or(code.clamp(0, 255) as u8))
 }
@@ -326,41 +322,10 @@ fn run(watch: &WatchArgs, command: &[OsString]) -> Result<u8> {
 fn attach(pid: i32, watch: &WatchArgs) -> Result<u8> {
     process::require_root()?;
     let (options, _metrics_server) = watch.options()?;
-    let (binary, probes) = prepare(pid, options.races)?;
-    let outcome = Session::new(binary, probes, options)?.run(Target::Pid(pid))?;
+    let outcome = watch::prepare(pid, options)?.run(Target::Pid(pid))?;
     Ok(finding_code(watch, &outcome).unwrap_or(0))
 }
 
 fn finding_code(watch: &WatchArgs, outcome: &Outcome) -> Option<u8> {
     (watch.fail_on_finding && !outcome.findings.is_empty()).then_some(FOUND_EXIT_CODE)
-}
-
-/// Inspects the process's binary and attaches the probes.
-pub(crate) fn prepare(pid: i32, races: bool) -> Result<(Arc<GoBinary>, Probes)> {
-    let exe = process::exe_of(pid)?;
-    let binary = Arc::new(GoBinary::open(&exe).with_context(|| format!("pid {pid}"))?);
-    for d in binary.degradations() {
-        eprintln!("mapwatch: degraded: {d}");
-    }
-    let mut probes = Probes::load(&binary, races)?;
-    probes.attach(&binary, &exe, pid).map_err(|e| {
-        // The probes attach to /proc/PID/exe, which goes with the process: then say so
-        // rather than leave the user the attach's "No such file or directory".
-        if process::exe_of(pid).is_err() {
-            e.context(format!(
-                "pid {pid} exited while its probes were being attached"
-            ))
-        } else {
-            e
-        }
-    })?;
-    let emulated = probes.attached().iter().filter(|p| p.emulated).count();
-    eprintln!(
-        "mapwatch: watching pid {pid} ({}, {} maps): {} probes ({} on emulated instructions)",
-        binary.go_version().raw,
-        crate::inspect::abi_name(binary.map_abi()),
-        probes.attached().len(),
-        emulated
-    );
-    Ok((binary, probes))
 }

@@ -1,5 +1,5 @@
 //! `mapwatch daemon`: watches every process whose executable matches a pattern (and/or a list
-//! of pids), each in its own [`Session`] on its own thread, all feeding one metrics endpoint
+//! of pids), each in its own [`Watch`](crate::watch::Watch) on its own thread, all feeding one metrics endpoint
 //! and one audit log. It looks at /proc every poll interval: new matching processes are
 //! attached to, ended ones are detached from (their watch ends by itself when the process
 //! does), and SIGTERM or SIGINT detaches from all and ends the daemon.
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use regex::Regex;
 
-use crate::process;
-use crate::session::{self, Session, Target, WatchOptions};
+use crate::watch::{self, Target, WatchOptions};
+use crate::{process, signals};
 
 /// What the daemon watches and how.
 pub struct DaemonOptions {
@@ -37,7 +37,7 @@ enum WatchEnd {
 
 /// Runs the daemon until SIGTERM/SIGINT, or, with only a pid list, until those processes end.
 pub fn run(opts: DaemonOptions) -> Result<()> {
-    session::install_signal_handlers();
+    signals::install();
     let selector = Selector {
         matcher: opts.matcher,
         pids: opts.pids.iter().copied().collect(),
@@ -66,7 +66,7 @@ pub fn run(opts: DaemonOptions) -> Result<()> {
             }
         }
         refused.retain(|&pid| process::is_alive(pid));
-        if session::stop_requested() {
+        if signals::stop_requested() {
             break;
         }
         for (pid, exe) in selector.scan() {
@@ -99,10 +99,8 @@ fn start_watch(pid: i32, opts: WatchOptions) -> Result<JoinHandle<WatchEnd>> {
     std::thread::Builder::new()
         .name(format!("watch-{pid}"))
         .spawn(move || {
-            let session = crate::cli::prepare(pid, opts.races)
-                .and_then(|(binary, probes)| Session::new(binary, probes, opts));
-            let outcome = match session {
-                Ok(s) => s.run(Target::Pid(pid)),
+            let outcome = match watch::prepare(pid, opts) {
+                Ok(w) => w.run(Target::Pid(pid)),
                 Err(e) => {
                     eprintln!("mapwatch: daemon: not watching pid {pid}: {e:#}");
                     return WatchEnd::Refused;
@@ -119,7 +117,7 @@ fn start_watch(pid: i32, opts: WatchOptions) -> Result<JoinHandle<WatchEnd>> {
 /// Sleeps for `d`, waking early when a stop is requested.
 fn sleep_unless_stopped(d: Duration) {
     let end = Instant::now() + d;
-    while !session::stop_requested() {
+    while !signals::stop_requested() {
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;

@@ -6,27 +6,30 @@
 
 use gotarget::{MapOp, SyncKind};
 
-/// Size of `struct event` in `bpf/event.h`.
-pub const EVENT_SIZE: usize = 64;
-/// Size of `struct writer` in `bpf/event.h`.
-pub const WRITER_SIZE: usize = 56;
-/// Frames per stack in a conflict (`STACK_DEPTH` in `bpf/event.h`).
-pub const STACK_DEPTH: usize = 48;
-/// Size of `struct conflict_event` in `bpf/event.h`.
-pub const CONFLICT_EVENT_SIZE: usize = EVENT_SIZE + WRITER_SIZE + 8 + 2 * STACK_DEPTH * 8;
+/// The records' layout, generated at build time from `bpf/event.h`: sizes, field offsets,
+/// flags and enum values (`bpf/event_layout.c` prints them).
+#[allow(dead_code)] // every field is generated; not every one is read
+pub(crate) mod layout {
+    include!(concat!(env!("OUT_DIR"), "/event_layout.rs"));
+}
+use layout::*;
 
-const F_WRITING: u8 = 0x01;
-const F_CONFLICT: u8 = 0x02;
-const F_RUNTIME: u8 = 0x04;
-const F_CHAN_STATE: u8 = 0x08;
-const F_CHAN_CLOSED: u8 = 0x10;
-const F_CHAN_RECVQ: u8 = 0x20;
-const F_CHAN_SENDQ: u8 = 0x40;
-const F_CHAN_ZERO: u8 = 0x80;
+pub use layout::{CONFLICT_EVENT_SIZE, EVENT_SIZE, OP_SLOTS, STACK_DEPTH};
+
+// The enums shared with event.h must agree with it.
+const _: () = {
+    assert!(MapOp::Read as u8 == OP_READ && MapOp::Write as u8 == OP_WRITE);
+    assert!(MapOp::Delete as u8 == OP_DELETE && MapOp::Clear as u8 == OP_CLEAR);
+    assert!(MapOp::IterStart as u8 == OP_ITER_START && MapOp::IterNext as u8 == OP_ITER_NEXT);
+    assert!(MapOp::Make as u8 == OP_MAKE && OP_MAKE as usize + 1 == OP_SLOTS);
+    assert!(SyncKind::GoStart as u8 == OP_GO_START && OP_GO_START == OP_SYNC_FIRST);
+    assert!(KeyMode::None as u8 == KEY_NONE && KeyMode::Value as u8 == KEY_VALUE);
+    assert!(KeyMode::String as u8 == KEY_STRING && KeyMode::Indirect as u8 == KEY_INDIRECT);
+};
 
 /// Attach cookie: which op a probe reports and how its key is passed (`COOKIE_*` in event.h).
 pub fn cookie(op: MapOp, key_mode: KeyMode) -> u64 {
-    op as u64 | ((key_mode as u64) << 8)
+    (op as u64) << COOKIE_OP_SHIFT | (key_mode as u64) << COOKIE_KEY_MODE_SHIFT
 }
 
 /// How a map entry point receives its key (`enum key_mode` in event.h).
@@ -56,9 +59,6 @@ impl KeyMode {
         }
     }
 }
-
-/// Counter slots in BPF, indexed by `MapOp as u8` (`OP_SLOTS`; slot 0 is unused).
-pub const OP_SLOTS: usize = 8;
 
 /// One map operation seen by a probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,39 +200,32 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-struct Reader<'a>(&'a [u8]);
+/// Little-endian fields of a record at their offsets; the record's length is checked first.
+#[derive(Clone, Copy)]
+struct Fields<'a>(&'a [u8]);
 
-impl Reader<'_> {
-    fn u64(&mut self) -> u64 {
-        let (head, rest) = self.0.split_at(8);
-        self.0 = rest;
-        u64::from_le_bytes(head.try_into().expect("8 bytes"))
+impl Fields<'_> {
+    fn bytes<const N: usize>(self, at: usize) -> [u8; N] {
+        self.0[at..at + N].try_into().expect("length checked")
     }
-    fn u32(&mut self) -> u32 {
-        let (head, rest) = self.0.split_at(4);
-        self.0 = rest;
-        u32::from_le_bytes(head.try_into().expect("4 bytes"))
+    fn u64(self, at: usize) -> u64 {
+        u64::from_le_bytes(self.bytes(at))
     }
-    fn u16(&mut self) -> u16 {
-        let (head, rest) = self.0.split_at(2);
-        self.0 = rest;
-        u16::from_le_bytes(head.try_into().expect("2 bytes"))
+    fn u32(self, at: usize) -> u32 {
+        u32::from_le_bytes(self.bytes(at))
     }
-    fn u8(&mut self) -> u8 {
-        let v = self.0[0];
-        self.0 = &self.0[1..];
-        v
+    fn u16(self, at: usize) -> u16 {
+        u16::from_le_bytes(self.bytes(at))
     }
-    fn skip(&mut self, n: usize) {
-        self.0 = &self.0[n..];
+    fn u8(self, at: usize) -> u8 {
+        self.0[at]
     }
-    /// A `STACK_DEPTH` array of which the first `depth` entries are used.
-    fn stack(&mut self, depth: usize) -> Result<Vec<u64>, DecodeError> {
+    /// The first `depth` frames of the `STACK_DEPTH` array at `at`.
+    fn stack(self, at: usize, depth: usize) -> Result<Vec<u64>, DecodeError> {
         if depth > STACK_DEPTH {
             return Err(DecodeError(format!("stack depth {depth}")));
         }
-        let frames: Vec<u64> = (0..STACK_DEPTH).map(|_| self.u64()).collect();
-        Ok(frames[..depth].to_vec())
+        Ok((0..depth).map(|i| self.u64(at + 8 * i)).collect())
     }
 }
 
@@ -245,45 +238,36 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     if bytes.len() != EVENT_SIZE && bytes.len() != CONFLICT_EVENT_SIZE {
         return Err(DecodeError(format!("{} bytes", bytes.len())));
     }
-    let mut r = Reader(bytes);
-    let ts = r.u64();
-    let map = r.u64();
-    let map_type = r.u64();
-    let goid = r.u64();
-    let ret = r.u64();
-    let key = r.u64();
-    let pid = r.u32();
-    let tid = r.u32();
-    let cpu = r.u16();
-    let raw_op = r.u8();
-    let flags = r.u8();
-    r.u32(); // padding
+    let r = Fields(bytes);
+    let e = CONFLICT_EV; // a conflict_event begins with its struct event
+    let raw_op = r.u8(e + EVENT_OP);
+    let flags = r.u8(e + EVENT_FLAGS);
     if let Some(kind) = SyncKind::from_u8(raw_op) {
         if bytes.len() != EVENT_SIZE {
             return Err(DecodeError("sync record with a conflict's size".into()));
         }
         return Ok(Record::Sync(SyncEvent {
-            ts,
+            ts: r.u64(EVENT_TS),
             kind,
-            object: map,
-            goid,
-            child: key,
-            pc: ret,
-            pid,
-            tid,
-            chan: ChanState::from_record(map_type, key, flags),
+            object: r.u64(EVENT_MAP),
+            goid: r.u64(EVENT_GOID),
+            child: r.u64(EVENT_KEY),
+            pc: r.u64(EVENT_RET),
+            pid: r.u32(EVENT_PID),
+            tid: r.u32(EVENT_TID),
+            chan: ChanState::from_record(r.u64(EVENT_TYPE), r.u64(EVENT_KEY), flags),
         }));
     }
     let event = MapEvent {
-        ts,
-        map,
-        map_type,
-        goid,
-        ret,
-        key,
-        pid,
-        tid,
-        cpu,
+        ts: r.u64(e + EVENT_TS),
+        map: r.u64(e + EVENT_MAP),
+        map_type: r.u64(e + EVENT_TYPE),
+        goid: r.u64(e + EVENT_GOID),
+        ret: r.u64(e + EVENT_RET),
+        key: r.u64(e + EVENT_KEY),
+        pid: r.u32(e + EVENT_PID),
+        tid: r.u32(e + EVENT_TID),
+        cpu: r.u16(e + EVENT_CPU),
         op: op(raw_op)?,
         saw_writing: flags & F_WRITING != 0,
         runtime_fatal: flags & F_RUNTIME != 0,
@@ -297,29 +281,19 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     if !is_conflict {
         return Ok(Record::Op(event));
     }
-    let goid = r.u64();
-    let _ip = r.u64(); // also the first frame of the stack below
-    let ret = r.u64();
-    let _fp = r.u64();
-    let _caller_ret = r.u64();
-    let ts = r.u64();
-    let tid = r.u32();
-    let writer_op = op(r.u8())?;
-    r.skip(3);
-    let depth = r.u32() as usize;
-    let writer_depth = r.u32() as usize;
-    let stack = r.stack(depth)?;
-    let writer_stack = r.stack(writer_depth)?;
+    let w = CONFLICT_OTHER;
+    let stack = r.stack(CONFLICT_STACK, r.u32(CONFLICT_DEPTH) as usize)?;
+    let writer_stack = r.stack(CONFLICT_OTHER_STACK, r.u32(CONFLICT_OTHER_DEPTH) as usize)?;
     Ok(Record::Conflict {
         access: event,
         stack,
         writer: InFlightWrite {
-            goid,
-            ret,
-            ts,
+            goid: r.u64(w + WRITER_GOID),
+            ret: r.u64(w + WRITER_RET),
+            ts: r.u64(w + WRITER_TS),
             stack: writer_stack,
-            tid,
-            op: writer_op,
+            tid: r.u32(w + WRITER_TID),
+            op: op(r.u8(w + WRITER_OP))?,
         },
     })
 }
@@ -393,8 +367,7 @@ mod tests {
         );
         assert_eq!(w.stack, [0x401000, 0x405555]);
         // A depth past the array is malformed.
-        let depth_at = EVENT_SIZE + WRITER_SIZE;
-        b[depth_at..depth_at + 4].copy_from_slice(&99u32.to_le_bytes());
+        b[CONFLICT_DEPTH..CONFLICT_DEPTH + 4].copy_from_slice(&99u32.to_le_bytes());
         assert!(decode(&b).is_err());
     }
 

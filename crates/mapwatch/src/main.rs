@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match mapwatch::cli::main() {
+    match mapwatch::main() {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("mapwatch: error: {e:#}");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::{findings, go_binary, ops_in_summary, run_mapwatch, scratch};
 use gobuild::TEST_VERSIONS;
-use mapwatch::export::audit::{read_all, AuditRecord};
+use mapwatch::{read_audit_log, AuditRecord};
 
 /// Rotation size for the tests: small enough for dozens of files.
 const MAX_BYTES: u64 = 64 * 1024;
@@ -90,7 +90,7 @@ fn sampled_operations_rotate_with_nothing_lost_or_repeated() {
 
     // One in SAMPLE of every operation the summary counted: numbered without a gap or a
     // repeat across all the files, each whole.
-    let records = read_all(&dir).unwrap();
+    let records = read_audit_log(&dir).unwrap();
     assert_eq!(records.len() as u64, ops / SAMPLE, "{ops} ops counted");
     let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (1..=records.len() as u64).collect::<Vec<_>>());
@@ -142,7 +142,7 @@ fn findings_reach_the_audit_log_and_its_ops_reach_the_html_report() {
             eprintln!("attempt {attempt}: no conflict this time");
             continue;
         }
-        let records = read_all(&dir).unwrap();
+        let records = read_audit_log(&dir).unwrap();
         assert_tagged(&records, &dir, &format!("go{version}"));
         let audited: Vec<_> = records.iter().filter_map(|r| r.finding.as_ref()).collect();
         // Every occurrence is audited; the report keeps one per distinct finding.

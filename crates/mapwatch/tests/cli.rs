@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 
 use common::{findings, go_binary, ops_in_summary, run_mapwatch, scratch};
 use gobuild::TEST_VERSIONS;
-use mapwatch::report::FindingKind;
+use mapwatch::FindingKind;
 
 fn has_frame(stack: &[String], function: &str, file: &str) -> bool {
     stack

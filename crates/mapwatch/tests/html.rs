@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{findings, go_binary, run_mapwatch, scratch};
 use gobuild::TEST_VERSIONS;
-use mapwatch::report::Finding;
+use mapwatch::Finding;
 
 /// How long chromium gets to load and render a local page.
 const CHROMIUM_LIMIT: Duration = Duration::from_secs(90);

@@ -190,10 +190,10 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
 /// renamed metric can't silently empty a panel or mute an alert.
 #[test]
 fn rules_and_dashboard_query_only_exported_metrics() {
-    use mapwatch::export::metrics::Metrics;
-    use mapwatch::opcount::{SiteOps, UNKNOWN_SITE};
-    use mapwatch::probe::Counters;
-    use mapwatch::report::{Access, Finding, FindingKind};
+    use mapwatch::Counters;
+    use mapwatch::Metrics;
+    use mapwatch::{Access, Finding, FindingKind};
+    use mapwatch::{SiteOps, UNKNOWN_SITE};
 
     // Labelled families are listed only once they have a member: give each one.
     let metrics = Metrics::new();

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::process::Command;
 
 use gotarget::MapOp;
-use mapwatch::capture::capture;
-use mapwatch::event::{MapEvent, Record};
-use mapwatch::probe::SitePolicy;
+use mapwatch::capture;
+use mapwatch::SitePolicy;
+use mapwatch::{MapEvent, Record};
 
 const N: u64 = 50;
 

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use common::gorace::{race_reports, RaceReport};
 use common::racecorpus::{self, Case};
-use mapwatch::report::{jsonl, Finding, FindingKind};
+use mapwatch::{jsonl, Finding, FindingKind};
 
 /// The issue asks for at least this many cases of each verdict.
 const MIN_CASES_PER_VERDICT: usize = 17;

@@ -1,5 +1,6 @@
 /* Records shared by the BPF programs (mapwatch.bpf.c) and their reader (src/event.rs).
- * Layouts are mirrored by #[repr(C)] structs in Rust: change both together. */
+ * The Rust side's sizes, offsets and constants are generated from this file by build.rs
+ * (bpf/event_layout.c): list a new field or constant there too. */
 #ifndef MAPWATCH_EVENT_H
 #define MAPWATCH_EVENT_H
 

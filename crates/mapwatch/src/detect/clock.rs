@@ -88,6 +88,7 @@ impl VectorClock {
     }
 
     /// Whether it holds no entry.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -15,19 +15,10 @@ pub struct FindingLog {
 }
 
 impl FindingLog {
-    /// Adds a finding; returns it if it is new (to be reported now), or `None` if it repeats
-    /// one already reported (whose count goes up).
-    pub fn add(&mut self, finding: Finding) -> Option<&Finding> {
-        match self.add_indexed(finding) {
-            (i, true) => self.findings.get(i),
-            (_, false) => None,
-        }
-    }
-
     /// Adds a finding; returns its index in [`findings`](Self::findings) and whether it is
     /// new. The index lets a caller that recognises a repeat cheaply [`repeat`](Self::repeat)
     /// it without building the finding again.
-    pub fn add_indexed(&mut self, finding: Finding) -> (usize, bool) {
+    pub fn add(&mut self, finding: Finding) -> (usize, bool) {
         let site = finding
             .map_site
             .clone()
@@ -106,16 +97,19 @@ mod tests {
     #[test]
     fn one_finding_per_site_and_line_pair() {
         let mut log = FindingLog::default();
-        assert!(log
-            .add(finding("0x1", "main.a main.go:20", "main.b main.go:30"))
-            .is_some());
+        assert_eq!(
+            log.add(finding("0x1", "main.a main.go:20", "main.b main.go:30")),
+            (0, true)
+        );
         // Same site and lines on another map instance from the same site: a repeat.
-        assert!(log
-            .add(finding("0x2", "main.a main.go:20", "main.b main.go:30"))
-            .is_none());
-        assert!(log
-            .add(finding("0x1", "main.a main.go:21", "main.b main.go:30"))
-            .is_some());
+        assert_eq!(
+            log.add(finding("0x2", "main.a main.go:20", "main.b main.go:30")),
+            (0, false)
+        );
+        assert_eq!(
+            log.add(finding("0x1", "main.a main.go:21", "main.b main.go:30")),
+            (1, true)
+        );
         assert_eq!(log.findings().len(), 2);
         assert_eq!(log.findings()[0].count, 2);
         assert_eq!(log.occurrences(), 3);

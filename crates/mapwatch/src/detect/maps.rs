@@ -54,16 +54,6 @@ impl MapRegistry {
     pub fn len(&self) -> usize {
         self.maps.len()
     }
-
-    /// Whether no map was seen.
-    pub fn is_empty(&self) -> bool {
-        self.maps.is_empty()
-    }
-
-    /// Forgets the maps of a process that is gone.
-    pub fn forget_process(&mut self, pid: u32) {
-        self.maps.retain(|&(p, _), _| p != pid);
-    }
 }
 
 #[cfg(test)]
@@ -111,8 +101,6 @@ mod tests {
             })
         );
         assert_eq!(r.len(), 1);
-        r.forget_process(10);
-        assert!(r.is_empty());
     }
 
     #[test]

@@ -160,6 +160,7 @@ pub struct TargetAudit {
 
 impl TargetAudit {
     /// The platform tag (the partition's directory name).
+    #[cfg(test)]
     pub fn tag(&self) -> &str {
         &self.tag
     }

@@ -2,7 +2,7 @@
 //! findings by kind and site, events and drops, probes, watched processes, goroutines and maps
 //! tracked, in the OpenMetrics text format, served over HTTP at `/metrics`.
 //!
-//! Per-event work stays in the session's [`OpTally`](crate::opcount::OpTally); its drained,
+//! Per-event work stays in the watch's [`OpTally`](crate::opcount::OpTally); its drained,
 //! symbolized counts reach the labelled counters once a second and at the end.
 //!
 //! One [`Metrics`] (one endpoint) can serve many watched processes (the daemon): each watch
@@ -174,7 +174,7 @@ impl Metrics {
         }
     }
 
-    /// Adds map operations drained from the session's tally.
+    /// Adds map operations drained from the watch's tally.
     pub fn add_ops(&self, ops: &[SiteOps]) {
         for o in ops {
             let labels = OpLabels {

@@ -7,13 +7,15 @@ use std::mem::MaybeUninit;
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
-use gotarget::{GoBinary, MapOp, ObjectAddr, Placement, SyncKind, SyncObject, SyncPlan};
+use gotarget::{GoBinary, MapOp, ObjectAddr, Placement, SyncObject, SyncPlan};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, ProgramAttachType, UprobeMultiOpts, UprobeOpts};
+use libbpf_rs::{
+    Link, MapCore, MapFlags, MapHandle, ProgramAttachType, UprobeMultiOpts, UprobeOpts,
+};
 
 pub use ringbuf::{EventReader, BATCH};
 
-use crate::event::{self, KeyMode, OP_SLOTS};
+use crate::event::{self, layout, KeyMode, OP_SLOTS};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/mapwatch.skel.rs"));
@@ -27,30 +29,6 @@ const WAKE_EVERY: u64 = 4096;
 /// The runtime functions that print "fatal error: concurrent map ..." and kill the process
 /// (Swiss maps call the second, which calls the first).
 const RUNTIME_FATAL: [&str; 2] = ["runtime.fatal", "internal/runtime/maps.fatal"];
-
-/// What a probe reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeKind {
-    /// A map operation of this class.
-    Map(MapOp),
-    /// The runtime's own detection of a map conflict, just before it kills the process.
-    RuntimeFatal,
-    /// A synchronisation operation (a happens-before edge for races).
-    Sync(SyncKind),
-}
-
-/// One uprobe as attached.
-#[derive(Clone, Debug)]
-pub struct AttachedProbe {
-    /// What it reports.
-    pub kind: ProbeKind,
-    /// The Go function it sits in.
-    pub function: String,
-    /// Its virtual address.
-    pub addr: u64,
-    /// Whether the kernel emulates the probed instruction (cheap) or single-steps it.
-    pub emulated: bool,
-}
 
 /// Where on a map entry point the probe goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +60,6 @@ fn entry_site(binary: &GoBinary, f: &gotarget::Function) -> Result<gotarget::Pro
 /// A uprobe to attach: what it reports, where, and the cookie its program reads.
 #[derive(Clone)]
 struct PlannedSite {
-    kind: ProbeKind,
     program: BpfProgram,
     function: String,
     site: gotarget::ProbeSite,
@@ -114,60 +91,57 @@ impl BpfProgram {
     }
 }
 
-fn program_for(kind: ProbeKind) -> BpfProgram {
-    match kind {
-        ProbeKind::Map(MapOp::Read) => BpfProgram::Read,
-        ProbeKind::Map(MapOp::Write | MapOp::Delete | MapOp::Clear) => BpfProgram::Write,
-        ProbeKind::Map(MapOp::IterStart) => BpfProgram::IterStart,
-        ProbeKind::Map(MapOp::IterNext) => BpfProgram::IterNext,
-        ProbeKind::Map(MapOp::Make) => BpfProgram::MakeReturn,
-        ProbeKind::RuntimeFatal => BpfProgram::Fatal,
-        ProbeKind::Sync(_) => BpfProgram::Sync,
+/// The program that reports a map operation of class `op`.
+fn program_for(op: MapOp) -> BpfProgram {
+    match op {
+        MapOp::Read => BpfProgram::Read,
+        MapOp::Write | MapOp::Delete | MapOp::Clear => BpfProgram::Write,
+        MapOp::IterStart => BpfProgram::IterStart,
+        MapOp::IterNext => BpfProgram::IterNext,
+        MapOp::Make => BpfProgram::MakeReturn,
     }
 }
 
 /// `struct sync_site` of event.h, for one probe of the sync plan.
-fn sync_site_bytes(p: &gotarget::SyncProbe) -> [u8; 24] {
-    const REG_NONE: u8 = 0xff;
+fn sync_site_bytes(p: &gotarget::SyncProbe) -> [u8; layout::SYNC_SITE_SIZE] {
+    use layout::*;
     // (form, base, index, scale, disp, slot)
     let (form, base, index, scale, disp, slot): (u8, u8, u8, u8, i64, i64) = match p.object {
         SyncObject::At(ObjectAddr::Registers { base, index, disp })
         | SyncObject::LockedChannel(ObjectAddr::Registers { base, index, disp }) => {
             let (i, sc) = index.map_or((REG_NONE, 0), |(r, s)| (r as u8, s));
-            (0, base as u8, i, sc, disp, 0)
+            (ADDR_REGS, base as u8, i, sc, disp, 0)
         }
         SyncObject::At(ObjectAddr::FromProbe { delta })
         | SyncObject::LockedChannel(ObjectAddr::FromProbe { delta }) => {
-            (1, 0, REG_NONE, 0, delta, 0)
+            (ADDR_FROM_PROBE, 0, REG_NONE, 0, delta, 0)
         }
         SyncObject::At(ObjectAddr::Loaded { base, slot, disp })
         | SyncObject::LockedChannel(ObjectAddr::Loaded { base, slot, disp }) => {
-            (2, base as u8, REG_NONE, 0, disp, slot)
+            (ADDR_LOADED, base as u8, REG_NONE, 0, disp, slot)
         }
         SyncObject::At(ObjectAddr::Unknown) | SyncObject::LockedChannel(ObjectAddr::Unknown) => {
-            (3, 0, REG_NONE, 0, 0, 0)
+            (ADDR_UNKNOWN, 0, REG_NONE, 0, 0, 0)
         }
-        SyncObject::SelectCases => (4, 0, REG_NONE, 0, 0, 0),
-        SyncObject::NewGoroutine => (5, 0, REG_NONE, 0, 0, 0),
-        SyncObject::None => (6, 0, REG_NONE, 0, 0, 0),
+        SyncObject::SelectCases => (ADDR_SELECT, 0, REG_NONE, 0, 0, 0),
+        SyncObject::NewGoroutine => (ADDR_NEW_G, 0, REG_NONE, 0, 0, 0),
+        SyncObject::None => (ADDR_NONE, 0, REG_NONE, 0, 0, 0),
     };
     let at_call = matches!(
         p.site.placement,
         Placement::AfterStackCheck | Placement::Entry { .. }
     );
     let chan_state = matches!(p.object, SyncObject::LockedChannel(_));
-    let mut b = [0u8; 24];
-    b[..7].copy_from_slice(&[
-        p.kind as u8,
-        form,
-        base,
-        index,
-        scale,
-        at_call as u8,
-        chan_state as u8,
-    ]);
-    b[8..16].copy_from_slice(&disp.to_le_bytes());
-    b[16..24].copy_from_slice(&slot.to_le_bytes());
+    let mut b = [0u8; SYNC_SITE_SIZE];
+    b[SYNC_SITE_KIND] = p.kind as u8;
+    b[SYNC_SITE_FORM] = form;
+    b[SYNC_SITE_BASE] = base;
+    b[SYNC_SITE_INDEX] = index;
+    b[SYNC_SITE_SCALE] = scale;
+    b[SYNC_SITE_AT_CALL] = at_call as u8;
+    b[SYNC_SITE_CHAN_STATE] = chan_state as u8;
+    b[SYNC_SITE_DISP..SYNC_SITE_DISP + 8].copy_from_slice(&disp.to_le_bytes());
+    b[SYNC_SITE_SLOT..SYNC_SITE_SLOT + 8].copy_from_slice(&slot.to_le_bytes());
     b
 }
 
@@ -209,7 +183,6 @@ pub struct Probes {
     multi_links: bool,
     /// Each link with the program it runs (map-access links come and go with the duty cycle).
     links: Vec<(BpfProgram, Link)>,
-    attached: Vec<AttachedProbe>,
     sync_plan: SyncPlan,
     /// What was attached, to attach the map-access programs again after a pause.
     planned: Vec<PlannedSite>,
@@ -289,7 +262,6 @@ impl Probes {
             skel,
             multi_links,
             links: Vec::new(),
-            attached: Vec::new(),
             sync_plan,
             planned: Vec::new(),
             target: None,
@@ -339,8 +311,7 @@ impl Probes {
                 vec![probe.site]
             };
             sites.extend(placed.into_iter().map(|site| PlannedSite {
-                kind: ProbeKind::Map(probe.op),
-                program: program_for(ProbeKind::Map(probe.op)),
+                program: program_for(probe.op),
                 function: probe.function.name.clone(),
                 site,
                 cookie,
@@ -357,7 +328,6 @@ impl Probes {
             .filter_map(|name| binary.function(name))
         {
             sites.push(PlannedSite {
-                kind: ProbeKind::RuntimeFatal,
                 program: BpfProgram::Fatal,
                 site: binary.probe_site(&f)?,
                 function: f.name,
@@ -373,7 +343,6 @@ impl Probes {
             // Happens-before edges for the race detector; the cookie indexes sync_sites.
             for (i, p) in self.sync_plan.probes.iter().enumerate() {
                 sites.push(PlannedSite {
-                    kind: ProbeKind::Sync(p.kind),
                     program: BpfProgram::Sync,
                     function: p.location(),
                     site: p.site.clone(),
@@ -382,12 +351,6 @@ impl Probes {
             }
         }
         self.attach_sites(&sites, exe, pid)?;
-        self.attached.extend(sites.iter().map(|s| AttachedProbe {
-            kind: s.kind,
-            emulated: s.site.emulated,
-            function: s.function.clone(),
-            addr: s.site.addr,
-        }));
         self.planned.extend(sites);
         self.target = Some((exe.to_path_buf(), pid));
         Ok(())
@@ -493,14 +456,11 @@ impl Probes {
         self.links.clear();
     }
 
-    /// Whether uprobes are attached now.
-    pub fn is_attached(&self) -> bool {
-        !self.links.is_empty()
-    }
-
-    /// The probes attached (also after [`Probes::detach`], for the summary).
-    pub fn attached(&self) -> &[AttachedProbe] {
-        &self.attached
+    /// How many probes were attached, and how many of them on instructions the kernel
+    /// emulates (cheap) rather than single-steps (also after [`Probes::detach`]).
+    pub fn attached_count(&self) -> (usize, usize) {
+        let emulated = self.planned.iter().filter(|p| p.site.emulated).count();
+        (self.planned.len(), emulated)
     }
 
     /// A reader of this object's event ring buffer.
@@ -508,35 +468,49 @@ impl Probes {
         EventReader::new(&self.skel.maps.events)
     }
 
-    fn cpu_states(&self) -> Result<Vec<Vec<u8>>> {
-        Ok(self
-            .skel
-            .maps
-            .cpu_states
-            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-            .context("cannot read the BPF per-CPU state")?
-            .unwrap_or_default())
-    }
-
     /// Per-op counts and drops so far, summed over CPUs.
     pub fn counters(&self) -> Result<Counters> {
-        let per_cpu = self.cpu_states()?;
-        let mut counters = Counters::default();
-        for state in &per_cpu {
-            // struct cpu_state: ops[OP_SLOTS], then drops (event.h).
-            let word = |i: usize| {
-                state
-                    .get(i * 8..i * 8 + 8)
-                    .map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
-            };
-            for (i, slot) in counters.ops.iter_mut().enumerate() {
-                *slot += word(i);
-            }
-            counters.drops += word(OP_SLOTS);
-            counters.sync += word(OP_SLOTS + 2);
-        }
-        Ok(counters)
+        read_counters(&self.skel.maps.cpu_states)
     }
+
+    /// A reader of the counters that lives apart from these probes (the metrics hold one).
+    pub fn counter_reader(&self) -> Result<CounterReader> {
+        MapHandle::try_from(&self.skel.maps.cpu_states)
+            .map(CounterReader)
+            .context("cannot open the BPF per-CPU state")
+    }
+}
+
+/// Reads the BPF counters through its own handle on their map.
+pub struct CounterReader(MapHandle);
+
+impl CounterReader {
+    /// Per-op counts and drops so far, summed over CPUs.
+    pub fn read(&self) -> Result<Counters> {
+        read_counters(&self.0)
+    }
+}
+
+/// Sums `struct cpu_state` (event.h) over CPUs.
+fn read_counters(cpu_states: &dyn MapCore) -> Result<Counters> {
+    let per_cpu = cpu_states
+        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .context("cannot read the BPF per-CPU state")?
+        .unwrap_or_default();
+    let mut counters = Counters::default();
+    for state in &per_cpu {
+        let word = |offset: usize| {
+            state
+                .get(offset..offset + 8)
+                .map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+        };
+        for (i, slot) in counters.ops.iter_mut().enumerate() {
+            *slot += word(layout::CPU_STATE_OPS + 8 * i);
+        }
+        counters.drops += word(layout::CPU_STATE_DROPS);
+        counters.sync += word(layout::CPU_STATE_SYNC);
+    }
+    Ok(counters)
 }
 
 fn explain_load_error(e: libbpf_rs::Error) -> anyhow::Error {

@@ -1,4 +1,4 @@
-//! Findings as the JSON-lines report contract describes them (see ARCHITECTURE.md):
+//! Findings as the JSON-lines report contract describes them (see docs/ARCHITECTURE.md):
 //! `{"kind", "map", "first": ACCESS, "second": ACCESS, ...}` with
 //! `ACCESS = {"op", "goid", "stack": ["func file:line", ...]}`.
 

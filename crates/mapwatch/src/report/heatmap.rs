@@ -37,11 +37,6 @@ impl Heatmap {
     pub fn max(&self) -> u64 {
         self.cells.iter().flatten().copied().max().unwrap_or(0)
     }
-
-    /// Whether there is nothing to draw.
-    pub fn is_empty(&self) -> bool {
-        self.max() == 0
-    }
 }
 
 /// Occurrences by the user call site of each side (its first frame outside the runtime) and

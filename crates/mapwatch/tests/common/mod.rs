@@ -7,7 +7,7 @@ pub mod racecorpus;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use mapwatch::report::{jsonl, Finding};
+use mapwatch::{jsonl, Finding};
 
 /// Builds `testdata/go/<package>` with Go `version`, panicking with the build's own message.
 pub fn go_binary(version: &str, package: &str) -> PathBuf {

@@ -1,0 +1,232 @@
+//! A watch's analysis: decoded records in, findings out. It keeps the maps' identities, runs
+//! the conflict and race detectors, and logs each finding once (repeats counted); every
+//! occurrence goes to the [`Sinks`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::Result;
+use gotarget::GoBinary;
+
+use super::conflict::{conflict_finding, Describer};
+use super::findings::FindingLog;
+use super::maps::MapRegistry;
+use super::racewatch::{RaceOccurrence, RaceScope, RaceWatch};
+use crate::event::{MapEvent, Record};
+use crate::opcount::{OpTally, SiteOps};
+use crate::probe::Probes;
+use crate::report::Finding;
+use crate::sink::{Gauges, Sinks};
+use crate::stacks::StackResolver;
+use crate::watch::WatchOptions;
+
+/// Goroutine ids remembered for the "goroutines seen" figure; past this it reads "N+".
+pub const GOROUTINES_REMEMBERED: usize = 1 << 20;
+
+/// What one watch has learnt so far.
+pub struct Analysis {
+    binary: Arc<GoBinary>,
+    maps: MapRegistry,
+    log: FindingLog,
+    resolver: StackResolver,
+    goroutines: HashSet<u64>,
+    /// Map operations by op and map site since the last [`Analysis::drain_ops`].
+    tally: OpTally,
+    /// Race watching, when races are looked for and can be told apart.
+    races: Option<RaceWatch>,
+    /// Reused buffer of what the race detector found at one access.
+    race_occurrences: Vec<RaceOccurrence>,
+}
+
+impl Analysis {
+    /// The analysis of a watch of `binary` through `probes`, as `opts` asks.
+    pub fn new(binary: Arc<GoBinary>, probes: &Probes, opts: &WatchOptions) -> Analysis {
+        Analysis {
+            races: race_watch(probes, opts),
+            race_occurrences: Vec::new(),
+            tally: OpTally::starting_at(crate::clock::monotonic_ns()),
+            resolver: StackResolver::new(Arc::clone(&binary)),
+            binary,
+            maps: MapRegistry::default(),
+            log: FindingLog::default(),
+            goroutines: HashSet::new(),
+        }
+    }
+
+    /// The watch began on a running process: what happened before it was not seen.
+    pub fn joined_late(&mut self) {
+        if let Some(races) = &mut self.races {
+            races.joined_late();
+        }
+    }
+
+    /// Takes in one record; what it finds goes to `sinks`.
+    pub fn handle(&mut self, record: Record, sinks: &mut Sinks) -> Result<()> {
+        let (ev, conflict) = match record {
+            Record::Sync(ev) => {
+                if let Some(races) = &mut self.races {
+                    races.sync(&ev);
+                }
+                return Ok(());
+            }
+            Record::Op(ev) => (ev, None),
+            Record::Conflict {
+                access,
+                stack,
+                writer,
+            } => (access, Some((stack, writer))),
+        };
+        let made_at = self.maps.observe(&ev).and_then(|info| info.made_at);
+        if !ev.runtime_fatal {
+            self.tally.count(ev.op, made_at, ev.ts);
+            let resolver = &mut self.resolver;
+            sinks.op(&ev, || made_at.and_then(|ret| resolver.call_site_line(ret)))?;
+        }
+        if self.goroutines.len() < GOROUTINES_REMEMBERED {
+            self.goroutines.insert(ev.goid);
+        }
+        self.check_races(&ev, made_at, sinks)?;
+        let Some((stack, writer)) = conflict else {
+            if ev.runtime_fatal {
+                sinks.clear_status();
+                eprintln!(
+                    "mapwatch: the Go runtime caught goroutine {} in a conflict on map {:#x}, but no other goroutine's write to it was recorded",
+                    ev.goid, ev.map
+                );
+            }
+            return Ok(());
+        };
+        let finding = conflict_finding(
+            &ev,
+            &stack,
+            &writer,
+            &mut Describer {
+                binary: &self.binary,
+                resolver: &mut self.resolver,
+                maps: &self.maps,
+            },
+            &self.binary.go_version().raw,
+        );
+        self.record(finding, sinks).map(|_| ())
+    }
+
+    /// Runs the race detector over a map access and records what it finds.
+    fn check_races(
+        &mut self,
+        ev: &MapEvent,
+        made_at: Option<u64>,
+        sinks: &mut Sinks,
+    ) -> Result<()> {
+        let Some(races) = &mut self.races else {
+            return Ok(());
+        };
+        let mut found = std::mem::take(&mut self.race_occurrences);
+        races.access(
+            ev,
+            made_at,
+            &mut Describer {
+                binary: &self.binary,
+                resolver: &mut self.resolver,
+                maps: &self.maps,
+            },
+            &mut found,
+        );
+        for occurrence in found.drain(..) {
+            match occurrence {
+                RaceOccurrence::Repeat(i) => {
+                    if self.log.repeat(i).is_some() {
+                        self.send(i, false, ev.ts, sinks)?;
+                    }
+                }
+                RaceOccurrence::New { finding, site } => {
+                    let i = self.record(*finding, sinks)?;
+                    if let Some(races) = &mut self.races {
+                        races.remember(site, i);
+                    }
+                }
+            }
+        }
+        self.race_occurrences = found;
+        Ok(())
+    }
+
+    /// Logs a finding and sends the occurrence to `sinks`; returns its index in the log.
+    fn record(&mut self, finding: Finding, sinks: &mut Sinks) -> Result<usize> {
+        let ts_ns = finding.second.ts_ns;
+        let (i, new) = self.log.add(finding);
+        self.send(i, new, ts_ns, sinks)?;
+        Ok(i)
+    }
+
+    /// Sends an occurrence of logged finding `index` to `sinks`.
+    fn send(&self, index: usize, new: bool, ts_ns: u64, sinks: &mut Sinks) -> Result<()> {
+        sinks.finding(&self.log.findings()[index], new, ts_ns, || self.gauges())
+    }
+
+    /// The operations counted since the last call, by map site.
+    pub fn drain_ops(&mut self) -> Vec<SiteOps> {
+        let resolver = &mut self.resolver;
+        self.tally.drain(|ret| resolver.call_site_line(ret))
+    }
+
+    /// What the metrics show of this process now.
+    pub fn gauges(&self) -> Gauges {
+        Gauges {
+            goroutines: self.goroutines.len(),
+            maps: self.maps.len(),
+            detector: self.races.as_ref().map(RaceWatch::size),
+        }
+    }
+
+    /// Distinct findings, in the order found.
+    pub fn findings(&self) -> &[Finding] {
+        self.log.findings()
+    }
+
+    /// Occurrences of all findings together.
+    pub fn occurrences(&self) -> u64 {
+        self.log.occurrences()
+    }
+
+    /// The binary watched.
+    pub fn binary(&self) -> &GoBinary {
+        &self.binary
+    }
+}
+
+/// Race watching as `opts` asks and `probes` allow, with the notes every race finding carries
+/// about what limited the watch; `None` when races are not looked for.
+fn race_watch(probes: &Probes, opts: &WatchOptions) -> Option<RaceWatch> {
+    if !opts.races {
+        return None;
+    }
+    if !probes.sync_plan_inlined_known() {
+        eprintln!(
+            "mapwatch: races: off (no DWARF: inlined sync.Mutex and friends cannot be seen, so locked accesses would look like races); conflicts are still reported"
+        );
+        return None;
+    }
+    let mut notes: Vec<String> = probes
+        .unobservable_sync()
+        .iter()
+        .map(|why| format!("unobservable synchronisation: {why}"))
+        .collect();
+    if let Some(pct) = opts.duty_cycle {
+        notes.push(format!(
+            "sampled: map accesses watched {pct}% of the time ({:.1}s on per {:.0}s); synchronisation watched throughout",
+            opts.duty_period.as_secs_f64() * f64::from(pct) / 100.0,
+            opts.duty_period.as_secs_f64()
+        ));
+    }
+    if !opts.map_sites.is_empty() {
+        notes.push(format!(
+            "sampled: only maps made at {}",
+            opts.map_sites.join(", ")
+        ));
+    }
+    notes.push("races on maps made by (or, for maps made before the watch, used by) Go's standard library are not looked for".into());
+    Some(RaceWatch::new(RaceScope {
+        map_sites: opts.map_sites.clone(),
+        notes,
+    }))
+}
