@@ -18,8 +18,8 @@
 //! operation after it (more order than Go promises, never less).
 //!
 //! Where the state is unknown (a `select`, a non-blocking operation's entry, a channel whose
-//! indices are out of range) the operation synchronises with the whole channel, as before
-//! slots: it releases to what every slot operation acquires, and acquires everything.
+//! indices are out of range) the operation synchronises with the whole channel: it releases
+//! to what every slot operation acquires, and acquires everything.
 
 use gotarget::SyncKind;
 
