@@ -434,23 +434,29 @@ impl GoBinary {
                 SyncKind::OnceDo => once_adjust,
                 _ => 0,
             };
-            let mut ranges: Vec<(std::ops::Range<u64>, String)> = self
+            // (code range, `file:line` of the call, the call's (file, line) when inlined)
+            let mut ranges: Vec<(std::ops::Range<u64>, String, Option<(String, u32)>)> = self
                 .inlined_sites(name)
                 .into_iter()
                 // The hull, not the exact ranges: Go 1.22 attributes the locked instruction
                 // of an inlined Lock to the caller's line, outside the inlined ranges.
                 .map(|s| {
                     let at = format!("{}:{}", short_path(&s.call_file), s.call_line);
-                    (s.low_pc..s.high_pc, at)
+                    (s.low_pc..s.high_pc, at, Some((s.call_file, s.call_line)))
                 })
                 .collect();
             if let Some(f) = self.function(name) {
-                ranges.push((f.addr..f.addr + f.size, String::new()));
+                ranges.push((f.addr..f.addr + f.size, String::new(), None));
             }
-            for (range, call_site) in ranges {
+            for (mut range, call_site, call) in ranges {
                 let Some(f) = self.function_at(range.start) else {
                     continue;
                 };
+                // The edge of a sync call probed at its own entry (`RWMutex.Lock`'s inner
+                // `Mutex.Lock`, say) is that probe's: the inner operation adds nothing.
+                if CALLS.iter().any(|&(call, _, _)| call == f.name) {
+                    continue;
+                }
                 let idx = match functions.iter().position(|(g, _)| g.addr == f.addr) {
                     Some(i) => i,
                     None => {
@@ -460,6 +466,15 @@ impl GoBinary {
                     }
                 };
                 let (func, code) = &functions[idx];
+                if let Some((file, line)) = &call {
+                    if !code.has_key(range.clone(), key) {
+                        if let Some(start) =
+                            self.key_on_call_line(code, range.start, key, file, *line)
+                        {
+                            range.start = start;
+                        }
+                    }
+                }
                 let is_acquire = matches!(kind, SyncKind::MutexLock | SyncKind::RLock);
                 let Some(placed) = code
                     .place(range.clone(), key, adjust, is_acquire)
@@ -504,6 +519,24 @@ impl GoBinary {
                 });
             }
         }
+    }
+}
+
+impl GoBinary {
+    /// A `key` instruction right before an inlined body (straight-line, at most a few
+    /// instructions back) that the line table gives to the call's own line: Go 1.22 puts an
+    /// inlined `RLock`'s `lock xadd` there, before the body's DWARF ranges begin.
+    fn key_on_call_line(
+        &self,
+        code: &FunctionCode,
+        body_start: u64,
+        key: KeyInstruction,
+        call_file: &str,
+        call_line: u32,
+    ) -> Option<u64> {
+        let ip = code.key_before(body_start, key)?;
+        let frame = self.symbolize(ip).into_iter().next()?;
+        (frame.line == call_line && frame.file == call_file).then_some(ip)
     }
 }
 

@@ -186,6 +186,20 @@ impl FunctionCode {
             .any(|i| range.contains(&i.ip()) && is_key(i, key))
     }
 
+    /// The `key` instruction among the few straight-line instructions right before `addr`,
+    /// if there is one.
+    pub fn key_before(&self, addr: u64, key: KeyInstruction) -> Option<u64> {
+        /// Instructions looked at: the key is the call line's last before the body.
+        const WINDOW: usize = 4;
+        let at = self.instructions.iter().position(|i| i.ip() >= addr)?;
+        self.instructions[at.saturating_sub(WINDOW)..at]
+            .iter()
+            .rev()
+            .take_while(|i| i.flow_control() == FlowControl::Next)
+            .find(|i| is_key(i, key))
+            .map(Instruction::ip)
+    }
+
     /// Places a probe for the operation whose key instruction is the first of `key` within
     /// `range`; `adjust` turns the operand's address into the object's. The kernel refuses
     /// uprobes on `lock`-prefixed instructions, so the probe goes before the key instruction:
