@@ -134,6 +134,7 @@
 
 mod api;
 mod ext;
+mod iter;
 mod loader;
 #[allow(unsafe_code)] // the lock-free engine: entries in raw table memory, and reclamation
 mod read_mostly;
@@ -144,13 +145,14 @@ mod sync;
 mod table_alloc;
 mod telemetry;
 
-pub use api::{Compute, Conflict, WouldBlock};
+pub use api::{Compute, ConcurrentMap, Conflict, WouldBlock};
+pub use iter::Iter;
 /// The read-mostly engine's epoch protocol, for its loom model only.
 #[cfg(loom)]
 #[doc(hidden)]
 pub use read_mostly::epoch::Domain as LoomEpochDomain;
 pub use read_mostly::{Pinned, ReadMostlyMap, ReadMostlyMapBuilder};
-pub use sharded::{Iter, ShardedMap, ShardedMapBuilder};
+pub use sharded::{ShardedMap, ShardedMapBuilder};
 pub use snapshot::{Batch, Snapshot, SnapshotMap, SnapshotMapBuilder, SnapshotStats};
 pub use telemetry::{Histogram, HotKey, MapStats, ShardStats};
 

@@ -226,6 +226,29 @@ pub(crate) fn sample() -> bool {
     })
 }
 
+/// Defines `op!(method)` in the calling engine's module: the name re-entry
+/// panics give that engine's operation, `"Engine::method"`, spelled once per
+/// engine instead of in every call.
+macro_rules! name_ops {
+    ($engine:literal) => {
+        macro_rules! op {
+            ($method:ident) => {
+                concat!($engine, "::", stringify!($method))
+            };
+        }
+    };
+}
+pub(crate) use name_ops;
+
+/// Panics when this thread is inside a closure of `map`: for the operations
+/// that wait without taking one of the map's locks (a single-flight load).
+#[inline]
+pub(crate) fn forbid_reentry(map: u64, op: &'static str) {
+    if let Some(outer) = is_inside(map) {
+        reentry_panic(op, outer);
+    }
+}
+
 /// Whether this thread is inside a closure of `map` (any operation).
 pub(crate) fn is_inside(map: u64) -> Option<&'static str> {
     STATE.with(|state| state.find(map).map(|h| h.op))
