@@ -63,9 +63,9 @@
 //! table keeps a replaced entry's slot until no reader can hold it). That last
 //! point matters for a few hot keys removed and inserted again at a high rate:
 //! each leaves dead copies that its reads probe past until they may be reused
-//! (the bench's Zipf-keyed read-mostly mix, 1 % removals: a hit probed 7.4
+//! (the bench's Zipf-keyed read-mostly mix, 1 % removals: a hit probes 7.4
 //! groups of eight slots past its home on average, against 0.02 with uniform
-//! keys, and the map ran at about 0.7x of scc's `HashIndex` there, still
+//! keys, and the map runs at about 0.7x of scc's `HashIndex` there, still
 //! 2.3x-3.4x papaya's rate). If you need a consistent view of the whole map,
 //! use [`SnapshotMap::snapshot`]; [`ShardedMap::iter`] is consistent per shard
 //! only.
@@ -156,5 +156,5 @@ pub use sharded::{ShardedMap, ShardedMapBuilder};
 pub use snapshot::{Batch, Snapshot, SnapshotMap, SnapshotMapBuilder, SnapshotStats};
 pub use telemetry::{Histogram, HotKey, MapStats, ShardStats};
 
-/// The default hasher of both engines: foldhash's fast, randomly seeded one.
+/// The default hasher of every engine: foldhash's fast, randomly seeded one.
 pub type DefaultHashBuilder = foldhash::fast::RandomState;

@@ -68,10 +68,10 @@ reentry::name_ops!("ReadMostlyMap");
 /// On Unix, tables of 16 KiB and more live in memory mappings of their own,
 /// readied a page per write ahead of a growth; freed ones are kept for reuse
 /// by any map of the process (at most 256 mappings and 64 MiB; beyond that
-/// the smallest are unmapped), because unmapping makes the freeing write wait
-/// for every other CPU's TLB flush. Entries keep no hash (a third less memory
-/// for small keys and values), so a resize hashes the keys it moves again,
-/// under the shard's writer lock.
+/// the ones kept longest ago are unmapped), because unmapping makes the
+/// freeing write wait for every other CPU's TLB flush. Entries keep no hash
+/// (a third less memory for small keys and values), so a resize hashes the
+/// keys it moves again, under the shard's writer lock.
 ///
 /// ```
 /// use mapguard::ReadMostlyMap;
