@@ -4,7 +4,8 @@
 //! an unsynchronised map, an update silently lost by get-then-set, a cache
 //! stampede after a delete, stale reads while a map grows, a deadlock through a
 //! guard held too long, and contention nobody could see. It does so with an API
-//! in which those bugs can't be written:
+//! in which those bugs can't be written, shared by three engines through the
+//! [`ConcurrentMap`] trait, so that switching engines is a change of type:
 //!
 //! - **No guards.** Values are reached through closures ([`ShardedMap::read`],
 //!   [`ShardedMap::update`], [`ShardedMap::compute`]) or returned owned
@@ -44,8 +45,8 @@
 //! | read-mostly and large, with steady writes: caches, `sync.Map` uses | [`ReadMostlyMap`] | lock-free reads; writes lock one shard and publish a new entry in a free slot of its table (no allocation); no resize pause |
 //! | read-mostly, rarely changed: config, routing tables, feature flags | [`SnapshotMap`] | reads are wait-free and never contend; every write copies the map |
 //! | several keys must change together, visible at once | [`SnapshotMap::write_batch`] | one atomic publication |
-//! | expensive values loaded on miss | either, with `get_or_load` | single flight, negative caching |
-//! | a value edited across an `.await` | either, with `compare_and_update` | optimistic, no lock held |
+//! | expensive values loaded on miss | any, with `get_or_load` | single flight, negative caching |
+//! | a value edited across an `.await` | any, with `compare_and_update` | optimistic, no lock held |
 //!
 //! Rules of thumb: with more than about one write per thousand reads, or more
 //! than a few thousand entries and regular writes, don't use [`SnapshotMap`] (a
@@ -107,8 +108,8 @@
 //!   A [`ReadMostlyMap`] wipes a slot when it frees it for reuse, and a table's
 //!   slots when it frees the table (the copies a migration leaves behind
 //!   included), so no table memory it frees holds a value either.
-//! - `prometheus`: `ShardedMap::register` and `ReadMostlyMap::register` export
-//!   the telemetry through prometheus-client.
+//! - `prometheus`: `register` on every engine exports its telemetry through
+//!   prometheus-client (a [`SnapshotMap`] has write counters only).
 //!
 //! # Guarantees and limits
 //!
@@ -155,6 +156,11 @@ pub use read_mostly::{Pinned, ReadMostlyMap, ReadMostlyMapBuilder};
 pub use sharded::{ShardedMap, ShardedMapBuilder};
 pub use snapshot::{Batch, Snapshot, SnapshotMap, SnapshotMapBuilder, SnapshotStats};
 pub use telemetry::{Histogram, HotKey, MapStats, ShardStats};
+
+/// The README's examples, run as doctests (`cargo test -p mapguard --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// The default hasher of every engine: foldhash's fast, randomly seeded one.
 pub type DefaultHashBuilder = foldhash::fast::RandomState;
