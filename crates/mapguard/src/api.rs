@@ -106,9 +106,11 @@ impl std::error::Error for Conflict {}
 /// - `try_*` calls return [`WouldBlock`] instead of waiting for a lock. Reads
 ///   that never wait (every [`ReadMostlyMap`](crate::ReadMostlyMap) and
 ///   [`SnapshotMap`](crate::SnapshotMap) read) always return `Ok`.
-/// - Closures passed to `read`, `update`, `compute` and `retain` must not call
-///   blocking writes of the same map: where that would deadlock the call panics
-///   at once, naming both calls (see the crate docs).
+/// - A closure passed to `update`, `compute` or `retain` runs under a lock of
+///   the map, so a blocking write of the same map from inside it panics at
+///   once, naming both calls, instead of deadlocking (on `ShardedMap`, a
+///   `read` closure too, and any blocking call); the `try_*` forms return
+///   [`WouldBlock`] there instead.
 /// - [`iter`](Self::iter) and [`for_each`](Self::for_each) run the caller's code
 ///   with no lock held. Iteration yields owned `(K, V)` pairs on every engine:
 ///   none can lend references into its table without holding a lock or a pin
