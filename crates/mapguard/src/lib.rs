@@ -4,7 +4,8 @@
 //! an unsynchronised map, an update silently lost by get-then-set, a cache
 //! stampede after a delete, stale reads while a map grows, a deadlock through a
 //! guard held too long, and contention nobody could see. It does so with an API
-//! in which those bugs can't be written:
+//! in which those bugs can't be written, shared by three engines through the
+//! [`ConcurrentMap`] trait, so that switching engines is a change of type:
 //!
 //! - **No guards.** Values are reached through closures ([`ShardedMap::read`],
 //!   [`ShardedMap::update`], [`ShardedMap::compute`]) or returned owned
@@ -44,8 +45,8 @@
 //! | read-mostly and large, with steady writes: caches, `sync.Map` uses | [`ReadMostlyMap`] | lock-free reads; writes lock one shard and publish a new entry in a free slot of its table (no allocation); no resize pause |
 //! | read-mostly, rarely changed: config, routing tables, feature flags | [`SnapshotMap`] | reads are wait-free and never contend; every write copies the map |
 //! | several keys must change together, visible at once | [`SnapshotMap::write_batch`] | one atomic publication |
-//! | expensive values loaded on miss | either, with `get_or_load` | single flight, negative caching |
-//! | a value edited across an `.await` | either, with `compare_and_update` | optimistic, no lock held |
+//! | expensive values loaded on miss | any, with `get_or_load` | single flight, negative caching |
+//! | a value edited across an `.await` | any, with `compare_and_update` | optimistic, no lock held |
 //!
 //! Rules of thumb: with more than about one write per thousand reads, or more
 //! than a few thousand entries and regular writes, don't use [`SnapshotMap`] (a
@@ -63,9 +64,9 @@
 //! table keeps a replaced entry's slot until no reader can hold it). That last
 //! point matters for a few hot keys removed and inserted again at a high rate:
 //! each leaves dead copies that its reads probe past until they may be reused
-//! (the bench's Zipf-keyed read-mostly mix, 1 % removals: a hit probed 7.4
+//! (the bench's Zipf-keyed read-mostly mix, 1 % removals: a hit probes 7.4
 //! groups of eight slots past its home on average, against 0.02 with uniform
-//! keys, and the map ran at about 0.7x of scc's `HashIndex` there, still
+//! keys, and the map runs at about 0.7x of scc's `HashIndex` there, still
 //! 2.3x-3.4x papaya's rate). If you need a consistent view of the whole map,
 //! use [`SnapshotMap::snapshot`]; [`ShardedMap::iter`] is consistent per shard
 //! only.
@@ -107,8 +108,8 @@
 //!   A [`ReadMostlyMap`] wipes a slot when it frees it for reuse, and a table's
 //!   slots when it frees the table (the copies a migration leaves behind
 //!   included), so no table memory it frees holds a value either.
-//! - `prometheus`: `ShardedMap::register` and `ReadMostlyMap::register` export
-//!   the telemetry through prometheus-client.
+//! - `prometheus`: `register` on every engine exports its telemetry through
+//!   prometheus-client (a [`SnapshotMap`] has write counters only).
 //!
 //! # Guarantees and limits
 //!
@@ -134,6 +135,7 @@
 
 mod api;
 mod ext;
+mod iter;
 mod loader;
 #[allow(unsafe_code)] // the lock-free engine: entries in raw table memory, and reclamation
 mod read_mostly;
@@ -144,15 +146,21 @@ mod sync;
 mod table_alloc;
 mod telemetry;
 
-pub use api::{Compute, Conflict, WouldBlock};
+pub use api::{Compute, ConcurrentMap, Conflict, WouldBlock};
+pub use iter::Iter;
 /// The read-mostly engine's epoch protocol, for its loom model only.
 #[cfg(loom)]
 #[doc(hidden)]
 pub use read_mostly::epoch::Domain as LoomEpochDomain;
 pub use read_mostly::{Pinned, ReadMostlyMap, ReadMostlyMapBuilder};
-pub use sharded::{Iter, ShardedMap, ShardedMapBuilder};
+pub use sharded::{ShardedMap, ShardedMapBuilder};
 pub use snapshot::{Batch, Snapshot, SnapshotMap, SnapshotMapBuilder, SnapshotStats};
 pub use telemetry::{Histogram, HotKey, MapStats, ShardStats};
 
-/// The default hasher of both engines: foldhash's fast, randomly seeded one.
+/// The README's examples, run as doctests (`cargo test -p mapguard --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+/// The default hasher of every engine: foldhash's fast, randomly seeded one.
 pub type DefaultHashBuilder = foldhash::fast::RandomState;

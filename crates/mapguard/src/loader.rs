@@ -1,4 +1,4 @@
-//! Single-flight loading, shared by both engines.
+//! Single-flight loading, shared by every engine.
 //!
 //! For each missing key at most one caller (the *loader*) runs the user's load
 //! function; every other caller that arrives meanwhile (*waiters*) parks on the
@@ -218,8 +218,8 @@ impl<K: Hash + Eq, V> SingleFlight<K, V> {
     }
 
     /// [`invalidate`](Self::invalidate) while a load is in flight: out of
-    /// line, so that every write inlines only the idle check (called, the
-    /// check cost a write ~10 instructions, callgrind).
+    /// line, so that every write inlines only the idle check (as a call, the
+    /// check would cost a write ~10 instructions, callgrind).
     #[cold]
     fn invalidate_in_flight<Q>(&self, key: &Q)
     where

@@ -13,10 +13,10 @@
 //! [`INLINE`] entries live in plain `Cell`s of a thread-local with a constant
 //! initializer and no destructor, which the compiler reaches with one
 //! segment-relative access; deeper nesting spills to a vector in a second
-//! thread-local, touched only at that depth. (Bench, callgrind: a
-//! `RefCell<Vec>` record cost ~105 instructions per get, a third of
-//! `ShardedMap::read`; inline cells in a thread-local that also held the spill
-//! vector, and so needed a destructor, still ~70 per write, most of it the
+//! thread-local, touched only at that depth. (In the bench's callgrind count
+//! a `RefCell<Vec>` record costs ~105 instructions per get, a third of
+//! `ShardedMap::read`, and inline cells in a thread-local that also holds the
+//! spill vector, and so needs a destructor, ~70 per write, most of it the
 //! call through the lazily registered thread-local's accessor.)
 //!
 //! The telemetry sampling tick is a thread-local of its own, built the same
@@ -175,10 +175,10 @@ pub(crate) struct Entered {
 impl Entered {
     #[inline]
     fn record(map: u64, op: &'static str, check: bool) -> Entered {
-        // Separate small accesses: one closure holding all of this was
-        // compiled out of line, and each call then reached the thread-local
-        // through a function pointer (~30 instructions more per operation,
-        // callgrind).
+        // Separate small accesses: one closure holding all of this is
+        // compiled out of line, and each call would then reach the
+        // thread-local through a function pointer (~30 instructions more per
+        // operation, callgrind).
         // Outside every map (the usual case) there is nothing to scan.
         if check && STATE.with(|state| state.depth.get()) != 0 {
             if let Some(outer) = STATE.with(|state| state.find(map)) {
@@ -224,6 +224,29 @@ pub(crate) fn sample() -> bool {
         tick.set(next);
         next % SAMPLE_EVERY == 0
     })
+}
+
+/// Defines `op!(method)` in the calling engine's module: the name re-entry
+/// panics give that engine's operation, `"Engine::method"`, spelled once per
+/// engine instead of in every call.
+macro_rules! name_ops {
+    ($engine:literal) => {
+        macro_rules! op {
+            ($method:ident) => {
+                concat!($engine, "::", stringify!($method))
+            };
+        }
+    };
+}
+pub(crate) use name_ops;
+
+/// Panics when this thread is inside a closure of `map`: for the operations
+/// that wait without taking one of the map's locks (a single-flight load).
+#[inline]
+pub(crate) fn forbid_reentry(map: u64, op: &'static str) {
+    if let Some(outer) = is_inside(map) {
+        reentry_panic(op, outer);
+    }
 }
 
 /// Whether this thread is inside a closure of `map` (any operation).

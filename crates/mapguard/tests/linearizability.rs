@@ -134,7 +134,7 @@ fn record<E: Engine>(
                         map.insert(k, k);
                     }
                     for k in base..base + 64 {
-                        map.remove(k);
+                        map.remove(&k);
                     }
                     round += 1;
                 }
@@ -174,7 +174,7 @@ fn record<E: Engine>(
                         let ret = match call {
                             Call::Get => map.get(key),
                             Call::Insert(v) => map.insert(key, v),
-                            Call::Remove => map.remove(key),
+                            Call::Remove => map.remove(&key),
                             Call::UpdateAdd(d) => map.update_add(key, d),
                             Call::ComputeIncr => {
                                 map.compute(key, |v| Compute::Set(v.copied().unwrap_or(0) + 1))

@@ -1,5 +1,6 @@
 //! Model-based tests: random operation sequences on each engine, single
-//! threaded, compared step by step with `std::collections::HashMap`.
+//! threaded, compared step by step with `std::collections::HashMap`. One
+//! generic run over the library's `ConcurrentMap` trait, instantiated per engine.
 
 mod common;
 
@@ -29,6 +30,13 @@ enum Op {
     Entries,
     /// Insert many keys then remove them: exercises growth and auto-shrink.
     Burst(u64),
+    /// The `try_*` forms: single threaded, nothing holds a lock, so each must
+    /// succeed and agree with its blocking form.
+    TryInsert(u64, u64),
+    TryRemove(u64),
+    TryGet(u64),
+    TryUpdateAdd(u64, u64),
+    TryComputeIncr(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -52,6 +60,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Entries),
         // Under Miri, smaller: a `SnapshotMap` copies itself on every insert.
         1 => (common::scaled(100, 20)..common::scaled(400, 60)).prop_map(Op::Burst),
+        1 => (k.clone(), v.clone()).prop_map(|(k, v)| Op::TryInsert(k, v)),
+        1 => k.clone().prop_map(Op::TryRemove),
+        1 => k.clone().prop_map(Op::TryGet),
+        1 => (k.clone(), 1u64..5).prop_map(|(k, d)| Op::TryUpdateAdd(k, d)),
+        1 => k.clone().prop_map(Op::TryComputeIncr),
     ]
 }
 
@@ -62,7 +75,7 @@ fn run<E: Engine>(ops: &[Op]) -> Result<(), TestCaseError> {
         let ctx = format!("{} step {i}: {op:?}", E::NAME);
         match *op {
             Op::Insert(k, v) => prop_assert_eq!(map.insert(k, v), model.insert(k, v), "{}", ctx),
-            Op::Remove(k) => prop_assert_eq!(map.remove(k), model.remove(&k), "{}", ctx),
+            Op::Remove(k) => prop_assert_eq!(map.remove(&k), model.remove(&k), "{}", ctx),
             Op::Get(k) => prop_assert_eq!(map.get(k), model.get(&k).copied(), "{}", ctx),
             Op::Contains(k) => prop_assert_eq!(map.contains(k), model.contains_key(&k), "{}", ctx),
             Op::UpdateAdd(k, d) => {
@@ -93,7 +106,7 @@ fn run<E: Engine>(ops: &[Op]) -> Result<(), TestCaseError> {
                 let expected = *model.entry(k).or_insert(v);
                 prop_assert_eq!(map.get_or_insert(k, v), expected, "{}", ctx);
             }
-            Op::CasFresh(k, v) => match map.get_versioned(k) {
+            Op::CasFresh(k, v) => match map.get_versioned(&k) {
                 Some((value, seen)) => {
                     prop_assert_eq!(Some(value), model.get(&k).copied(), "{}", ctx);
                     let new = map.cas(k, seen, v);
@@ -103,7 +116,7 @@ fn run<E: Engine>(ops: &[Op]) -> Result<(), TestCaseError> {
                 None => prop_assert!(!model.contains_key(&k), "{}", ctx),
             },
             Op::CasStale(k, v) => {
-                if let Some((_, seen)) = map.get_versioned(k) {
+                if let Some((_, seen)) = map.get_versioned(&k) {
                     map.insert(k, v);
                     model.insert(k, v);
                     let err = map
@@ -111,12 +124,12 @@ fn run<E: Engine>(ops: &[Op]) -> Result<(), TestCaseError> {
                         .expect_err("stale version must conflict");
                     prop_assert_eq!(
                         err.current,
-                        map.get_versioned(k).map(|(_, ver)| ver),
+                        map.get_versioned(&k).map(|(_, ver)| ver),
                         "{}",
                         ctx
                     );
                     // Remove and re-insert: versions are never reused (no ABA).
-                    map.remove(k);
+                    map.remove(&k);
                     map.insert(k, v);
                     prop_assert!(map.cas(k, seen, v).is_err(), "{}: ABA", ctx);
                 }
@@ -141,8 +154,41 @@ fn run<E: Engine>(ops: &[Op]) -> Result<(), TestCaseError> {
                 }
                 prop_assert_eq!(map.len(), model.len() + n as usize, "{}", ctx);
                 for i in 0..n {
-                    prop_assert_eq!(map.remove(1000 + i), Some(i), "{}", ctx);
+                    prop_assert_eq!(map.remove(&(1000 + i)), Some(i), "{}", ctx);
                 }
+            }
+            Op::TryInsert(k, v) => {
+                prop_assert_eq!(map.try_insert(k, v), Ok(model.insert(k, v)), "{}", ctx)
+            }
+            Op::TryRemove(k) => {
+                prop_assert_eq!(map.try_remove(&k), Ok(model.remove(&k)), "{}", ctx)
+            }
+            Op::TryGet(k) => {
+                let expected = model.get(&k).copied();
+                prop_assert_eq!(map.try_get_cloned(&k), Ok(expected), "{}", ctx);
+                prop_assert_eq!(
+                    map.try_read(&k, |v| v + 1),
+                    Ok(expected.map(|v| v + 1)),
+                    "{}",
+                    ctx
+                );
+            }
+            Op::TryUpdateAdd(k, d) => {
+                let expected = model.get_mut(&k).map(|v| {
+                    *v += d;
+                    *v
+                });
+                let got = map.try_update(&k, |v| {
+                    *v += d;
+                    *v
+                });
+                prop_assert_eq!(got, Ok(expected), "{}", ctx);
+            }
+            Op::TryComputeIncr(k) => {
+                let old = map.try_compute(k, |v| Compute::Set(v.map_or(1, |v| v + 1)));
+                let expected_old = model.get(&k).copied();
+                model.insert(k, expected_old.map_or(1, |v| v + 1));
+                prop_assert_eq!(old, Ok(expected_old), "{}", ctx);
             }
         }
         prop_assert_eq!(map.len(), model.len(), "{} (len after)", ctx);

@@ -250,7 +250,7 @@ fn stampede_after_delete<E: Engine>() {
     let callers = scaled(100, 16);
     let map = E::fresh();
     map.insert(7, 1);
-    map.remove(7);
+    map.remove(&7);
     let calls = AtomicUsize::new(0);
     let barrier = Barrier::new(callers as usize);
     std::thread::scope(|s| {
@@ -333,11 +333,11 @@ fn no_stale_fill<E: Engine>(invalidate: &str, write: fn(&E)) {
 
 fn no_stale_fill_after_any_write<E: Engine>() {
     no_stale_fill::<E>("remove", |m| {
-        m.remove(7);
+        m.remove(&7);
     });
     no_stale_fill::<E>("insert then remove", |m| {
         m.insert(7, 2);
-        m.remove(7);
+        m.remove(&7);
     });
     no_stale_fill::<E>("compute to remove", |m| {
         m.compute(7, |_| Compute::Remove);
@@ -377,7 +377,7 @@ fn other_keys_do_not_invalidate<E: Engine>() {
         });
         loading.wait();
         map.insert(8, 8);
-        map.remove(9);
+        map.remove(&9);
         map.compute(10, |_| Compute::Set(10));
         written.wait();
         assert_eq!(loader.join().unwrap(), Ok(1));
@@ -528,7 +528,7 @@ fn reads_during_resize<E: Engine>() {
         map.insert(k, k);
     }
     for k in PRESENT..PRESENT + 100 {
-        map.remove(k); // deleted: must never be seen again
+        map.remove(&k); // deleted: must never be seen again
     }
     let stop = AtomicBool::new(false);
     let checked = AtomicU64::new(0);
@@ -540,7 +540,7 @@ fn reads_during_resize<E: Engine>() {
             while i < scaled(20_000, 300) || checked.load(SeqCst) < 2 {
                 map.insert(1_000_000 + i, i); // growth
                 if i % 3 == 0 {
-                    map.remove(1_000_000 + i / 2); // churn: growth and shrink
+                    map.remove(&(1_000_000 + i / 2)); // churn: growth and shrink
                 }
                 i += 1;
             }

@@ -11,9 +11,9 @@ use crate::ShardedMapBuilder;
 /// Default shards per core: twice ShardedMap's, because a writer holds its
 /// shard's lock longer here (a new entry, retiring the old one, migration
 /// steps). Bench `exchange` (90 % writes), 2 threads on 2 cores: 16 Mops/s
-/// with 8 shards (in a loop of that mix, 8 % of the writes found their lock
-/// held; 1 % with 64 shards), 17.5-18 with 16; 32 gained little more (18-19)
-/// and lost a tenth of the one-thread `rapid_grow`, whose more, smaller
+/// with 8 shards (in a loop of that mix, 8 % of the writes find their lock
+/// held; 1 % with 64 shards), 17.5-18 with 16; 32 gains little more (18-19)
+/// and loses a tenth of the one-thread `rapid_grow`, whose more, smaller
 /// tables each grow on their own.
 /// An unwritten shard costs about 1 KiB.
 const SHARDS_PER_CORE: usize = 8;

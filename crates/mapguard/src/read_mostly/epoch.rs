@@ -5,8 +5,8 @@
 //! read. crossbeam-epoch fences when a thread pins; seize (papaya's collector)
 //! leaves a guard with an atomic swap. Either is a full barrier on x86, and it
 //! stops the processor from overlapping one read's cache misses with the
-//! next's: papaya's random gets on a 32k-entry map took ~20 ns with a guard
-//! per get and ~10 ns with one guard held (same run). Here a reader announces
+//! next's: papaya's random gets on a 32k-entry map take ~20 ns with a guard
+//! per get and ~10 ns with one guard held. Here a reader announces
 //! the epoch it saw with a plain (release) store and a compiler fence, and
 //! withdraws with another. The missing hardware fence is paid by the rare
 //! reclaiming side with `membarrier(2)` (PRIVATE_EXPEDITED: every running
@@ -19,8 +19,8 @@
 //! The trade, measured on a VM host whose interrupts between CPUs are slow
 //! (each `membarrier` 30-280 us while another thread runs, against 2-5 us on
 //! the host the constants were chosen on): readers fencing with one `xchg`
-//! ran 10-20 % fewer reads than this, and the `exchange` write loop at two
-//! threads 10-20 % more writes (a perf profile gave `membarrier` a fifth to
+//! run 10-20 % fewer reads than this, and the `exchange` write loop at two
+//! threads 10-20 % more writes (a perf profile gives `membarrier` a fifth to
 //! two fifths of its samples there). Reads are what this engine is for, so
 //! the barrier stays with the writers (BENCHMARKS.md, ReadMostlyMap).
 //!
@@ -65,10 +65,10 @@
 //! Stamps are the epoch's low 8 bits and compared by wrapping difference: an
 //! epoch 256 advances on, or 512, only looks too young, which delays a reuse
 //! by up to three advances. Why a byte: a table keeps a stamp per group of
-//! eight slots, and at four bytes that array got its own memory mapping for
-//! tables of 32k slots, whose page faults made a growing map's slowest
-//! inserts slower (bench `rapid_grow`, two threads: inserts of four page
-//! faults, none before the stamps).
+//! eight slots, and at four bytes that array would get its own memory mapping
+//! for tables of 32k slots, whose page faults would make a growing map's
+//! slowest inserts slower (bench `rapid_grow`, two threads: inserts of four
+//! page faults, against none with one-byte stamps).
 
 use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};

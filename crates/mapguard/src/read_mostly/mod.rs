@@ -33,13 +33,16 @@ use self::reclaim::Guard;
 use self::shard::Edit;
 pub(crate) use self::shard::Shard;
 use self::table::Entry;
-use crate::api::{Compute, Conflict, WouldBlock};
+use crate::api::{impl_concurrent_map, Compute, Conflict, WouldBlock};
+use crate::iter::Iter;
 use crate::loader::{Backing, SingleFlight};
 use crate::reentry::{self, Entered, SAMPLE_EVERY};
 use crate::sharded::shard_index;
 use crate::telemetry::recorder::Probe;
 use crate::telemetry::MapStats;
 use crate::DefaultHashBuilder;
+
+reentry::name_ops!("ReadMostlyMap");
 
 /// A concurrent map for read-mostly data whose reads never block and never
 /// write shared memory, and whose tables grow and shrink without pausing
@@ -65,10 +68,10 @@ use crate::DefaultHashBuilder;
 /// On Unix, tables of 16 KiB and more live in memory mappings of their own,
 /// readied a page per write ahead of a growth; freed ones are kept for reuse
 /// by any map of the process (at most 256 mappings and 64 MiB; beyond that
-/// the smallest are unmapped), because unmapping makes the freeing write wait
-/// for every other CPU's TLB flush. Entries keep no hash (a third less memory
-/// for small keys and values), so a resize hashes the keys it moves again,
-/// under the shard's writer lock.
+/// the ones kept longest ago are unmapped), because unmapping makes the
+/// freeing write wait for every other CPU's TLB flush. Entries keep no hash
+/// (a third less memory for small keys and values), so a resize hashes the
+/// keys it moves again, under the shard's writer lock.
 ///
 /// ```
 /// use mapguard::ReadMostlyMap;
@@ -490,7 +493,7 @@ where
     /// ```
     pub fn insert(&self, key: K, value: V) -> Option<V> {
         let hash = self.hash_of(&key);
-        self.write("ReadMostlyMap::insert", hash, |e| {
+        self.write(op!(insert), hash, |e| {
             self.flights.invalidate(&key);
             insert_entry(e, hash, key, value)
         })
@@ -505,7 +508,7 @@ where
     /// ```
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, WouldBlock> {
         let hash = self.hash_of(&key);
-        self.try_write("ReadMostlyMap::try_insert", hash, |e| {
+        self.try_write(op!(try_insert), hash, |e| {
             self.flights.try_invalidate(&key)?;
             Ok(insert_entry(e, hash, key, value))
         })?
@@ -525,7 +528,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.write("ReadMostlyMap::remove", hash, |e| {
+        self.write(op!(remove), hash, |e| {
             self.flights.invalidate(key);
             remove_entry(e, hash, key)
         })
@@ -543,7 +546,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.try_write("ReadMostlyMap::try_remove", hash, |e| {
+        self.try_write(op!(try_remove), hash, |e| {
             self.flights.try_invalidate(key)?;
             Ok(remove_entry(e, hash, key))
         })?
@@ -568,7 +571,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.write("ReadMostlyMap::update", hash, |e| {
+        self.write(op!(update), hash, |e| {
             self.flights.invalidate(key);
             update_entry(e, hash, key, f)
         })
@@ -590,7 +593,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.try_write("ReadMostlyMap::try_update", hash, |e| {
+        self.try_write(op!(try_update), hash, |e| {
             self.flights.try_invalidate(key)?;
             Ok(update_entry(e, hash, key, f))
         })?
@@ -607,7 +610,7 @@ where
     /// ```
     pub fn compute(&self, key: K, f: impl FnOnce(Option<&V>) -> Compute<V>) -> Option<V> {
         let hash = self.hash_of(&key);
-        self.write("ReadMostlyMap::compute", hash, |e| {
+        self.write(op!(compute), hash, |e| {
             self.flights.invalidate(&key);
             compute_entry(e, hash, key, f)
         })
@@ -627,7 +630,7 @@ where
         f: impl FnOnce(Option<&V>) -> Compute<V>,
     ) -> Result<Option<V>, WouldBlock> {
         let hash = self.hash_of(&key);
-        self.try_write("ReadMostlyMap::try_compute", hash, |e| {
+        self.try_write(op!(try_compute), hash, |e| {
             self.flights.try_invalidate(&key)?;
             Ok(compute_entry(e, hash, key, f))
         })?
@@ -647,7 +650,7 @@ where
             return value;
         }
         let hash = self.hash_of(&key);
-        self.write("ReadMostlyMap::get_or_insert_with", hash, |e| {
+        self.write(op!(get_or_insert_with), hash, |e| {
             fill_entry(e, hash, key, f)
         })
     }
@@ -675,7 +678,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.write("ReadMostlyMap::compare_and_update", hash, |e| {
+        self.write(op!(compare_and_update), hash, |e| {
             self.flights.invalidate(key);
             let Some(i) = e.locate(hash, key) else {
                 return Err(Conflict { current: None });
@@ -701,7 +704,7 @@ where
     /// assert_eq!(map.len(), 5);
     /// ```
     pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
-        self.write_each_shard("ReadMostlyMap::retain", |e| {
+        self.write_each_shard(op!(retain), |e| {
             self.flights.invalidate_all();
             e.retain(&mut f);
         });
@@ -715,7 +718,7 @@ where
     /// assert!(map.is_empty());
     /// ```
     pub fn clear(&self) {
-        self.write_each_shard("ReadMostlyMap::clear", |e| {
+        self.write_each_shard(op!(clear), |e| {
             self.flights.invalidate_all();
             e.clear();
         });
@@ -736,7 +739,7 @@ where
     /// assert!(map.capacity() < 10_000);
     /// ```
     pub fn shrink_to_fit(&self) {
-        self.write_each_shard("ReadMostlyMap::shrink_to_fit", |e| e.shrink_to_fit());
+        self.write_each_shard(op!(shrink_to_fit), |e| e.shrink_to_fit());
     }
 
     /// Calls `f` on every entry. Each shard is copied under its writer lock (a
@@ -768,12 +771,12 @@ where
     /// assert_eq!(pairs[3], (3, 6));
     /// assert_eq!(pairs.len(), 100);
     /// ```
-    pub fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
-        (0..self.shards.len()).flat_map(move |i| self.snapshot_shard(i))
+    pub fn iter(&self) -> Iter<'_, K, V, S> {
+        Iter::read_mostly(self)
     }
 
     pub(crate) fn snapshot_shard(&self, index: usize) -> Vec<(K, V)> {
-        let entered = Entered::blocking(self.id, "ReadMostlyMap::iter");
+        let entered = Entered::blocking(self.id, op!(iter));
         self.shards[index].write(self.probe(&entered, None), &|k| self.hash_of(k), |e| {
             let mut pairs = Vec::with_capacity(e.len());
             e.for_each(|entry| pairs.push((entry.key.clone(), entry.value.clone())));
@@ -810,9 +813,7 @@ where
         E: Send + Sync + 'static,
         F: FnOnce(&K) -> Result<V, E>,
     {
-        if let Some(outer) = reentry::is_inside(self.id) {
-            reentry::reentry_panic("ReadMostlyMap::get_or_load", outer);
-        }
+        reentry::forbid_reentry(self.id, op!(get_or_load));
         self.flights.load_value(self, key, load)
     }
 
@@ -830,9 +831,7 @@ where
         E: Send + Sync + 'static,
         F: FnOnce(&K) -> Result<Option<V>, E>,
     {
-        if let Some(outer) = reentry::is_inside(self.id) {
-            reentry::reentry_panic("ReadMostlyMap::get_or_load_optional", outer);
-        }
+        reentry::forbid_reentry(self.id, op!(get_or_load_optional));
         self.flights.load(self, key, true, load)
     }
 
@@ -864,14 +863,14 @@ where
     fn recheck(&self, key: &K) -> Option<V> {
         // Under the writer lock, which orders this read against every write.
         let hash = self.hash_of(key);
-        self.write("ReadMostlyMap::get_or_load", hash, |e| {
+        self.write(op!(get_or_load), hash, |e| {
             e.locate(hash, key).map(|i| e.entry(i).value.clone())
         })
     }
 
     fn fill(&self, key: K, value: V, invalidated: &AtomicBool) -> V {
         let hash = self.hash_of(&key);
-        self.write("ReadMostlyMap::get_or_load", hash, |e| {
+        self.write(op!(get_or_load), hash, |e| {
             // Checked under the writer lock the invalidating writers hold.
             if invalidated.load(Relaxed) && e.locate(hash, &key).is_none() {
                 return value;
@@ -1070,6 +1069,8 @@ impl<K, V, S> Drop for ReadMostlyMap<K, V, S> {
         }
     }
 }
+
+impl_concurrent_map!(ReadMostlyMap, stats: MapStats);
 
 impl<K, V, S> fmt::Debug for ReadMostlyMap<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

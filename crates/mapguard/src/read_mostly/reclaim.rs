@@ -12,12 +12,12 @@
 //! barrier each time, so a thread asks after it unlinked [`ADVANCE_EVERY`]
 //! slots or tables, in any shard of any map, and with no lock held; every
 //! shard's stamps age with every thread's advances. Per thread, not per
-//! shard: the shards of a map written uniformly reached their counts
-//! together, and after that burst of advances the epoch stood still while
-//! every shard counted again, so a dead slot waited for about a thousand
-//! deaths in its own shard, and tables got rid of their dead by migrating
-//! instead (bench write-count loop: 48 same-size migrations in 16 shards,
-//! 28 counting per thread).
+//! shard: the shards of a map written uniformly would reach their counts
+//! together, and after that burst of advances the epoch would stand still
+//! while every shard counted again, so a dead slot would wait for about a
+//! thousand deaths in its own shard, and tables would get rid of their dead
+//! by migrating instead (bench write-count loop: 48 same-size migrations in
+//! 16 shards counting per shard, 28 counting per thread).
 //!
 //! Under `--cfg loom` a guard is a plain acquire load and nothing ever
 //! expires (dead slots are never reused, tables are freed with the map), which
@@ -36,14 +36,14 @@ pub(crate) use super::epoch::global::{pin, Guard};
 
 /// Slots a thread marks dead (and tables it retires) before it advances the
 /// epoch. Each advance costs one process-wide barrier: ~0.7 us alone, but
-/// 2-5 us on this VM when it must interrupt a CPU running another thread of
-/// the process; every 64 made that the insert p99 with two threads (2-3 us;
-/// 0.8-1.3 us at 256), and every 256 still the p99.9 (7-10 us, read_heavy
-/// mix; 4-5 us at 1024, below papaya's 6-7 us). On a host where the barrier
-/// took 30-280 us, every 256 put the insert p99.9 back near papaya's (28-58
-/// us), and every 4,096 bought the `exchange` loop nothing (the slots it left
-/// dead made the tables grow instead). A dead slot waits for three advances
-/// by any thread.
+/// 2-5 us on the bench's VM when it must interrupt a CPU running another
+/// thread of the process; every 64 makes that the insert p99 with two threads
+/// (2-3 us; 0.8-1.3 us at 256), and every 256 still the p99.9 (7-10 us,
+/// read_heavy mix; 4-5 us at 1024, below papaya's 6-7 us). On a host where
+/// the barrier takes 30-280 us, every 256 puts the insert p99.9 back near
+/// papaya's (28-58 us), and every 4,096 buys the `exchange` loop nothing (the
+/// slots it leaves dead make the tables grow instead). A dead slot waits for
+/// three advances by any thread.
 #[cfg(not(loom))]
 pub(crate) const ADVANCE_EVERY: usize = 1024;
 
@@ -98,9 +98,9 @@ impl<K, V> Garbage<K, V> {
     /// It is retired once, and already unreachable for readers that start
     /// from now on.
     pub(crate) unsafe fn retire_table(&mut self, table: *mut Table<K, V>) {
-        // One, not its slots: counting a big table's slots made the write that
-        // finished a migration also advance the epoch (a process-wide
-        // barrier), and the bench's read_heavy insert p99.9 went to 16-23 us,
+        // One, not its slots: counting a big table's slots makes the write
+        // that finishes a migration also advance the epoch (a process-wide
+        // barrier), which puts the bench's read_heavy insert p99.9 at 16-23 us,
         // twice papaya's (0.8-1 us counting one).
         let stamp = stamp_unlinked();
         self.oldest.get_or_insert(stamp);

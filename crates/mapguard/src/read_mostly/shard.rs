@@ -38,8 +38,8 @@
 //! Migrations should also end soon: until one does, a reader of a moved key
 //! probes the old table to its end before the new one. Only writes move
 //! slots, so a read-mostly map whose last burst of writes started a migration
-//! pays that for as long as it is only read (after filling 32k keys into 8
-//! shards, 3 shards were still migrating); so a small table's migration
+//! pays that for as long as it is only read (filling 32k keys into 8 shards
+//! leaves about 3 of them migrating); so a small table's migration
 //! finishes within [`MIGRATION_WRITES`] writes to its shard (a big one's
 //! steps are capped, for write latency), and `shrink_to_fit` finishes any at
 //! once (worth calling after a bulk load).
@@ -67,7 +67,7 @@ const MIN_MIGRATE_STEP: usize = 32;
 
 /// Most old-table slots one write moves, so no write pauses long however big
 /// the table. Each move writes a random slot of the new table, often on a
-/// page not yet mapped in: with 1024 a step, 1 insert in 100 took over 15 us
+/// page not yet mapped in: with 1024 a step, 1 insert in 100 takes over 15 us
 /// (p99, single thread, bench VM); with 64, 8 us.
 const MAX_MIGRATE_STEP: usize = 64;
 
@@ -89,11 +89,10 @@ const MIN_AUTO_SHRINK_CAPACITY: usize = 64;
 /// same size or less, dropping them.
 ///
 /// Why not emptier: a fitted table three eighths full (the next power of two
-/// above that, so a quarter full for the bench's 2,048 keys a shard) made a
+/// above that, so a quarter full for the bench's 2,048 keys a shard) makes a
 /// read-mostly map half again as big as with pointers to entries, and reads
-/// slower than papaya's in some runs of the bench's short cells; at most half
-/// full, reads ran 1.14x-1.32x papaya's and `exchange` faster too (four
-/// alternating runs).
+/// at times slower than papaya's in the bench's short cells; at most half
+/// full, reads run 1.14x-1.32x papaya's and `exchange` faster too.
 fn capacity_for(len: usize) -> usize {
     (len.max(1) * 2).next_power_of_two().max(MIN_CAPACITY)
 }
@@ -146,18 +145,18 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Send for Writer<K, V> {}
 /// finds each cache line it touches on the core that last wrote the shard
 /// (half the time, at two threads), so everything a write touches is packed
 /// into one line: the entry and write counts, the lock, the writer's state
-/// and the garbage's oldest stamp. (Bench `exchange` loop, 2 threads on
-/// disjoint shards ran a third faster than on shared ones; with five lines
-/// a write, 7 % fewer writes per second went through than with two, and
-/// with three, 4-11 % fewer than with one.) Test
+/// and the garbage's oldest stamp. (Bench `exchange` loop: 2 threads on
+/// disjoint shards run a third faster than on shared ones; with five lines
+/// a write, 7 % fewer writes per second go through than with two, and with
+/// three, 4-11 % fewer than with one.) Test
 /// `a_write_touches_one_cache_line_of_its_shard`.
 #[repr(C)]
 pub(crate) struct Shard<K, V> {
     /// The table readers start from, on cache lines of its own: every write
     /// changes the lock and counts next to it, and a reader (or the next
-    /// write) on another core then missed on this pointer, which changes only
-    /// when a migration ends (bench `exchange` loop, 2 threads: a cache miss
-    /// here was the most frequent stall of a write).
+    /// write) on another core would then miss on this pointer, which changes
+    /// only when a migration ends (bench `exchange` loop, 2 threads: a cache
+    /// miss here is a write's most frequent stall when they share a line).
     current: CachePadded<Current<K, V>>,
     /// Entries: changed by the writer under its lock, read by `len()`
     /// without it.
@@ -285,9 +284,9 @@ impl<K, V> Shard<K, V> {
     /// Runs `f` with the writer lock held, waiting for it if needed.
     /// `hash_of` is the map's hash of a key, for the entries a migration moves.
     ///
-    /// Inlined into each write, with `edit` and the hot `Edit` methods: 440 ->
-    /// 383 instructions per write (callgrind; out of line, their prologues and
-    /// epilogues alone were ~60).
+    /// Inlined into each write, with `edit` and the hot `Edit` methods: out of
+    /// line, their prologues and epilogues alone would add ~60 instructions per
+    /// write (callgrind).
     #[inline]
     pub(crate) fn write<R>(
         &self,
@@ -440,7 +439,7 @@ impl<K, V> Edit<'_, K, V> {
 
     /// Moves `key`'s entry, if it is still live in the table being migrated
     /// away from, to the target. Out of line: most writes find no migration,
-    /// and inlined, this path made every write save and restore six
+    /// and inlined, this path would make every write save and restore six
     /// registers around its probe (callgrind).
     #[cold]
     #[inline(never)]
@@ -603,8 +602,8 @@ impl<K, V> Edit<'_, K, V> {
     /// Shrinks once the table is less than a sixteenth full, to one at most
     /// half full, so a shrunken table must grow its entries half again before
     /// it grows again: with the threshold at an eighth, a map whose size
-    /// hovered around a power of two grew and shrank on alternate writes (seen
-    /// in the bench: 4,096 entries a shard, a 32k-slot table after growing,
+    /// hovers around a power of two would grow and shrink on alternate writes
+    /// (in the bench: 4,096 entries a shard, a 32k-slot table after growing,
     /// shrunk by the next removal, grown by the next insert).
     fn maybe_shrink(&mut self) {
         let capacity = self.current().capacity();
@@ -646,7 +645,7 @@ impl<K, V> Edit<'_, K, V> {
     /// the growth as that table has pages, so the growth finds it ready.
     ///
     /// Why: a migration moves its first slots to random places in the new
-    /// table, so its first writes mapped in many of its pages at once (up to
+    /// table, so its first writes would map in many of its pages at once (up to
     /// ten page faults in one write for a 512 KiB table, test
     /// `a_growing_table_is_mapped_in_a_page_per_write`; ~10 us a fault on the
     /// bench's VM), and a reused mapping must be cleared before use (~15 us

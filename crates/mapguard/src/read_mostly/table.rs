@@ -30,18 +30,18 @@
 //! Why entries inline, tags apart: a lookup reads the tag word from an array
 //! of one byte per slot, small enough to stay in a core's cache for maps of
 //! hundreds of thousands of keys, then the entry: one cache miss for a hit,
-//! none for a miss. Before, buckets of seven pointers to entries allocated
-//! one by one (the tags in the bucket's line) cost two misses per hit and one
-//! per miss, an allocation per write, and a third of the bench's `exchange`
-//! time was spent waiting on them (perf, one thread). The cost: a free slot
+//! none for a miss. Buckets of seven pointers to entries allocated one by one
+//! (the tags in the bucket's line) cost two misses per hit and one per miss,
+//! an allocation per write, and a third of the bench's `exchange` time waiting
+//! on them (perf, one thread). The cost: a free slot
 //! takes an entry's room (as in `hashbrown`), and a replacement takes another
 //! slot until the old one may be reused.
 //!
-//! Why dead slots are reused in place, by stamp: before, every dead slot was
-//! listed in its shard's garbage, and a later write marked a whole expired
-//! bag of them free, touching a random tag word for each, while the slots
-//! waited for a thousand others to be listed before their grace period even
-//! began. A one-byte stamp per group costs a load of the epoch and a byte
+//! Why dead slots are reused in place, by stamp: listing every dead slot in
+//! its shard's garbage would make a later write mark a whole expired bag of
+//! them free, touching a random tag word for each, and the slots would wait
+//! for a thousand others to be listed before their grace period even began.
+//! A one-byte stamp per group costs a load of the epoch and a byte
 //! stored when a slot dies, and the same two loads when a write meets dead
 //! slots, and the slots wait only for the epoch to move on.
 //! See `shard.rs` for the migration protocol.
@@ -208,7 +208,7 @@ pub(crate) fn pages<K, V>(capacity: usize) -> usize {
 /// be migrated: three quarters. Removed and replaced entries keep their slots
 /// until their bag expires (up to a few thousand per shard), and a table that
 /// reached the limit with them is migrated to one of the same size to drop
-/// them; with the limit at half, that took a third of the bench's `exchange`
+/// them; with the limit at half, that takes a third of the bench's `exchange`
 /// throughput at two threads. Probes stay short: a reader stops at the first
 /// group with an empty slot, and eight slots at three quarters full leave
 /// most groups one.
@@ -368,7 +368,7 @@ impl<K, V> Table<K, V> {
         let mut table = self;
         loop {
             // A plain index loop with `len - 1` as the mask: the compiler drops
-            // the bounds checks (the iterator form cost ~15 instructions more
+            // the bounds checks (the iterator form costs ~15 instructions more
             // per read, callgrind).
             let tags = &table.tags[..];
             let mask = tags.len() - 1;
@@ -435,7 +435,7 @@ impl<K, V> Table<K, V> {
     }
 
     /// The slot of `key`'s live entry in this table only. Always inlined:
-    /// every write probes once, and the call's prologue and epilogue were 8
+    /// every write probes once, and a call's prologue and epilogue would be 8
     /// of its ~350 instructions (callgrind, `bench count-gets --writes`).
     #[inline(always)]
     pub(crate) fn locate<Q>(&self, hash: u64, key: &Q) -> Option<usize>
@@ -445,8 +445,9 @@ impl<K, V> Table<K, V> {
     {
         let tag = tag(hash);
         // An index loop with `len - 1` as the mask, and the home word loaded
-        // once for the prefetch and the probe, as in `find`: 403 -> 395
-        // instructions per write (callgrind, `bench count-gets --writes`).
+        // once for the prefetch and the probe, as in `find`: ~8 instructions
+        // per write fewer than an iterator and a second load (callgrind,
+        // `bench count-gets --writes`).
         let tags = &self.tags[..];
         let mask = tags.len() - 1;
         let mut g = hash as usize & mask;
@@ -515,8 +516,8 @@ impl<K, V> Table<K, V> {
     /// Starts loading the slot a new entry would take in group `g` (a dead
     /// one, or else a never-used one: a guess, the stamp is not checked),
     /// while the writer compares keys: an insert or a replacement writes it
-    /// next, and the lock's release waited for that store's cache miss (perf,
-    /// bench `exchange` loop, one thread: a third of an insert's time).
+    /// next, and the lock's release would wait for that store's cache miss
+    /// (perf, bench `exchange` loop, one thread: a third of an insert's time).
     #[cfg(not(loom))]
     fn prefetch_free_slot(&self, g: usize, tags: u64) {
         if let Some(lane) = first_lane(lanes_in(tags, DEAD) | lanes_in(tags, EMPTY)) {

@@ -4,17 +4,17 @@
 //!
 //! Why not `alloc_zeroed`: for an alignment above 16 bytes Rust's system
 //! allocator cannot use `calloc`; it allocates, then writes zeros over the
-//! whole block, which maps in every page at once (measured here: 129 page
-//! faults allocating 512 KiB at alignment 64, 1 at alignment 16). That put a
-//! whole table's page faults (~10 us each on the bench's VM) into the one
-//! write that started a migration.
+//! whole block, which maps in every page at once (129 page faults allocating
+//! 512 KiB at alignment 64, 1 at alignment 16). That would put a whole
+//! table's page faults (~10 us each on the bench's VM) into the one write
+//! that starts a migration.
 //!
 //! Why keep freed mappings: `munmap` flushes the mapping from the TLB of every
 //! CPU running one of the process's threads and waits for them. On the
-//! bench's VM that made the write freeing a grown shard's old table one of the
-//! slowest (20-200 us; two threads, read_heavy mix: 20-36 inserts a run over
+//! bench's VM that makes the write freeing a grown shard's old table one of
+//! the slowest (20-200 us; two threads, read_heavy mix: 20-36 inserts over
 //! 20 us against 5-9 with mappings never unmapped), and handing the `munmap`
-//! to a background thread cost read throughput instead (the flushes still
+//! to a background thread costs read throughput instead (the flushes still
 //! interrupt the readers). A shard's next table is often the size another
 //! shard just freed, since every shard grows through the same sizes, and a
 //! map replaced by a new one frees the sizes the new one will need.
@@ -233,15 +233,15 @@ mod mappings {
     /// Kept mappings, at most this many (a bound on the scans below; the
     /// bytes are the bound on memory)...
     ///
-    /// Why not 16, as before: a map of 16 shards growing to 8,192 slots maps
-    /// arrays of four sizes in each shard, 64 mappings, and frees as many;
-    /// keeping 16, a program that builds such maps one after another (the
-    /// bench's rounds) unmapped most of them and faulted the next map's in
-    /// afresh. Keeping 256: `rapid_grow`-mix loop +23 % at one thread and
+    /// Why so many: a map of 16 shards growing to 8,192 slots maps arrays of
+    /// four sizes in each shard, 64 mappings, and frees as many; keeping only
+    /// 16, a program that builds such maps one after another (the bench's
+    /// rounds) unmaps most of them and faults the next map's in afresh.
+    /// Keeping 256 against 16: `rapid_grow`-mix loop +23 % at one thread and
     /// +25 % at two, inserts over 10 us at two threads 2-3x fewer, `exchange`
-    /// +9 % at two (alternating runs: an unmap interrupts the CPUs of the
-    /// process's other threads to flush their TLBs, and a fresh mapping's
-    /// pages fault in one by one).
+    /// +9 % at two (an unmap interrupts the CPUs of the process's other
+    /// threads to flush their TLBs, and a fresh mapping's pages fault in one
+    /// by one).
     pub(super) const MAX_KEPT: usize = 256;
     /// ...and this many bytes.
     const MAX_KEPT_BYTES: usize = 64 << 20;
@@ -285,12 +285,12 @@ mod mappings {
     /// process's other threads (20-300 us on the bench's VM, whatever the
     /// size), so what counts is how often a freed table unmaps one, and the
     /// sizes a program frees again soon are the ones it freed last. Unmapping
-    /// the smallest instead (they cost the fewest pages) thrashed once big
-    /// tables of maps long dropped filled the bytes: the sizes every growing
-    /// map passes through were unmapped on each free and mapped afresh for the
-    /// next map (bench `read_heavy`, full size, after the throughput part, two
-    /// threads: frees of 30-570 us, insert p99.9 95-105 us in three runs; the
-    /// oldest first: 5.6 and 10.4 us, papaya's ~50 us).
+    /// the smallest instead (they cost the fewest pages) thrashes once big
+    /// tables of maps long dropped fill the bytes: the sizes every growing map
+    /// passes through are unmapped on each free and mapped afresh for the next
+    /// map (bench `read_heavy`, full size, after the throughput part, two
+    /// threads: frees of 30-570 us, insert p99.9 95-105 us; with the oldest
+    /// first, 5.6 and 10.4 us, papaya's ~50 us).
     pub(super) fn give_back(ptr: NonNull<u8>, size: usize) {
         let evicted = {
             let mut kept = KEPT.lock();

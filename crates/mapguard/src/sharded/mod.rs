@@ -13,7 +13,6 @@
 //! the write closures below. It costs one atomic load when nothing is loading.
 
 pub(crate) mod builder;
-mod iter;
 mod shard;
 
 use std::borrow::Borrow;
@@ -27,15 +26,17 @@ use crossbeam_utils::CachePadded;
 use hashbrown::hash_table::Entry;
 
 pub use self::builder::ShardedMapBuilder;
-pub use self::iter::Iter;
 pub(crate) use self::shard::Shard;
 use self::shard::{slot_hash, Slot, Table};
-use crate::api::{Compute, Conflict, WouldBlock};
+use crate::api::{impl_concurrent_map, Compute, Conflict, WouldBlock};
+use crate::iter::Iter;
 use crate::loader::{Backing, SingleFlight};
 use crate::reentry::{self, Entered};
 use crate::telemetry::recorder::Probe;
 use crate::telemetry::MapStats;
 use crate::DefaultHashBuilder;
+
+reentry::name_ops!("ShardedMap");
 
 /// A concurrent hash map split into independently locked shards.
 ///
@@ -308,7 +309,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.with_slot("ShardedMap::read", key, |s| s.map(|s| f(&s.value)))
+        self.with_slot(op!(read), key, |s| s.map(|s| f(&s.value)))
     }
 
     /// Like [`read`](Self::read), but returns [`WouldBlock`] instead of waiting
@@ -324,7 +325,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.try_with_slot("ShardedMap::try_read", key, |s| s.map(|s| f(&s.value)))
+        self.try_with_slot(op!(try_read), key, |s| s.map(|s| f(&s.value)))
     }
 
     /// A clone of the value (for cheap values: numbers, `Arc`s, short strings).
@@ -340,9 +341,7 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        self.with_slot("ShardedMap::get_cloned", key, |s| {
-            s.map(|s| s.value.clone())
-        })
+        self.with_slot(op!(get_cloned), key, |s| s.map(|s| s.value.clone()))
     }
 
     /// Like [`get_cloned`](Self::get_cloned), without waiting.
@@ -357,9 +356,7 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        self.try_with_slot("ShardedMap::try_get_cloned", key, |s| {
-            s.map(|s| s.value.clone())
-        })
+        self.try_with_slot(op!(try_get_cloned), key, |s| s.map(|s| s.value.clone()))
     }
 
     /// Whether the key is present.
@@ -373,7 +370,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.with_slot("ShardedMap::contains_key", key, |s| s.is_some())
+        self.with_slot(op!(contains_key), key, |s| s.is_some())
     }
 
     /// A clone of the value with its version, for an optimistic
@@ -392,7 +389,7 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        self.with_slot("ShardedMap::get_versioned", key, |s| {
+        self.with_slot(op!(get_versioned), key, |s| {
             s.map(|s| (s.value.clone(), s.version))
         })
     }
@@ -411,7 +408,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.with_slot("ShardedMap::read_versioned", key, |s| {
+        self.with_slot(op!(read_versioned), key, |s| {
             s.map(|s| (f(&s.value), s.version))
         })
     }
@@ -431,7 +428,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.with_slot("ShardedMap::version", key, |s| s.map(|s| s.version))
+        self.with_slot(op!(version), key, |s| s.map(|s| s.version))
     }
 
     /// Inserts or replaces; returns the previous value.
@@ -443,7 +440,7 @@ where
     /// ```
     pub fn insert(&self, key: K, value: V) -> Option<V> {
         let hash = self.hash_of(&key);
-        self.with_table("ShardedMap::insert", hash, |t| {
+        self.with_table(op!(insert), hash, |t| {
             self.flights.invalidate(&key);
             insert_slot(t, hash, key, value)
         })
@@ -458,7 +455,7 @@ where
     /// ```
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, WouldBlock> {
         let hash = self.hash_of(&key);
-        self.try_with_table("ShardedMap::try_insert", hash, |t| {
+        self.try_with_table(op!(try_insert), hash, |t| {
             self.flights.try_invalidate(&key)?;
             Ok(insert_slot(t, hash, key, value))
         })?
@@ -478,7 +475,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table("ShardedMap::remove", hash, |t| {
+        self.with_table(op!(remove), hash, |t| {
             self.flights.invalidate(key);
             remove_slot(t, hash, key)
         })
@@ -496,7 +493,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.try_with_table("ShardedMap::try_remove", hash, |t| {
+        self.try_with_table(op!(try_remove), hash, |t| {
             self.flights.try_invalidate(key)?;
             Ok(remove_slot(t, hash, key))
         })?
@@ -519,7 +516,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table("ShardedMap::update", hash, |t| {
+        self.with_table(op!(update), hash, |t| {
             self.flights.invalidate(key);
             update_slot(t, hash, key, f)
         })
@@ -541,7 +538,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.try_with_table("ShardedMap::try_update", hash, |t| {
+        self.try_with_table(op!(try_update), hash, |t| {
             self.flights.try_invalidate(key)?;
             Ok(update_slot(t, hash, key, f))
         })?
@@ -558,7 +555,7 @@ where
     /// ```
     pub fn compute(&self, key: K, f: impl FnOnce(Option<&V>) -> Compute<V>) -> Option<V> {
         let hash = self.hash_of(&key);
-        self.with_table("ShardedMap::compute", hash, |t| {
+        self.with_table(op!(compute), hash, |t| {
             self.flights.invalidate(&key);
             compute_slot(t, hash, key, f)
         })
@@ -578,7 +575,7 @@ where
         f: impl FnOnce(Option<&V>) -> Compute<V>,
     ) -> Result<Option<V>, WouldBlock> {
         let hash = self.hash_of(&key);
-        self.try_with_table("ShardedMap::try_compute", hash, |t| {
+        self.try_with_table(op!(try_compute), hash, |t| {
             self.flights.try_invalidate(&key)?;
             Ok(compute_slot(t, hash, key, f))
         })?
@@ -599,13 +596,13 @@ where
         V: Clone,
     {
         // Hits (the common case) only need the shared lock.
-        if let Some(value) = self.with_slot("ShardedMap::get_or_insert_with", &key, |s| {
+        if let Some(value) = self.with_slot(op!(get_or_insert_with), &key, |s| {
             s.map(|s| s.value.clone())
         }) {
             return value;
         }
         let hash = self.hash_of(&key);
-        self.with_table("ShardedMap::get_or_insert_with", hash, |t| {
+        self.with_table(op!(get_or_insert_with), hash, |t| {
             fill_slot(t, hash, key, f)
         })
     }
@@ -637,7 +634,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table("ShardedMap::compare_and_update", hash, |t| {
+        self.with_table(op!(compare_and_update), hash, |t| {
             self.flights.invalidate(key);
             let Table { slots, clock, .. } = t;
             match slots.find_mut(hash, |s| s.key.borrow() == key) {
@@ -666,7 +663,7 @@ where
     /// ```
     pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, "ShardedMap::retain");
+            let entered = Entered::blocking(self.id, op!(retain));
             let removed: Vec<Slot<K, V>> = shard.write(self.probe(&entered, None), |t| {
                 self.flights.invalidate_all();
                 let removed = t.slots.extract_if(|s| !f(&s.key, &s.value)).collect();
@@ -686,7 +683,7 @@ where
         mut wipe: impl FnMut(&mut V),
     ) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, "ShardedMap::retain_zeroizing");
+            let entered = Entered::blocking(self.id, op!(retain_zeroizing));
             shard.write(self.probe(&entered, None), |t| {
                 self.flights.invalidate_all();
                 t.slots.retain(|s| {
@@ -709,7 +706,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table("ShardedMap::remove_zeroized", hash, |t| {
+        self.with_table(op!(remove_zeroized), hash, |t| {
             self.flights.invalidate(key);
             let Ok(mut entry) = t.slots.find_entry(hash, |s| s.key.borrow() == key) else {
                 return false;
@@ -725,7 +722,7 @@ where
     #[cfg(feature = "zeroize")]
     pub(crate) fn insert_wiping(&self, key: K, value: V, wipe: impl FnOnce(&mut V)) -> bool {
         let hash = self.hash_of(&key);
-        self.with_table("ShardedMap::insert_zeroizing", hash, |t| {
+        self.with_table(op!(insert_zeroizing), hash, |t| {
             self.flights.invalidate(&key);
             let Table { slots, clock, .. } = t;
             *clock += 1;
@@ -760,7 +757,7 @@ where
     /// ```
     pub fn clear(&self) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, "ShardedMap::clear");
+            let entered = Entered::blocking(self.id, op!(clear));
             let old = shard.write(self.probe(&entered, None), |t| {
                 self.flights.invalidate_all();
                 mem::take(&mut t.slots)
@@ -780,7 +777,7 @@ where
     /// ```
     pub fn shrink_to_fit(&self) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, "ShardedMap::shrink_to_fit");
+            let entered = Entered::blocking(self.id, op!(shrink_to_fit));
             shard.write(self.probe(&entered, None), |t| {
                 t.slots.shrink_to_fit(slot_hash)
             });
@@ -827,7 +824,7 @@ where
         K: Clone,
         V: Clone,
     {
-        Iter::new(self)
+        Iter::sharded(self)
     }
 
     pub(crate) fn snapshot_shard(&self, index: usize) -> Vec<(K, V)>
@@ -835,7 +832,7 @@ where
         K: Clone,
         V: Clone,
     {
-        let entered = Entered::blocking(self.id, "ShardedMap::iter");
+        let entered = Entered::blocking(self.id, op!(iter));
         self.shards[index].read(self.probe(&entered, None), |t| {
             t.slots
                 .iter()
@@ -905,9 +902,7 @@ where
         E: Send + Sync + 'static,
         F: FnOnce(&K) -> Result<V, E>,
     {
-        if let Some(outer) = reentry::is_inside(self.id) {
-            reentry::reentry_panic("ShardedMap::get_or_load", outer);
-        }
+        reentry::forbid_reentry(self.id, op!(get_or_load));
         self.flights.load_value(self, key, load)
     }
 
@@ -929,9 +924,7 @@ where
         E: Send + Sync + 'static,
         F: FnOnce(&K) -> Result<Option<V>, E>,
     {
-        if let Some(outer) = reentry::is_inside(self.id) {
-            reentry::reentry_panic("ShardedMap::get_or_load_optional", outer);
-        }
+        reentry::forbid_reentry(self.id, op!(get_or_load_optional));
         self.flights.load(self, key, true, load)
     }
 
@@ -963,9 +956,7 @@ where
     S: BuildHasher,
 {
     fn lookup(&self, key: &K) -> Option<V> {
-        self.with_slot("ShardedMap::get_or_load", key, |s| {
-            s.map(|s| s.value.clone())
-        })
+        self.with_slot(op!(get_or_load), key, |s| s.map(|s| s.value.clone()))
     }
 
     fn recheck(&self, key: &K) -> Option<V> {
@@ -975,7 +966,7 @@ where
 
     fn fill(&self, key: K, value: V, invalidated: &AtomicBool) -> V {
         let hash = self.hash_of(&key);
-        self.with_table("ShardedMap::get_or_load", hash, |t| {
+        self.with_table(op!(get_or_load), hash, |t| {
             // Checked under the shard lock the invalidating writers hold: an invalidated
             // load leaves the key absent (a value stored meanwhile still wins).
             if invalidated.load(Relaxed) && t.slots.find(hash, |s| s.key == key).is_none() {
@@ -1095,6 +1086,8 @@ fn fill_slot<K: Eq, V: Clone>(t: &mut Table<K, V>, hash: u64, key: K, f: impl Fn
         }
     }
 }
+
+impl_concurrent_map!(ShardedMap, stats: MapStats);
 
 impl<K, V, S> fmt::Debug for ShardedMap<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

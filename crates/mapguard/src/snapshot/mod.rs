@@ -14,7 +14,7 @@ mod view;
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,12 +24,15 @@ use hashbrown::HashMap;
 pub use self::batch::Batch;
 use self::view::Generation;
 pub use self::view::Snapshot;
-use crate::api::{Compute, Conflict, WouldBlock};
+use crate::api::{impl_concurrent_map, Compute, Conflict, WouldBlock};
+use crate::iter::Iter;
 use crate::loader::{Backing, SingleFlight};
 use crate::reentry::{self, Entered};
 use crate::sync::Mutex;
 use crate::table_alloc::TableAlloc;
 use crate::DefaultHashBuilder;
+
+reentry::name_ops!("SnapshotMap");
 
 /// A map whose reads are wait-free lookups in an immutable snapshot and whose
 /// writes copy the map and publish the copy atomically.
@@ -55,9 +58,19 @@ pub struct SnapshotMap<K, V, S = DefaultHashBuilder> {
     writer: Mutex<()>,
     id: u64,
     flights: SingleFlight<K, V>,
-    writes: AtomicU64,
-    publishes: AtomicU64,
-    contended: AtomicU64,
+    /// Shared so that a Prometheus collector can hold a weak reference.
+    counters: Arc<Counters>,
+}
+
+/// The write counters behind [`SnapshotStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) writes: AtomicU64,
+    pub(crate) publishes: AtomicU64,
+    pub(crate) contended: AtomicU64,
+    /// Entries in the latest publication, for a collector that holds only
+    /// these counters.
+    pub(crate) len: AtomicUsize,
 }
 
 /// Counters of a [`SnapshotMap`], from [`SnapshotMap::stats`]. Reads are not
@@ -155,9 +168,18 @@ impl<K, V, S> SnapshotMapBuilder<K, V, S> {
             writer: Mutex::new(()),
             id: reentry::next_map_id(),
             flights: SingleFlight::new(self.negative_ttl),
-            writes: AtomicU64::new(0),
-            publishes: AtomicU64::new(0),
-            contended: AtomicU64::new(0),
+            counters: Arc::default(),
+        }
+    }
+}
+
+impl Counters {
+    pub(crate) fn stats(&self) -> SnapshotStats {
+        SnapshotStats {
+            len: self.len.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+            publishes: self.publishes.load(Relaxed),
+            contended_writes: self.contended.load(Relaxed),
         }
     }
 }
@@ -237,9 +259,7 @@ impl<K, V, S> SnapshotMap<K, V, S> {
     pub fn stats(&self) -> SnapshotStats {
         SnapshotStats {
             len: self.len(),
-            writes: self.writes.load(Relaxed),
-            publishes: self.publishes.load(Relaxed),
-            contended_writes: self.contended.load(Relaxed),
+            ..self.counters.stats()
         }
     }
 
@@ -257,6 +277,33 @@ impl<K, V, S> SnapshotMap<K, V, S> {
         for (k, v) in snapshot.iter() {
             f(k, v);
         }
+    }
+
+    /// Owned `(key, value)` pairs of one snapshot (a consistent view), copied
+    /// when the iterator is made; no lock is held. The same item type as the
+    /// other engines' `iter` (see [`ConcurrentMap`](crate::ConcurrentMap));
+    /// to borrow instead, iterate a [`snapshot`](Self::snapshot).
+    ///
+    /// ```
+    /// let map: mapguard::SnapshotMap<u32, u32> = (0..100).map(|i| (i, i * 2)).collect();
+    /// let mut pairs: Vec<_> = map.iter().collect();
+    /// pairs.sort();
+    /// assert_eq!(pairs[3], (3, 6));
+    /// assert_eq!(pairs.len(), 100);
+    /// ```
+    pub fn iter(&self) -> Iter<'_, K, V, S>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let snapshot = self.snapshot();
+        let pairs = snapshot.iter().map(|(k, v)| (k.clone(), v.clone()));
+        Iter::copied(pairs.collect())
+    }
+
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn counters_weak(&self) -> std::sync::Weak<Counters> {
+        Arc::downgrade(&self.counters)
     }
 }
 
@@ -282,6 +329,22 @@ where
         self.current.load().map.get(key).map(|e| f(&e.value))
     }
 
+    /// [`read`](Self::read) under the non-blocking API: reads never wait, so
+    /// this never returns [`WouldBlock`]. It exists so code can switch engines
+    /// by type.
+    ///
+    /// ```
+    /// let map: mapguard::SnapshotMap<u8, u8> = [(1, 7)].into_iter().collect();
+    /// assert_eq!(map.try_read(&1, |v| *v), Ok(Some(7)));
+    /// ```
+    pub fn try_read<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Result<Option<R>, WouldBlock>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        Ok(self.read(key, f))
+    }
+
     /// A clone of the value; wait-free.
     ///
     /// ```
@@ -295,6 +358,22 @@ where
         V: Clone,
     {
         self.read(key, V::clone)
+    }
+
+    /// [`get_cloned`](Self::get_cloned); never [`WouldBlock`] (see
+    /// [`try_read`](Self::try_read)).
+    ///
+    /// ```
+    /// let map: mapguard::SnapshotMap<u8, u8> = [(1, 5)].into_iter().collect();
+    /// assert_eq!(map.try_get_cloned(&1), Ok(Some(5)));
+    /// ```
+    pub fn try_get_cloned<Q>(&self, key: &Q) -> Result<Option<V>, WouldBlock>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        Ok(self.get_cloned(key))
     }
 
     /// Whether `key` is present; wait-free.
@@ -324,11 +403,27 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
+        self.read_versioned(key, V::clone)
+    }
+
+    /// Runs `f` on the value in the current snapshot; returns its result with
+    /// the entry's version. Wait-free.
+    ///
+    /// ```
+    /// let map: mapguard::SnapshotMap<u8, String> = [(1, "abc".into())].into_iter().collect();
+    /// let (len, version) = map.read_versioned(&1, |s| s.len()).unwrap();
+    /// assert_eq!((len, Some(version)), (3, map.version(&1)));
+    /// ```
+    pub fn read_versioned<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<(R, u64)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.current
             .load()
             .map
             .get(key)
-            .map(|e| (e.value.clone(), e.version))
+            .map(|e| (f(&e.value), e.version))
     }
 
     /// The entry's version (changes on every write, never reused); wait-free.
@@ -360,23 +455,19 @@ where
         wait: bool,
         f: impl FnOnce(&mut Batch<'_, K, V, S>) -> R,
     ) -> Result<R, WouldBlock> {
-        let _entered = if wait {
-            Entered::blocking(self.id, op)
-        } else {
-            Entered::non_blocking(self.id, op)
-        };
+        let _entered = self.enter(op, wait);
         let _writer = match self.writer.try_lock() {
             Some(guard) => guard,
             None if wait => {
-                self.contended.fetch_add(1, Relaxed);
+                self.counters.contended.fetch_add(1, Relaxed);
                 self.writer.lock()
             }
             None => {
-                self.contended.fetch_add(1, Relaxed);
+                self.counters.contended.fetch_add(1, Relaxed);
                 return Err(WouldBlock);
             }
         };
-        self.writes.fetch_add(1, Relaxed);
+        self.counters.writes.fetch_add(1, Relaxed);
         // Writers are serialized, so this is the latest generation and stays so
         // until we publish.
         let current = self.current.load_full();
@@ -392,10 +483,21 @@ where
         };
         let result = f(&mut batch);
         if batch.changed {
+            self.counters.len.store(next.map.len(), Relaxed);
             self.current.store(Arc::new(next));
-            self.publishes.fetch_add(1, Relaxed);
+            self.counters.publishes.fetch_add(1, Relaxed);
         }
         Ok(result)
+    }
+
+    /// Records this thread as inside the map for `op`; a blocking one panics
+    /// when the thread already is (see [`crate::reentry`]).
+    fn enter(&self, op: &'static str, wait: bool) -> Entered {
+        if wait {
+            Entered::blocking(self.id, op)
+        } else {
+            Entered::non_blocking(self.id, op)
+        }
     }
 
     fn write_blocking<R>(
@@ -425,7 +527,7 @@ where
     /// ```
     pub fn write_batch<R>(&self, f: impl FnOnce(&mut Batch<'_, K, V, S>) -> R) -> R {
         // A batch may touch any key: it invalidates every load in flight.
-        self.write_blocking("SnapshotMap::write_batch", |tx| {
+        self.write_blocking(op!(write_batch), |tx| {
             self.flights.invalidate_all();
             f(tx)
         })
@@ -442,7 +544,7 @@ where
         &self,
         f: impl FnOnce(&mut Batch<'_, K, V, S>) -> R,
     ) -> Result<R, WouldBlock> {
-        self.write("SnapshotMap::try_write_batch", false, |tx| {
+        self.write(op!(try_write_batch), false, |tx| {
             self.flights.try_invalidate_all()?;
             Ok(f(tx))
         })?
@@ -457,10 +559,29 @@ where
     /// assert_eq!(map.insert(1, 2), Some(1));
     /// ```
     pub fn insert(&self, key: K, value: V) -> Option<V> {
-        self.write_blocking("SnapshotMap::insert", |tx| {
+        self.write_blocking(op!(insert), |tx| {
             self.flights.invalidate(&key);
             tx.insert(key, value)
         })
+    }
+
+    /// Like [`insert`](Self::insert), but returns [`WouldBlock`] (and inserts
+    /// nothing) instead of waiting for another writer. Reads never wait; only
+    /// the `try_*` writes can return [`WouldBlock`] on this engine, e.g. from
+    /// inside [`write_batch`](Self::write_batch)'s closure.
+    ///
+    /// ```
+    /// use mapguard::WouldBlock;
+    /// let map: mapguard::SnapshotMap<u8, u8> = mapguard::SnapshotMap::new();
+    /// assert_eq!(map.try_insert(1, 1), Ok(None));
+    /// map.write_batch(|_| assert_eq!(map.try_insert(1, 2), Err(WouldBlock)));
+    /// assert_eq!(map.get_cloned(&1), Some(1));
+    /// ```
+    pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, WouldBlock> {
+        self.write(op!(try_insert), false, |tx| {
+            self.flights.try_invalidate(&key)?;
+            Ok(tx.insert(key, value))
+        })?
     }
 
     /// Removes `key`; returns its value. An absent key publishes nothing.
@@ -475,13 +596,34 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if !self.contains_key(key) && self.absent_invalidated("SnapshotMap::remove", key) {
+        if !self.contains_key(key) && self.absent_invalidated(op!(remove), true, key) == Ok(true) {
             return None;
         }
-        self.write_blocking("SnapshotMap::remove", |tx| {
+        self.write_blocking(op!(remove), |tx| {
             self.flights.invalidate(key);
             tx.remove(key)
         })
+    }
+
+    /// Like [`remove`](Self::remove), without waiting for another writer.
+    ///
+    /// ```
+    /// let map: mapguard::SnapshotMap<u8, u8> = [(1, 1)].into_iter().collect();
+    /// assert_eq!(map.try_remove(&1), Ok(Some(1)));
+    /// assert_eq!(map.try_remove(&1), Ok(None));
+    /// ```
+    pub fn try_remove<Q>(&self, key: &Q) -> Result<Option<V>, WouldBlock>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if !self.contains_key(key) && self.absent_invalidated(op!(try_remove), false, key)? {
+            return Ok(None);
+        }
+        self.write(op!(try_remove), false, |tx| {
+            self.flights.try_invalidate(key)?;
+            Ok(tx.remove(key))
+        })?
     }
 
     /// Changes the value in place (in the copy to publish); `None` when absent.
@@ -495,13 +637,38 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if !self.contains_key(key) && self.absent_invalidated("SnapshotMap::update", key) {
+        if !self.contains_key(key) && self.absent_invalidated(op!(update), true, key) == Ok(true) {
             return None;
         }
-        self.write_blocking("SnapshotMap::update", |tx| {
+        self.write_blocking(op!(update), |tx| {
             self.flights.invalidate(key);
             tx.update(key, f)
         })
+    }
+
+    /// Like [`update`](Self::update), without waiting for another writer (`f`
+    /// is not called then).
+    ///
+    /// ```
+    /// let map: mapguard::SnapshotMap<u8, u8> = [(1, 1)].into_iter().collect();
+    /// assert_eq!(map.try_update(&1, |v| { *v += 1; *v }), Ok(Some(2)));
+    /// ```
+    pub fn try_update<Q, R>(
+        &self,
+        key: &Q,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Result<Option<R>, WouldBlock>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if !self.contains_key(key) && self.absent_invalidated(op!(try_update), false, key)? {
+            return Ok(None);
+        }
+        self.write(op!(try_update), false, |tx| {
+            self.flights.try_invalidate(key)?;
+            Ok(tx.update(key, f))
+        })?
     }
 
     /// Decides what happens to the entry, present or not (see [`Compute`]);
@@ -514,10 +681,29 @@ where
     /// assert_eq!(map.get_cloned(&1), Some(1));
     /// ```
     pub fn compute(&self, key: K, f: impl FnOnce(Option<&V>) -> Compute<V>) -> Option<V> {
-        self.write_blocking("SnapshotMap::compute", |tx| {
+        self.write_blocking(op!(compute), |tx| {
             self.flights.invalidate(&key);
             tx.compute(key, f)
         })
+    }
+
+    /// Like [`compute`](Self::compute), without waiting for another writer (`f`
+    /// is not called then).
+    ///
+    /// ```
+    /// use mapguard::Compute;
+    /// let map: mapguard::SnapshotMap<u8, u8> = mapguard::SnapshotMap::new();
+    /// assert_eq!(map.try_compute(1, |_| Compute::Set(5)), Ok(None));
+    /// ```
+    pub fn try_compute(
+        &self,
+        key: K,
+        f: impl FnOnce(Option<&V>) -> Compute<V>,
+    ) -> Result<Option<V>, WouldBlock> {
+        self.write(op!(try_compute), false, |tx| {
+            self.flights.try_invalidate(&key)?;
+            Ok(tx.compute(key, f))
+        })?
     }
 
     /// The value for `key`, inserting `f()` first when absent.
@@ -531,7 +717,7 @@ where
         if let Some(value) = self.get_cloned(&key) {
             return value;
         }
-        self.fill_with("SnapshotMap::get_or_insert_with", key, f)
+        self.fill_with(op!(get_or_insert_with), key, f)
     }
 
     /// For a `remove` or `update` that found `key` absent: whether it is still
@@ -542,18 +728,32 @@ where
     /// meanwhile, and the caller must do the full write. The writer mutex is the
     /// lock the loader's re-check and fill take, which orders them against this
     /// check (see [`crate::loader`]).
-    fn absent_invalidated<Q>(&self, op: &'static str, key: &Q) -> bool
+    /// `wait: false` gives up with [`WouldBlock`] instead of waiting.
+    fn absent_invalidated<Q>(
+        &self,
+        op: &'static str,
+        wait: bool,
+        key: &Q,
+    ) -> Result<bool, WouldBlock>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let _entered = Entered::blocking(self.id, op);
-        let _writer = self.writer.lock();
+        let _entered = self.enter(op, wait);
+        let _writer = if wait {
+            self.writer.lock()
+        } else {
+            self.writer.try_lock().ok_or(WouldBlock)?
+        };
         if self.contains_key(key) {
-            return false;
+            return Ok(false);
         }
-        self.flights.invalidate(key);
-        true
+        if wait {
+            self.flights.invalidate(key);
+        } else {
+            self.flights.try_invalidate(key)?;
+        }
+        Ok(true)
     }
 
     fn fill_with(&self, op: &'static str, key: K, f: impl FnOnce() -> V) -> V {
@@ -591,7 +791,7 @@ where
             Some(v) if v == seen => {}
             current => return Err(Conflict { current }),
         }
-        self.write_blocking("SnapshotMap::compare_and_update", |tx| {
+        self.write_blocking(op!(compare_and_update), |tx| {
             self.flights.invalidate(key);
             match tx.map.get(key).map(|e| e.version) {
                 Some(v) if v == seen => {}
@@ -610,7 +810,7 @@ where
     /// assert_eq!(map.len(), 5);
     /// ```
     pub fn retain(&self, f: impl FnMut(&K, &V) -> bool) {
-        self.write_blocking("SnapshotMap::retain", |tx| {
+        self.write_blocking(op!(retain), |tx| {
             self.flights.invalidate_all();
             tx.retain(f)
         });
@@ -624,7 +824,7 @@ where
     /// assert!(map.is_empty());
     /// ```
     pub fn clear(&self) {
-        self.write_blocking("SnapshotMap::clear", |tx| {
+        self.write_blocking(op!(clear), |tx| {
             self.flights.invalidate_all();
             tx.clear()
         });
@@ -648,9 +848,7 @@ where
         E: Send + Sync + 'static,
         F: FnOnce(&K) -> Result<V, E>,
     {
-        if let Some(outer) = reentry::is_inside(self.id) {
-            reentry::reentry_panic("SnapshotMap::get_or_load", outer);
-        }
+        reentry::forbid_reentry(self.id, op!(get_or_load));
         self.flights.load_value(self, key, load)
     }
 
@@ -667,9 +865,7 @@ where
         E: Send + Sync + 'static,
         F: FnOnce(&K) -> Result<Option<V>, E>,
     {
-        if let Some(outer) = reentry::is_inside(self.id) {
-            reentry::reentry_panic("SnapshotMap::get_or_load_optional", outer);
-        }
+        reentry::forbid_reentry(self.id, op!(get_or_load_optional));
         self.flights.load(self, key, true, load)
     }
 
@@ -702,7 +898,7 @@ where
     }
 
     fn fill(&self, key: K, value: V, invalidated: &AtomicBool) -> V {
-        self.write_blocking("SnapshotMap::get_or_load", |tx| {
+        self.write_blocking(op!(get_or_load), |tx| {
             if let Some(existing) = tx.get(&key) {
                 return existing.clone();
             }
@@ -714,6 +910,8 @@ where
         })
     }
 }
+
+impl_concurrent_map!(SnapshotMap, stats: SnapshotStats, Clone);
 
 impl<K, V, S> fmt::Debug for SnapshotMap<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

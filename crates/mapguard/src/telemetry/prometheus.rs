@@ -3,8 +3,9 @@
 //!
 //! The collector holds a weak reference to the map's shards: registering does
 //! not keep a dropped map alive (its metrics just disappear from scrapes), and
-//! scraping never takes a shard lock. Both sharded engines register the same
-//! metrics; only how their per-shard stats are read differs.
+//! scraping never takes a lock. Both sharded engines register the same
+//! metrics; only how their per-shard stats are read differs. The snapshot
+//! engine has no shards and counts no reads: it registers its write counters.
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -16,7 +17,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::{Histogram, MapStats};
-use crate::{read_mostly, sharded, ReadMostlyMap, ShardedMap};
+use crate::snapshot::Counters;
+use crate::{read_mostly, sharded, ReadMostlyMap, ShardedMap, SnapshotMap};
 
 /// The stats of a live map, or `None` once it is dropped.
 type StatsSource = Box<dyn Fn() -> Option<MapStats> + Send + Sync>;
@@ -213,6 +215,79 @@ where
         registry.register_collector(Box::new(MapCollector {
             prefix: prefix.to_string(),
             stats: Box::new(move || shards.upgrade().map(|s| read_mostly::stats_of(&s))),
+        }));
+    }
+}
+
+/// A [`SnapshotMap`]'s write counters, read at scrape time.
+struct SnapshotCollector {
+    prefix: String,
+    counters: Weak<Counters>,
+}
+
+impl fmt::Debug for SnapshotCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotCollector")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let Some(counters) = self.counters.upgrade() else {
+            return Ok(()); // the map is gone
+        };
+        let stats = counters.stats();
+        let p = &self.prefix;
+        let counts = [
+            (
+                "writes",
+                "Write operations (a batch counts once)",
+                stats.writes,
+            ),
+            ("publishes", "Snapshots published", stats.publishes),
+            (
+                "contended",
+                "Writes that waited for another writer",
+                stats.contended_writes,
+            ),
+        ];
+        for (name, help, value) in counts {
+            encoder
+                .encode_descriptor(&format!("{p}_{name}"), help, None, MetricType::Counter)?
+                .encode_counter::<NoLabelSet, u64, u64>(&value, None)?;
+        }
+        encoder
+            .encode_descriptor(&format!("{p}_entries"), "Entries", None, MetricType::Gauge)?
+            .encode_gauge(&(stats.len as u64))
+    }
+}
+
+impl<K, V, S> SnapshotMap<K, V, S> {
+    /// Registers this map's write counters with a prometheus-client registry,
+    /// as `{prefix}_writes_total`, `{prefix}_publishes_total`,
+    /// `{prefix}_contended_total` and `{prefix}_entries` (see
+    /// [`SnapshotStats`](crate::SnapshotStats); reads are not counted, so that
+    /// wait-free readers share no counter). The registry holds only a weak
+    /// reference to the counters.
+    ///
+    /// ```
+    /// use prometheus_client::{encoding::text::encode, registry::Registry};
+    ///
+    /// let map: mapguard::SnapshotMap<u32, u32> = mapguard::SnapshotMap::new();
+    /// let mut registry = Registry::default();
+    /// map.register(&mut registry, "flags");
+    /// map.insert(1, 1);
+    /// let mut text = String::new();
+    /// encode(&mut text, &registry).unwrap();
+    /// assert!(text.contains("flags_publishes_total 1"));
+    /// assert!(text.contains("flags_entries 1"));
+    /// ```
+    pub fn register(&self, registry: &mut Registry, prefix: &str) {
+        registry.register_collector(Box::new(SnapshotCollector {
+            prefix: prefix.to_string(),
+            counters: self.counters_weak(),
         }));
     }
 }

@@ -139,8 +139,8 @@ impl ShardTelemetry {
     ///
     /// This and [`held_since`](Self::held_since) and
     /// [`record_hold`](Self::record_hold) are on every write: inlined checks,
-    /// the sampled work out of line (called, the three cost a write ~20
-    /// instructions, callgrind).
+    /// the sampled work out of line (as calls, the three would cost a write
+    /// ~20 instructions, callgrind).
     #[inline]
     pub(crate) fn uncontended(&self, probe: Probe) {
         if probe.sampled && probe.telemetry {
