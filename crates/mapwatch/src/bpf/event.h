@@ -162,6 +162,15 @@ struct chan_layout {
 	__u32 sendq_first;
 };
 
+/* Map entry points that only forward to another probed one (Go 1.27's mapaccess1* call
+ * mapaccess2*): a probe that finds its return address inside one reports the forwarder's own
+ * caller instead, the user's call site. */
+#define FORWARDERS 8
+struct code_range {
+	__u64 lo;
+	__u64 hi; /* one past the end */
+};
+
 /* Read-only configuration, set before load from the target's offsets. */
 struct config {
 	__u32 goid_offset;      /* runtime.g.goid */
@@ -172,6 +181,9 @@ struct config {
 	__u8 pad[7];
 	__u64 wake_mask;        /* wake the reader once per (wake_mask + 1) events per CPU */
 	struct chan_layout chan; /* runtime.hchan */
+	__u32 n_forwarders;
+	__u32 pad2;
+	struct code_range forwarders[FORWARDERS];
 };
 
 #endif

@@ -203,13 +203,29 @@ static __always_inline int emit_conflict(struct pt_regs *ctx, struct cpu_state *
 	fill(&e->ev, a);
 	e->ev.flags |= EVENT_F_CONFLICT;
 	e->other = *other;
+	/* The true stack: a forwarder's frame, if any, then the frame-pointer chain. */
 	e->stack[0] = ctx->rip;
-	e->stack[1] = a->ret;
+	e->stack[1] = read_u64(ctx->rsp);
 	e->depth = walk_frames(ctx->rbp, e->stack);
 	e->other_depth = writer_stack(other, e->other_stack);
 	st->events++;
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	return 0;
+}
+
+/* The access's call site in the caller: *RSP at the probe (after the stack check, before
+ * `push rbp`), or, when that is inside a forwarding entry point, the forwarder's own return
+ * address (RBP is still the forwarder's frame pointer there). */
+static __always_inline __u64 access_ret(struct pt_regs *ctx)
+{
+	__u64 ret = read_u64(ctx->rsp);
+	for (int i = 0; i < FORWARDERS; i++) {
+		if (i >= cfg.n_forwarders)
+			break;
+		if (ret >= cfg.forwarders[i].lo && ret < cfg.forwarders[i].hi)
+			return read_u64(ctx->rbp + 8);
+	}
+	return ret;
 }
 
 static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, unsigned int what)
@@ -222,7 +238,7 @@ static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, un
 		.map = map,
 		.type = type,
 		.goid = read_u64(ctx->r14 + cfg.goid_offset),
-		.ret = read_u64(ctx->rsp),
+		.ret = access_ret(ctx),
 		.key = read_key(ctx, COOKIE_KEY_MODE(cookie)),
 		.now = bpf_ktime_get_ns(),
 		.pid_tgid = bpf_get_current_pid_tgid(),

@@ -222,6 +222,24 @@ impl Probes {
         cfg.chan.recvx = chan.recvx;
         cfg.chan.recvq_first = chan.recvq_first;
         cfg.chan.sendq_first = chan.sendq_first;
+        let forwarders: Vec<_> = binary
+            .map_probe_plan()
+            .into_iter()
+            .filter(|p| p.skip.is_some())
+            .map(|p| (p.function.addr, p.function.addr + p.function.size))
+            .collect();
+        if forwarders.len() > cfg.forwarders.len() {
+            anyhow::bail!(
+                "{} map entry points forward to others; mapwatch handles {} (FORWARDERS in event.h)",
+                forwarders.len(),
+                cfg.forwarders.len()
+            );
+        }
+        for (slot, (lo, hi)) in cfg.forwarders.iter_mut().zip(&forwarders) {
+            slot.lo = *lo;
+            slot.hi = *hi;
+        }
+        cfg.n_forwarders = forwarders.len() as u32;
         let sync_plan = if sync {
             binary.sync_probe_plan()
         } else {
