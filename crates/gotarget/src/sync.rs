@@ -434,21 +434,30 @@ impl GoBinary {
                 SyncKind::OnceDo => once_adjust,
                 _ => 0,
             };
-            // (code range, `file:line` of the call, the call's (file, line) when inlined)
-            let mut ranges: Vec<(std::ops::Range<u64>, String, Option<(String, u32)>)> = self
+            let mut bodies: Vec<Body> = self
                 .inlined_sites(name)
                 .into_iter()
                 // The hull, not the exact ranges: Go 1.22 attributes the locked instruction
                 // of an inlined Lock to the caller's line, outside the inlined ranges.
-                .map(|s| {
-                    let at = format!("{}:{}", short_path(&s.call_file), s.call_line);
-                    (s.low_pc..s.high_pc, at, Some((s.call_file, s.call_line)))
+                .map(|s| Body {
+                    range: s.low_pc..s.high_pc,
+                    call_site: format!("{}:{}", short_path(&s.call_file), s.call_line),
+                    call: Some((s.call_file, s.call_line)),
                 })
                 .collect();
             if let Some(f) = self.function(name) {
-                ranges.push((f.addr..f.addr + f.size, String::new(), None));
+                bodies.push(Body {
+                    range: f.addr..f.addr + f.size,
+                    call_site: String::new(),
+                    call: None,
+                });
             }
-            for (mut range, call_site, call) in ranges {
+            for Body {
+                mut range,
+                call_site,
+                call,
+            } in bodies
+            {
                 let Some(f) = self.function_at(range.start) else {
                     continue;
                 };
@@ -480,13 +489,13 @@ impl GoBinary {
                     .place(range.clone(), key, adjust, is_acquire)
                     .filter(|p| !taken.contains(&p.addr))
                 else {
-                    if !code.has_key(range.clone(), key) {
-                        continue;
-                    }
-                    plan.unobservable.push(format!(
-                        "{name} in {} {call_site}: no instruction to probe before it",
-                        func.name
-                    ));
+                    let why = if code.has_key(range.clone(), key) {
+                        "no instruction to probe before it"
+                    } else {
+                        "the instruction that touches it was not found"
+                    };
+                    plan.unobservable
+                        .push(format!("{name} in {} {call_site}: {why}", func.name));
                     continue;
                 };
                 taken.insert(placed.addr);
@@ -520,6 +529,16 @@ impl GoBinary {
             }
         }
     }
+}
+
+/// The code of one inlined operation, or of the operation's out-of-line copy.
+struct Body {
+    /// Its addresses.
+    range: std::ops::Range<u64>,
+    /// `file:line` of the call it was inlined at (empty for the out-of-line copy).
+    call_site: String,
+    /// The call's file (full path) and line, when inlined.
+    call: Option<(String, u32)>,
 }
 
 impl GoBinary {

@@ -483,13 +483,13 @@ fn is_key(ins: &Instruction, key: KeyInstruction) -> bool {
             ins.has_lock_prefix() && ins.mnemonic() == Mnemonic::Xadd && has_memory
         }
         KeyInstruction::FirstLoad => {
-            // A load through a pointer: not a stack slot, not a global, not the goroutine
-            // (R14: the stack check), not a nil check (`test byte ptr [reg], al`), not an
-            // address computation.
+            // A load through a pointer or of a global (a package-level `sync.Once`): not a
+            // stack slot, not the goroutine (R14: the stack check), not a nil check
+            // (`test byte ptr [reg], al`), not an address computation.
             (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory)
                 && !matches!(
                     ins.memory_base(),
-                    Register::RSP | Register::RBP | Register::RIP | Register::R14 | Register::None
+                    Register::RSP | Register::RBP | Register::R14 | Register::None
                 )
                 && !matches!(
                     ins.mnemonic(),
