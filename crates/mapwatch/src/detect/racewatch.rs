@@ -11,7 +11,8 @@ use super::conflict::Describer;
 use super::race::{race_finding, Race, RaceDetector};
 use crate::event::{MapEvent, SyncEvent};
 use crate::report::Finding;
-use crate::stacks::{is_user_function, StackResolver};
+use crate::stacks::StackResolver;
+use gotarget::is_user_function;
 
 /// (map site or type, earlier access's caller, later access's caller).
 pub type RaceSite = (u64, u64, u64);
