@@ -141,12 +141,13 @@ pub(crate) fn subprogram_names(
     Ok(out)
 }
 
-/// Every `DW_TAG_inlined_subroutine` whose abstract origin is named `function`.
+/// Every `DW_TAG_inlined_subroutine` whose abstract origin's name is `wanted`, with that name,
+/// in one pass over the units.
 pub(crate) fn inlined_sites(
     dwarf: &gimli::Dwarf<Reader>,
     origins: &HashMap<usize, String>,
-    function: &str,
-) -> gimli::Result<Vec<InlinedSite>> {
+    wanted: impl Fn(&str) -> bool,
+) -> gimli::Result<Vec<(String, InlinedSite)>> {
     let mut out = Vec::new();
     let mut units = dwarf.units();
     while let Some(header) = units.next()? {
@@ -174,15 +175,15 @@ pub(crate) fn inlined_sites(
                 name = origin.and_then(|o| origins.get(&o.0).cloned());
             }
             let Some(name) = name else { continue };
-            if tag == gimli::DW_TAG_inlined_subroutine && name == function {
+            if tag == gimli::DW_TAG_inlined_subroutine && wanted(&name) {
                 if let Some(site) = site(dwarf, &unit, entry, &scopes)? {
-                    out.push(site);
+                    out.push((name.clone(), site));
                 }
             }
             scopes.push((depth, name));
         }
     }
-    out.sort_by_key(|s| s.low_pc);
+    out.sort_by_key(|(_, s)| s.low_pc);
     Ok(out)
 }
 

@@ -466,13 +466,25 @@ impl GoBinary {
     /// Every place `function` (e.g. `sync.(*Mutex).Lock`) was inlined, from DWARF. Empty
     /// without DWARF (see [`degradations`](Self::degradations)).
     pub fn inlined_sites(&self, function: &str) -> Vec<InlinedSite> {
+        self.inlined_sites_where(|name| name == function)
+            .into_iter()
+            .map(|(_, site)| site)
+            .collect()
+    }
+
+    /// Every place a function whose name is `wanted` was inlined, with that name, in one
+    /// pass over DWARF (lowest address first). Empty without DWARF.
+    pub(crate) fn inlined_sites_where(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Vec<(String, InlinedSite)> {
         let Some(d) = &self.dwarf else {
             return Vec::new();
         };
         let origins = d
             .origins
             .get_or_init(|| dwarf::subprogram_names(&d.dwarf).unwrap_or_default());
-        dwarf::inlined_sites(&d.dwarf, origins, function).unwrap_or_default()
+        dwarf::inlined_sites(&d.dwarf, origins, wanted).unwrap_or_default()
     }
 
     /// Whether DWARF is there to list inlined call sites.

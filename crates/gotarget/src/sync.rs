@@ -66,11 +66,17 @@ pub enum SyncKind {
     /// The entry of a non-blocking receive (`selectnbrecv`) whose locked probe reports the
     /// receive itself: it can still find the channel closed without taking the lock.
     ChanPoll = 35,
+    /// An atomic write whose loads cannot be observed: `sync/atomic`'s function forms
+    /// (`AddInt64`, `StoreInt32`, `CompareAndSwapUint32`, ...) are compiler intrinsics, and
+    /// their `Load*` counterparts plain moves with nothing to probe. It releases as a
+    /// `ValueSwap` does, and also to every later access of every goroutine (which may have
+    /// loaded it unseen).
+    AtomicUnpaired = 36,
 }
 
 impl SyncKind {
     /// Every kind, in discriminant order.
-    pub const ALL: [SyncKind; 20] = [
+    pub const ALL: [SyncKind; 21] = [
         SyncKind::GoStart,
         SyncKind::GoExit,
         SyncKind::ChanSend,
@@ -91,6 +97,7 @@ impl SyncKind {
         SyncKind::ValueSwap,
         SyncKind::ChanHandoff,
         SyncKind::ChanPoll,
+        SyncKind::AtomicUnpaired,
     ];
 
     /// The kind with discriminant `v`.
@@ -176,6 +183,15 @@ const CALLS: &[(&str, SyncKind, Reg)] = &[
     ("sync.(*RWMutex).Lock", SyncKind::RwLock, Reg::Rax),
     ("sync.(*RWMutex).Unlock", SyncKind::RwUnlock, Reg::Rax),
     ("sync/atomic.(*Value).Store", SyncKind::ValueStore, Reg::Rax),
+    // atomic.Pointer[T]'s writes and the unsafe.Pointer function forms are real calls (they
+    // carry a write barrier); their loads are inlined (typed) or plain moves (function form).
+    ("sync/atomic.StorePointer", SyncKind::ValueSwap, Reg::Rax),
+    ("sync/atomic.SwapPointer", SyncKind::ValueSwap, Reg::Rax),
+    (
+        "sync/atomic.CompareAndSwapPointer",
+        SyncKind::ValueSwap,
+        Reg::Rax,
+    ),
     ("sync/atomic.(*Value).Swap", SyncKind::ValueSwap, Reg::Rax),
     (
         "sync/atomic.(*Value).CompareAndSwap",
@@ -425,109 +441,181 @@ impl GoBinary {
         let reader_count = member("sync.RWMutex", "readerCount", RWMUTEX_READER_COUNT) as i64;
         let once_adjust = member("sync.Once", "m", ONCE_MUTEX) as i64
             - member("sync.Once", "done", ONCE_DONE) as i64;
+        let adjust_for = |kind| match kind {
+            SyncKind::RLock | SyncKind::RUnlock => -reader_count,
+            SyncKind::OnceDo => once_adjust,
+            _ => 0,
+        };
+        // Every inlined site in one pass over DWARF: the sync operations first (they claim
+        // their probe addresses before the atomics their own bodies use), then the typed
+        // atomics user code calls.
+        let sites =
+            self.inlined_sites_where(|n| inlined_op(n).is_some() || typed_atomic(n).is_some());
+        let mut ops: Vec<(String, SyncKind, KeyInstruction, Body)> = Vec::new();
+        for (name, s) in &sites {
+            if let Some((kind, key)) = inlined_op(name) {
+                ops.push((name.clone(), kind, key, Body::inlined(s)));
+            }
+        }
+        for &(name, kind, key) in INLINED {
+            if let Some(f) = self.function(name) {
+                ops.push((name.to_string(), kind, key, Body::out_of_line(&f)));
+            }
+        }
+        for (name, s) in &sites {
+            if let Some((kind, key)) = typed_atomic(name) {
+                if crate::is_user_function(&s.caller) {
+                    ops.push((name.clone(), kind, key, Body::inlined(s)));
+                }
+            }
+        }
         let mut functions: Vec<(Function, FunctionCode)> = Vec::new();
         let mut taken: std::collections::HashSet<u64> =
             plan.probes.iter().map(|p| p.site.addr).collect();
-        for &(name, kind, key) in INLINED {
-            let adjust = match kind {
-                SyncKind::RLock | SyncKind::RUnlock => -reader_count,
-                SyncKind::OnceDo => once_adjust,
-                _ => 0,
-            };
-            let mut bodies: Vec<Body> = self
-                .inlined_sites(name)
-                .into_iter()
-                // The hull, not the exact ranges: Go 1.22 attributes the locked instruction
-                // of an inlined Lock to the caller's line, outside the inlined ranges.
-                .map(|s| Body {
-                    range: s.low_pc..s.high_pc,
-                    call_site: format!("{}:{}", short_path(&s.call_file), s.call_line),
-                    call: Some((s.call_file, s.call_line)),
-                })
-                .collect();
-            if let Some(f) = self.function(name) {
-                bodies.push(Body {
-                    range: f.addr..f.addr + f.size,
-                    call_site: String::new(),
-                    call: None,
-                });
-            }
-            for Body {
+        // Code an operation above covers: its atomic instructions are that operation's.
+        let mut claimed: Vec<std::ops::Range<u64>> = Vec::new();
+        ops.extend(self.unpaired_atomics(&sites, &mut functions));
+        for (name, kind, key, body) in ops {
+            let adjust = adjust_for(kind);
+            let Body {
                 mut range,
                 call_site,
                 call,
-            } in bodies
+            } = body;
+            let Some(f) = self.function_at(range.start) else {
+                continue;
+            };
+            // The edge of a sync call probed at its own entry (`RWMutex.Lock`'s inner
+            // `Mutex.Lock`, say) is that probe's: the inner operation adds nothing.
+            if CALLS.iter().any(|&(call, _, _)| call == f.name) {
+                continue;
+            }
+            let idx = match functions.iter().position(|(g, _)| g.addr == f.addr) {
+                Some(i) => i,
+                None => {
+                    let Some(bytes) = self.code(&f) else { continue };
+                    functions.push((f.clone(), FunctionCode::decode(bytes, f.addr)));
+                    functions.len() - 1
+                }
+            };
+            let (func, code) = &functions[idx];
+            if kind == SyncKind::AtomicUnpaired && claimed.iter().any(|r| r.contains(&range.start))
             {
-                let Some(f) = self.function_at(range.start) else {
-                    continue;
-                };
-                // The edge of a sync call probed at its own entry (`RWMutex.Lock`'s inner
-                // `Mutex.Lock`, say) is that probe's: the inner operation adds nothing.
-                if CALLS.iter().any(|&(call, _, _)| call == f.name) {
-                    continue;
-                }
-                let idx = match functions.iter().position(|(g, _)| g.addr == f.addr) {
-                    Some(i) => i,
-                    None => {
-                        let Some(bytes) = self.code(&f) else { continue };
-                        functions.push((f.clone(), FunctionCode::decode(bytes, f.addr)));
-                        functions.len() - 1
-                    }
-                };
-                let (func, code) = &functions[idx];
-                if let Some((file, line)) = &call {
-                    if !code.has_key(range.clone(), key) {
-                        if let Some(start) =
-                            self.key_on_call_line(code, range.start, key, file, *line)
-                        {
-                            range.start = start;
-                        }
+                continue;
+            }
+            if let Some((file, line)) = &call {
+                if !code.has_key(range.clone(), key) {
+                    if let Some(start) = self.key_on_call_line(code, range.start, key, file, *line)
+                    {
+                        range.start = start;
                     }
                 }
-                let is_acquire = matches!(kind, SyncKind::MutexLock | SyncKind::RLock);
-                let Some(placed) = code
-                    .place(range.clone(), key, adjust, is_acquire)
-                    .filter(|p| !taken.contains(&p.addr))
-                else {
-                    let why = if code.has_key(range.clone(), key) {
-                        "no instruction to probe before it"
-                    } else {
-                        "the instruction that touches it was not found"
-                    };
-                    plan.unobservable
-                        .push(format!("{name} in {} {call_site}: {why}", func.name));
-                    continue;
+            }
+            claimed.push(range.clone());
+            let is_acquire = matches!(kind, SyncKind::MutexLock | SyncKind::RLock);
+            let Some(placed) = code
+                .place(range.clone(), key, adjust, is_acquire)
+                .filter(|p| !taken.contains(&p.addr))
+            else {
+                let why = if code.has_key(range.clone(), key) {
+                    "no instruction to probe before it"
+                } else {
+                    "the instruction that touches it was not found"
                 };
-                taken.insert(placed.addr);
-                let Some(file_offset) = self.file_offset(placed.addr) else {
-                    continue;
-                };
-                let object = if placed.object == ObjectAddr::Unknown {
-                    plan.unobservable.push(format!(
+                plan.unobservable
+                    .push(format!("{name} in {} {call_site}: {why}", func.name));
+                continue;
+            };
+            taken.insert(placed.addr);
+            let Some(file_offset) = self.file_offset(placed.addr) else {
+                continue;
+            };
+            let object = if placed.object == ObjectAddr::Unknown {
+                plan.unobservable.push(format!(
                         "{name} in {} {call_site}: lock address not recoverable from `{}` (treated as synchronising with everything)",
                         func.name, placed.instruction
                     ));
-                    ObjectAddr::Unknown
-                } else {
-                    placed.object
-                };
-                plan.probes.push(SyncProbe {
-                    kind,
-                    function: func.name.clone(),
-                    call_site,
-                    site: ProbeSite {
-                        addr: placed.addr,
-                        file_offset,
-                        placement: Placement::Inlined {
-                            key_addr: placed.key_addr,
-                        },
-                        instruction: placed.instruction,
-                        emulated: placed.emulated,
+                ObjectAddr::Unknown
+            } else {
+                placed.object
+            };
+            plan.probes.push(SyncProbe {
+                kind,
+                function: func.name.clone(),
+                call_site,
+                site: ProbeSite {
+                    addr: placed.addr,
+                    file_offset,
+                    placement: Placement::Inlined {
+                        key_addr: placed.key_addr,
                     },
-                    object: SyncObject::At(object),
-                });
+                    instruction: placed.instruction,
+                    emulated: placed.emulated,
+                },
+                object: SyncObject::At(object),
+            });
+        }
+        let unpaired: Vec<&SyncProbe> = plan
+            .probes
+            .iter()
+            .filter(|p| p.kind == SyncKind::AtomicUnpaired)
+            .collect();
+        if let Some(first) = unpaired.first() {
+            plan.unobservable.push(format!(
+                "the loads of {} sync/atomic function-form write(s) in user code (e.g. {}): \
+                 each is taken as ordering everything before it with every later map access",
+                unpaired.len(),
+                first.location()
+            ));
+        }
+    }
+}
+
+impl GoBinary {
+    /// Every atomic instruction in user code (the function forms of `sync/atomic`, compiler
+    /// intrinsics with no DWARF record), each as an [`SyncKind::AtomicUnpaired`] operation on
+    /// one instruction. Listed after every inlined operation, so those that sit inside one
+    /// (a `Mutex.Lock`'s `lock cmpxchg`) stay that operation's.
+    fn unpaired_atomics(
+        &self,
+        sites: &[(String, crate::InlinedSite)],
+        functions: &mut Vec<(Function, FunctionCode)>,
+    ) -> Vec<(String, SyncKind, KeyInstruction, Body)> {
+        let mut out = Vec::new();
+        for f in self.functions_where(crate::is_user_function) {
+            let Some(bytes) = self.code(&f) else { continue };
+            let code = FunctionCode::decode(bytes, f.addr);
+            let atomics = code.key_instructions(KeyInstruction::Atomic);
+            if atomics.is_empty() {
+                continue;
+            }
+            for ip in atomics {
+                // An inlined typed atomic is planned from its DWARF record instead.
+                if sites
+                    .iter()
+                    .any(|(_, s)| (s.low_pc..s.high_pc).contains(&ip))
+                {
+                    continue;
+                }
+                let frame = self.symbolize(ip).into_iter().next();
+                out.push((
+                    "sync/atomic".to_string(),
+                    SyncKind::AtomicUnpaired,
+                    KeyInstruction::Atomic,
+                    Body {
+                        range: ip..ip + 1,
+                        call_site: frame
+                            .map(|fr| format!("{}:{}", short_path(&fr.file), fr.line))
+                            .unwrap_or_default(),
+                        call: None,
+                    },
+                ));
+            }
+            if !functions.iter().any(|(g, _)| g.addr == f.addr) {
+                functions.push((f, code));
             }
         }
+        out
     }
 }
 
@@ -539,6 +627,61 @@ struct Body {
     call_site: String,
     /// The call's file (full path) and line, when inlined.
     call: Option<(String, u32)>,
+}
+
+impl Body {
+    /// An inlined copy: the hull of its ranges, not the exact ranges (Go 1.22 attributes the
+    /// locked instruction of an inlined Lock to the caller's line, outside them).
+    fn inlined(s: &crate::InlinedSite) -> Body {
+        Body {
+            range: s.low_pc..s.high_pc,
+            call_site: format!("{}:{}", short_path(&s.call_file), s.call_line),
+            call: Some((s.call_file.clone(), s.call_line)),
+        }
+    }
+
+    /// The operation's own function, called through an interface or a method value.
+    fn out_of_line(f: &Function) -> Body {
+        Body {
+            range: f.addr..f.addr + f.size,
+            call_site: String::new(),
+            call: None,
+        }
+    }
+}
+
+/// The [`INLINED`] operation named `name`: its kind and key instruction.
+fn inlined_op(name: &str) -> Option<(SyncKind, KeyInstruction)> {
+    INLINED
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|&(_, kind, key)| (kind, key))
+}
+
+/// A method of one of `sync/atomic`'s typed atomics (`Bool`, `Int32` ... `Uintptr`,
+/// `Pointer[T]`): a `Load` acquires the variable, every other method (`Store`, `Swap`,
+/// `CompareAndSwap`, `Add`, `And`, `Or`) releases and acquires it, as the Go memory model
+/// orders them. Their bodies are single atomic instructions, inlined with a DWARF record,
+/// except `Pointer[T]`'s writes, which call `StorePointer` and friends ([`CALLS`]).
+/// `atomic.Value` is planned apart ([`INLINED`], [`CALLS`]).
+fn typed_atomic(name: &str) -> Option<(SyncKind, KeyInstruction)> {
+    let rest = name.strip_prefix("sync/atomic.(*")?;
+    let (ty, method) = rest.rsplit_once(").")?;
+    let ty = ty.split('[').next().unwrap_or(ty);
+    const TYPES: [&str; 7] = [
+        "Bool", "Int32", "Int64", "Uint32", "Uint64", "Uintptr", "Pointer",
+    ];
+    if !TYPES.contains(&ty) {
+        return None;
+    }
+    match method {
+        "Load" => Some((SyncKind::ValueLoad, KeyInstruction::FirstLoad)),
+        _ if ty == "Pointer" => None,
+        "Store" | "Swap" | "CompareAndSwap" | "Add" | "And" | "Or" => {
+            Some((SyncKind::ValueSwap, KeyInstruction::Atomic))
+        }
+        _ => None,
+    }
 }
 
 impl GoBinary {

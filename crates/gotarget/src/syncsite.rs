@@ -128,6 +128,9 @@ pub(crate) enum KeyInstruction {
     LockCmpxchg,
     /// `lock xadd [mem], reg` (Mutex.Unlock, RWMutex.RLock/RUnlock).
     LockXadd,
+    /// An atomic read-modify-write or store: any `lock`-prefixed instruction on memory, or an
+    /// `xchg` with memory (locked without a prefix: Go's atomic stores).
+    Atomic,
     /// The first load from memory that is not a stack slot (Once.Do's `done`, Value.Load's
     /// type word).
     FirstLoad,
@@ -177,6 +180,15 @@ impl FunctionCode {
             instructions,
             branch_targets,
         }
+    }
+
+    /// The addresses of every `key` instruction.
+    pub fn key_instructions(&self, key: KeyInstruction) -> Vec<u64> {
+        self.instructions
+            .iter()
+            .filter(|i| is_key(i, key))
+            .map(Instruction::ip)
+            .collect()
     }
 
     /// Whether `range` holds a `key` instruction.
@@ -481,6 +493,9 @@ fn is_key(ins: &Instruction, key: KeyInstruction) -> bool {
         }
         KeyInstruction::LockXadd => {
             ins.has_lock_prefix() && ins.mnemonic() == Mnemonic::Xadd && has_memory
+        }
+        KeyInstruction::Atomic => {
+            has_memory && (ins.has_lock_prefix() || ins.mnemonic() == Mnemonic::Xchg)
         }
         KeyInstruction::FirstLoad => {
             // A load through a pointer or of a global (a package-level `sync.Once`): not a

@@ -98,6 +98,8 @@ struct Goroutine {
     clock: VectorClock,
     /// Acquires whose operation had not completed when probed: applied at the next event.
     pending: Vec<ObjectKey>,
+    /// The process's [`RaceDetector::unpaired`] releases already joined into `clock`.
+    unpaired_seen: u64,
     /// An acquire on an unknown object is pending.
     pending_everything: bool,
     /// Entry time of the select whose per-channel events are being applied.
@@ -131,6 +133,9 @@ pub struct RaceDetector {
     maps: HashMap<(u32, u64), MapState, Hasher>,
     /// Per process: every release joined, for acquires of unknown objects.
     everything: HashMap<u32, VectorClock, Hasher>,
+    /// Per process: every release by an atomic whose loads are invisible, and how many there
+    /// were; every map access acquires it first (the access may follow an unseen load).
+    unpaired: HashMap<u32, (u64, VectorClock), Hasher>,
     /// Goroutines that exited, still named by some map's access epochs.
     exited: HashSet<(u32, u64), Hasher>,
     exits_since_sweep: usize,
@@ -207,6 +212,10 @@ impl RaceDetector {
             SyncKind::ValueLoad => (&[], &[Class::Value]),
             SyncKind::ValueStore => (&[Class::Value], &[]),
             SyncKind::ValueSwap => (&[Class::Value], &[Class::Value]),
+            SyncKind::AtomicUnpaired => {
+                self.release_unpaired(pid, ev.goid);
+                (&[Class::Value], &[Class::Value])
+            }
             SyncKind::GoStart | SyncKind::GoExit => unreachable!("handled above"),
         };
         self.apply(ev, releases, acquires);
@@ -302,6 +311,7 @@ impl RaceDetector {
         if !in_scope || ev.map == 0 {
             return;
         }
+        self.acquire_unpaired(pid, ev.goid);
         if self.maps.len() >= MAX_MAPS && !self.maps.contains_key(&(pid, ev.map)) {
             self.maps.clear();
         }
@@ -406,6 +416,30 @@ impl RaceDetector {
 
     /// A release on an unknown object: from now on every release is remembered in one
     /// clock that acquires of unknown objects take.
+    /// Goroutine `goid` releases to every later access of the process (before the release
+    /// `apply` makes, which ticks its clock).
+    fn release_unpaired(&mut self, pid: u32, goid: u64) {
+        let g = self.settled(pid, goid);
+        let clock = g.clock.clone();
+        let (count, all) = self.unpaired.entry(pid).or_default();
+        *count += 1;
+        all.join(&clock);
+    }
+
+    /// Joins the process's unpaired atomic releases into goroutine `goid`'s clock, if any
+    /// came since it last did.
+    fn acquire_unpaired(&mut self, pid: u32, goid: u64) {
+        let Some((count, all)) = self.unpaired.get(&pid) else {
+            return;
+        };
+        if let Some(g) = self.goroutines.get_mut(&(pid, goid)) {
+            if g.unpaired_seen != *count {
+                g.clock.join(all);
+                g.unpaired_seen = *count;
+            }
+        }
+    }
+
     fn release_everything(&mut self, pid: u32, goid: u64) {
         let everything = self.everything.entry(pid).or_insert_with(|| {
             // Everything released so far, too.
