@@ -10,10 +10,16 @@
 // called from two goroutines). The tests read these markers as the lines a race report must name.
 // Clean cases carry no marker.
 //
+// A marked read in the newer files (defer.go, atomics.go, idioms.go) that -race reports as the
+// earlier access uses the comma-ok form (`_, _ = m[k]`): from Go 1.27, a single-value read of a
+// map with fast keys calls mapaccess2_fast* through mapaccess1_fast*, and -race then names that
+// wrapper instead of the reading line.
+//
 // Every case makes its own maps (so each has an allocation site), uses a few keys and a few
 // goroutines, and ends in well under a second. Cases are grouped by theme: the map tests of Go's
 // own race detector (gorace.go), goroutine creation and channels (channels.go), sync primitives
-// (locks.go), publication patterns (publish.go), and the clear, delete and make op classes (ops.go).
+// (locks.go), publication patterns (publish.go), the clear, delete and make op classes (ops.go),
+// deferred unlocks (defer.go), sync/atomic (atomics.go) and other idioms of real code (idioms.go).
 package main
 
 import (
@@ -95,6 +101,25 @@ var corpus = []corpusCase{
 	{"make_in_worker_handoff", clean, makeInWorkerHandoff},
 	{"make_in_worker_write_after_send", racy, makeInWorkerWriteAfterSend},
 	{"make_address_reuse", clean, makeAddressReuse},
+
+	// defer.go: deferred unlocks (open-coded, in loops, through sync.Locker and method values, in
+	// closures, during a recovered panic) and locks taken in deferred closures.
+	{"defer_unlock_method", clean, deferUnlockMethod},
+	{"defer_unlock_method_unlocked_get", racy, deferUnlockMethodUnlockedGet},
+	{"defer_rwmutex_store", clean, deferRWMutexStore},
+	{"defer_rwmutex_write_under_rlock", racy, deferRWMutexWriteUnderRLock},
+	{"defer_in_loop", clean, deferInLoop},
+	{"defer_in_loop_missed_shard", racy, deferInLoopMissedShard},
+	{"locker_interface", clean, lockerInterface},
+	{"locker_interface_rlocker", racy, lockerInterfaceRLocker},
+	{"unlock_method_value", clean, unlockMethodValue},
+	{"unlock_method_value_deferred_lock", racy, unlockMethodValueDeferredLock},
+	{"defer_runlock_closure", clean, deferRUnlockClosure},
+	{"defer_runlock_closure_fill_on_miss", racy, deferRUnlockClosureFillOnMiss},
+	{"defer_unlock_recovered_panic", clean, deferUnlockRecoveredPanic},
+	{"defer_unlock_recovered_panic_unlocked_handler", racy, deferUnlockRecoveredPanicUnlockedHandler},
+	{"lock_in_deferred_closure", clean, lockInDeferredClosure},
+	{"deferred_closure_unlocked", racy, deferredClosureUnlocked},
 }
 
 // gap separates the two accesses of a racy case in time: long enough that they never overlap even
