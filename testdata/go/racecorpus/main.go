@@ -120,6 +120,33 @@ var corpus = []corpusCase{
 	{"defer_unlock_recovered_panic_unlocked_handler", racy, deferUnlockRecoveredPanicUnlockedHandler},
 	{"lock_in_deferred_closure", clean, lockInDeferredClosure},
 	{"deferred_closure_unlocked", racy, deferredClosureUnlocked},
+
+	// atomics.go: typed atomics and the function forms of sync/atomic as publication flags,
+	// counters, claims and copy-on-write pointers.
+	{"atomic_bool_ready", clean, atomicBoolReady},
+	{"atomic_bool_set_early", racy, atomicBoolSetEarly},
+	{"atomic_int32_state", clean, atomicInt32State},
+	{"atomic_int32_wrong_state", racy, atomicInt32WrongState},
+	{"atomic_int64_done", clean, atomicInt64Done},
+	{"atomic_int64_counted_at_start", racy, atomicInt64CountedAtStart},
+	{"atomic_uint64_generation", clean, atomicUint64Generation},
+	{"atomic_uint64_bump_first", racy, atomicUint64BumpFirst},
+	{"atomic_uint32_closed", clean, atomicUint32Closed},
+	{"atomic_uint32_closed_before_flush", racy, atomicUint32ClosedBeforeFlush},
+	{"atomic_uintptr_count", clean, atomicUintptrCount},
+	{"atomic_uintptr_count_early", racy, atomicUintptrCountEarly},
+	{"atomic_pointer_cow", clean, atomicPointerCopyOnWrite},
+	{"atomic_pointer_mutate_loaded", racy, atomicPointerMutateLoaded},
+	{"atomic_value_reload", clean, atomicValueReload},
+	{"atomic_value_shallow_copy", racy, atomicValueShallowCopy},
+	{"add_int64_done", clean, addInt64Done},
+	{"add_int64_write_after_done", racy, addInt64WriteAfterDone},
+	{"store_int32_flag", clean, storeInt32Flag},
+	{"store_int32_read_before_check", racy, storeInt32ReadBeforeCheck},
+	{"cas_claim", clean, casClaim},
+	{"cas_claim_no_wait", racy, casClaimNoWait},
+	{"swap_int64_pending", clean, swapInt64Pending},
+	{"swap_int64_count_first", racy, swapInt64CountFirst},
 }
 
 // gap separates the two accesses of a racy case in time: long enough that they never overlap even
