@@ -10,10 +10,16 @@
 // called from two goroutines). The tests read these markers as the lines a race report must name.
 // Clean cases carry no marker.
 //
+// A marked read in the newer files (defer.go, atomics.go, idioms.go) that -race reports as the
+// earlier access uses the comma-ok form (`_, _ = m[k]`): from Go 1.27, a single-value read of a
+// map with fast keys calls mapaccess2_fast* through mapaccess1_fast*, and -race then names that
+// wrapper instead of the reading line.
+//
 // Every case makes its own maps (so each has an allocation site), uses a few keys and a few
 // goroutines, and ends in well under a second. Cases are grouped by theme: the map tests of Go's
 // own race detector (gorace.go), goroutine creation and channels (channels.go), sync primitives
-// (locks.go), publication patterns (publish.go), and the clear, delete and make op classes (ops.go).
+// (locks.go), publication patterns (publish.go), the clear, delete and make op classes (ops.go),
+// deferred unlocks (defer.go), sync/atomic (atomics.go) and other idioms of real code (idioms.go).
 package main
 
 import (
@@ -95,6 +101,96 @@ var corpus = []corpusCase{
 	{"make_in_worker_handoff", clean, makeInWorkerHandoff},
 	{"make_in_worker_write_after_send", racy, makeInWorkerWriteAfterSend},
 	{"make_address_reuse", clean, makeAddressReuse},
+
+	// defer.go: deferred unlocks (open-coded, in loops, through sync.Locker and method values, in
+	// closures, during a recovered panic) and locks taken in deferred closures.
+	{"defer_unlock_method", clean, deferUnlockMethod},
+	{"defer_unlock_method_unlocked_get", racy, deferUnlockMethodUnlockedGet},
+	{"defer_rwmutex_store", clean, deferRWMutexStore},
+	{"defer_rwmutex_write_under_rlock", racy, deferRWMutexWriteUnderRLock},
+	{"defer_in_loop", clean, deferInLoop},
+	{"defer_in_loop_missed_shard", racy, deferInLoopMissedShard},
+	{"locker_interface", clean, lockerInterface},
+	{"locker_interface_rlocker", racy, lockerInterfaceRLocker},
+	{"unlock_method_value", clean, unlockMethodValue},
+	{"unlock_method_value_deferred_lock", racy, unlockMethodValueDeferredLock},
+	{"defer_runlock_closure", clean, deferRUnlockClosure},
+	{"defer_runlock_closure_fill_on_miss", racy, deferRUnlockClosureFillOnMiss},
+	{"defer_unlock_recovered_panic", clean, deferUnlockRecoveredPanic},
+	{"defer_unlock_recovered_panic_unlocked_handler", racy, deferUnlockRecoveredPanicUnlockedHandler},
+	{"lock_in_deferred_closure", clean, lockInDeferredClosure},
+	{"deferred_closure_unlocked", racy, deferredClosureUnlocked},
+
+	// atomics.go: typed atomics and the function forms of sync/atomic as publication flags,
+	// counters, claims and copy-on-write pointers.
+	{"atomic_bool_ready", clean, atomicBoolReady},
+	{"atomic_bool_set_early", racy, atomicBoolSetEarly},
+	{"atomic_int32_state", clean, atomicInt32State},
+	{"atomic_int32_wrong_state", racy, atomicInt32WrongState},
+	{"atomic_int64_done", clean, atomicInt64Done},
+	{"atomic_int64_counted_at_start", racy, atomicInt64CountedAtStart},
+	{"atomic_uint64_generation", clean, atomicUint64Generation},
+	{"atomic_uint64_bump_first", racy, atomicUint64BumpFirst},
+	{"atomic_uint32_closed", clean, atomicUint32Closed},
+	{"atomic_uint32_closed_before_flush", racy, atomicUint32ClosedBeforeFlush},
+	{"atomic_uintptr_count", clean, atomicUintptrCount},
+	{"atomic_uintptr_count_early", racy, atomicUintptrCountEarly},
+	{"atomic_pointer_cow", clean, atomicPointerCopyOnWrite},
+	{"atomic_pointer_mutate_loaded", racy, atomicPointerMutateLoaded},
+	{"atomic_value_reload", clean, atomicValueReload},
+	{"atomic_value_shallow_copy", racy, atomicValueShallowCopy},
+	{"add_int64_done", clean, addInt64Done},
+	{"add_int64_write_after_done", racy, addInt64WriteAfterDone},
+	{"store_int32_flag", clean, storeInt32Flag},
+	{"store_int32_read_before_check", racy, storeInt32ReadBeforeCheck},
+	{"cas_claim", clean, casClaim},
+	{"cas_claim_no_wait", racy, casClaimNoWait},
+	{"swap_int64_pending", clean, swapInt64Pending},
+	{"swap_int64_count_first", racy, swapInt64CountFirst},
+
+	// idioms.go: Once and OnceFunc/OnceValue(s), Cond, context, worker pools, fan-out, timers,
+	// sync.Pool, select default, request/reply, init goroutines, generic and embedded-mutex types,
+	// lock wrappers, maps.Clone and map literals.
+	{"once_package_map", clean, oncePackageMap},
+	{"once_package_map_register", racy, oncePackageMapRegister},
+	{"once_func", clean, onceFunc},
+	{"once_func_not_called", racy, onceFuncNotCalled},
+	{"once_value", clean, onceValue},
+	{"once_value_mutated", racy, onceValueMutated},
+	{"once_values", clean, onceValues},
+	{"once_values_deleted", racy, onceValuesDeleted},
+	{"cond_signal", clean, condSignal},
+	{"cond_signal_read_after_unlock", racy, condSignalReadAfterUnlock},
+	{"cond_broadcast", clean, condBroadcast},
+	{"cond_broadcast_fill_after", racy, condBroadcastFillAfter},
+	{"context_cancel", clean, contextCancel},
+	{"context_cancel_write_after", racy, contextCancelWriteAfter},
+	{"worker_pool", clean, workerPool},
+	{"worker_pool_update_while_running", racy, workerPoolUpdateWhileRunning},
+	{"errgroup_fan_out", clean, errgroupFanOut},
+	{"errgroup_return_on_first_error", racy, errgroupReturnOnFirstError},
+	{"after_func", clean, afterFunc},
+	{"after_func_write_after_arm", racy, afterFuncWriteAfterArm},
+	{"timer_timeout", clean, timerTimeout},
+	{"timer_timeout_read_partial", racy, timerTimeoutReadPartial},
+	{"sync_pool", clean, syncPool},
+	{"sync_pool_counting_new", racy, syncPoolCountingNew},
+	{"select_default_token", clean, selectDefaultToken},
+	{"select_default_read_anyway", racy, selectDefaultReadAnyway},
+	{"request_reply", clean, requestReply},
+	{"request_reply_snapshot", racy, requestReplySnapshot},
+	{"init_goroutine", clean, initGoroutine},
+	{"init_goroutine_no_wait", racy, initGoroutineNoWait},
+	{"generic_safe_map", clean, genericSafeMap},
+	{"generic_safe_map_leaked", racy, genericSafeMapLeaked},
+	{"embedded_mutex", clean, embeddedMutex},
+	{"embedded_mutex_unlocked_reader", racy, embeddedMutexUnlockedReader},
+	{"lock_wrappers", clean, lockWrappers},
+	{"lock_wrapper_takes_rlock", racy, lockWrapperTakesRLock},
+	{"maps_clone_handoff", clean, mapsCloneHandoff},
+	{"maps_clone_no_wait", racy, mapsCloneNoWait},
+	{"map_literal_guarded", clean, mapLiteralGuarded},
+	{"map_literal_unguarded", racy, mapLiteralUnguarded},
 }
 
 // gap separates the two accesses of a racy case in time: long enough that they never overlap even
