@@ -193,12 +193,21 @@ const CALLS: &[(&str, SyncKind, Reg)] = &[
         Reg::Rax,
     ),
     ("sync/atomic.(*Value).Swap", SyncKind::ValueSwap, Reg::Rax),
+    // What is Put in a sync.Pool is ordered before a later Get from it (-race orders it per
+    // item; here per pool: more order than Go promises, never less).
+    ("sync.(*Pool).Put", SyncKind::ValueStore, Reg::Rax),
+    ("sync.(*Pool).Get", SyncKind::ValueLoad, Reg::Rax),
     (
         "sync/atomic.(*Value).CompareAndSwap",
         SyncKind::ValueSwap,
         Reg::Rax,
     ),
 ];
+
+/// Calls that synchronise with everything (their object is not in a register): arming a
+/// `time.AfterFunc` callback releases what its caller did, and the callback's runner
+/// (`time.goFunc`, which starts its goroutine) acquires it; neither knows the other's timer.
+const EVERYTHING_CALLS: &[&str] = &["time.AfterFunc", "time.(*Timer).Reset", "time.goFunc"];
 
 /// `sync.Map`'s methods: (method, kind). Go 1.21-1.23 keep plain maps behind atomic pointers
 /// (lock-free `Load` hits), Go 1.24+ a hash trie built on atomics; neither shows a lock
@@ -335,6 +344,12 @@ impl GoBinary {
             })
             .collect();
         plan.probes.extend(channels.into_iter().flatten());
+        calls.extend(
+            EVERYTHING_CALLS
+                .iter()
+                .filter_map(|&name| self.function(name))
+                .map(|f| (f, SyncKind::ValueSwap, SyncObject::At(ObjectAddr::Unknown))),
+        );
         for f in self.functions_where(|n| sync_map_method(n).is_some()) {
             if let Some(kind) = sync_map_method(&f.name) {
                 calls.push((f, kind, register(Reg::Rax)));
