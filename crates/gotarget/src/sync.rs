@@ -204,10 +204,15 @@ const CALLS: &[(&str, SyncKind, Reg)] = &[
     ),
 ];
 
-/// Calls that synchronise with everything (their object is not in a register): arming a
-/// `time.AfterFunc` callback releases what its caller did, and the callback's runner
-/// (`time.goFunc`, which starts its goroutine) acquires it; neither knows the other's timer.
-const EVERYTHING_CALLS: &[&str] = &["time.AfterFunc", "time.(*Timer).Reset", "time.goFunc"];
+/// Calls that synchronise through everything (their object is not in a register): arming a
+/// `time.AfterFunc` callback releases what its caller did to everything, and the callback's
+/// runner (`time.goFunc`, which starts its goroutine) acquires everything; neither knows the
+/// other's timer.
+const EVERYTHING_CALLS: &[(&str, SyncKind)] = &[
+    ("time.AfterFunc", SyncKind::ValueStore),
+    ("time.(*Timer).Reset", SyncKind::ValueStore),
+    ("time.goFunc", SyncKind::ValueLoad),
+];
 
 /// `sync.Map`'s methods: (method, kind). Go 1.21-1.23 keep plain maps behind atomic pointers
 /// (lock-free `Load` hits), Go 1.24+ a hash trie built on atomics; neither shows a lock
@@ -347,8 +352,8 @@ impl GoBinary {
         calls.extend(
             EVERYTHING_CALLS
                 .iter()
-                .filter_map(|&name| self.function(name))
-                .map(|f| (f, SyncKind::ValueSwap, SyncObject::At(ObjectAddr::Unknown))),
+                .filter_map(|&(name, kind)| Some((self.function(name)?, kind)))
+                .map(|(f, kind)| (f, kind, SyncObject::At(ObjectAddr::Unknown))),
         );
         for f in self.functions_where(|n| sync_map_method(n).is_some()) {
             if let Some(kind) = sync_map_method(&f.name) {
@@ -479,10 +484,17 @@ impl GoBinary {
         }
         for (name, s) in &sites {
             if let Some((kind, key)) = typed_atomic(name) {
-                if crate::is_user_function(&s.caller) {
+                // User code's calls, and the method-value wrappers (`(*Bool).Load-fm`) user
+                // code calls through.
+                let wrapper = s.caller.strip_suffix("-fm").and_then(typed_atomic);
+                if crate::is_user_function(&s.caller) || wrapper.is_some() {
                     ops.push((name.clone(), kind, key, Body::inlined(s)));
                 }
             }
+        }
+        for f in self.functions_where(|n| typed_atomic(n).is_some()) {
+            let (kind, key) = typed_atomic(&f.name).expect("filtered");
+            ops.push((f.name.clone(), kind, key, Body::out_of_line(&f)));
         }
         let mut functions: Vec<(Function, FunctionCode)> = Vec::new();
         let mut taken: std::collections::HashSet<u64> =

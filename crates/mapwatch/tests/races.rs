@@ -1,12 +1,15 @@
 //! The race corpus (`testdata/go/racecorpus`) against its ground truth. `go build -race` must
 //! report exactly the racy cases, naming their marked lines; mapwatch, watching the plain build,
 //! must report a race naming both marked lines for every racy case and nothing for the clean ones.
-//! Go 1.22 (classic maps) and 1.25 (Swiss maps).
+//! Every Go version mapwatch supports, 1.21 to 1.27; the cases of one version run two at a time
+//! (each case is a process of its own, and its racing accesses are separated by a pause).
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use common::gorace::{race_reports, RaceReport};
 use common::racecorpus::{self, Case};
@@ -27,6 +30,32 @@ fn build_corpus(version: &str) -> Binaries {
         plain: common::build(gobuild::Build::new(version, "racecorpus")),
         race: common::build(gobuild::Build::new(version, "racecorpus").race(true)),
     }
+}
+
+/// Cases of one binary run at once: the machine has two cores, and the tests' conflict cases
+/// need neither (no racy case overlaps its accesses in time).
+const WORKERS: usize = 2;
+
+/// `f` over every item, on [`WORKERS`] threads; results in the items' order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                results.lock().unwrap()[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
 }
 
 /// Runs one case of a corpus binary.
@@ -92,7 +121,7 @@ fn lines(case: &Case) -> String {
 #[test]
 fn ground_truth_from_go_race() {
     let mut wrong = Vec::new();
-    for version in gobuild::TEST_VERSIONS {
+    for version in gobuild::ALL_VERSIONS {
         let bins = build_corpus(version);
         let cases = racecorpus::cases(&bins.plain);
         let racy = cases.iter().filter(|c| c.racy).count();
@@ -101,20 +130,23 @@ fn ground_truth_from_go_race() {
             racy >= MIN_CASES_PER_VERDICT && clean >= MIN_CASES_PER_VERDICT,
             "the corpus has {racy} racy and {clean} clean cases; at least {MIN_CASES_PER_VERDICT} of each"
         );
-        for case in &cases {
+        let verdicts = in_parallel(&cases, |case| {
+            let mut why = Vec::new();
             let plain = run_case(&bins.plain, case);
             if !plain.status.success() {
-                wrong.push(format!(
+                why.push(format!(
                     "Go {version} {}: the plain build exited with {}:\n{}",
                     case.name,
                     plain.status,
                     String::from_utf8_lossy(&plain.stderr)
                 ));
             }
-            if let Err(why) = race_build_verdict(case, &run_case(&bins.race, case)) {
-                wrong.push(format!("Go {version} {} (-race): {why}", case.name));
+            if let Err(e) = race_build_verdict(case, &run_case(&bins.race, case)) {
+                why.push(format!("Go {version} {} (-race): {e}", case.name));
             }
-        }
+            why
+        });
+        wrong.extend(verdicts.into_iter().flatten());
         eprintln!("Go {version}: checked {racy} racy and {clean} clean cases with -race");
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
@@ -140,6 +172,26 @@ impl Score {
     /// Found / racy cases.
     fn recall(&self) -> String {
         ratio(self.found, self.racy)
+    }
+
+    fn add(&mut self, other: &Score) {
+        self.found += other.found;
+        self.false_alarms += other.false_alarms;
+        self.racy += other.racy;
+    }
+}
+
+impl std::fmt::Display for Score {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "precision {}, recall {} ({} of {} racy cases found, {} false alarms)",
+            self.precision(),
+            self.recall(),
+            self.found,
+            self.racy,
+            self.false_alarms
+        )
     }
 }
 
@@ -204,13 +256,18 @@ const KNOWN_MISSES: &[(&str, &str)] = &[];
 fn corpus_under_mapwatch() {
     let dir = common::scratch("races");
     let mut wrong = Vec::new();
-    for version in gobuild::TEST_VERSIONS {
+    let mut total = Score::default();
+    for version in gobuild::ALL_VERSIONS {
         let binary = common::go_binary(version, "racecorpus");
         let mut score = Score::default();
-        for case in racecorpus::cases(&binary) {
+        let cases = racecorpus::cases(&binary);
+        let outcomes = in_parallel(&cases, |case| {
             let report = dir.join(format!("{version}-{}.jsonl", case.name));
+            races_under_mapwatch(&binary, case, &report)
+        });
+        for (case, outcome) in cases.into_iter().zip(outcomes) {
             score.racy += usize::from(case.racy);
-            let races = match races_under_mapwatch(&binary, &case, &report) {
+            let races = match outcome {
                 Ok(races) => races,
                 Err(why) => {
                     wrong.push(format!("Go {version} {}: {why}", case.name));
@@ -249,15 +306,10 @@ fn corpus_under_mapwatch() {
                 ));
             }
         }
-        println!(
-            "Go {version}: precision {}, recall {} ({} of {} racy cases found, {} false alarms)",
-            score.precision(),
-            score.recall(),
-            score.found,
-            score.racy,
-            score.false_alarms
-        );
+        println!("Go {version}: {score}");
+        total.add(&score);
     }
+    println!("all versions: {total}");
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
 

@@ -187,11 +187,16 @@ impl RaceDetector {
             _ => {}
         }
         if ev.object == 0 {
-            // The probe could not tell which object: synchronise with everything.
+            // The probe could not tell which object: synchronise with everything, in the
+            // directions the operation has (a store only releases, a load only acquires).
             self.settled(pid, ev.goid);
-            self.release_everything(pid, ev.goid);
-            if let Some(g) = self.goroutines.get_mut(&(pid, ev.goid)) {
-                g.pending_everything = true;
+            if ev.kind != SyncKind::ValueLoad {
+                self.release_everything(pid, ev.goid);
+            }
+            if ev.kind != SyncKind::ValueStore {
+                if let Some(g) = self.goroutines.get_mut(&(pid, ev.goid)) {
+                    g.pending_everything = true;
+                }
             }
             return;
         }
