@@ -46,8 +46,8 @@ pub struct RaceWatch {
     scope: RaceScope,
     found: Vec<Race>,
     sites: HashMap<RaceSite, usize>,
-    /// Whether a pc's code (a map's creator, or its accessor) is user code, cached.
-    user_code: HashMap<u64, bool>,
+    /// Whose code a pc (a map's creator, or its accessor) is in, cached.
+    code: HashMap<u64, Code>,
     /// Whether each map (pid, address) is watched, decided at its first access.
     watched_maps: HashMap<(u32, u64), bool>,
 }
@@ -60,7 +60,7 @@ impl RaceWatch {
             scope,
             found: Vec::new(),
             sites: HashMap::new(),
-            user_code: HashMap::new(),
+            code: HashMap::new(),
             watched_maps: HashMap::new(),
         }
     }
@@ -127,13 +127,13 @@ impl RaceWatch {
         if let Some(&watched) = self.watched_maps.get(&(ev.pid, ev.map)) {
             return watched;
         }
-        let pc = made_at.unwrap_or(ev.ret);
-        let user = *self.user_code.entry(pc).or_insert_with(|| {
-            r.call_site(pc)
-                .first()
-                .and_then(|frame| frame.split(' ').next())
-                .is_some_and(is_user_function)
-        });
+        let user = match made_at.map(|pc| self.code_at(pc, r)) {
+            Some(Code::User) => true,
+            Some(Code::Library) => false,
+            // A map made on the caller's behalf (maps.Clone), or before the watch: whose it is
+            // shows in who uses it first.
+            Some(Code::MapMaker) | None => self.code_at(ev.ret, r) == Code::User,
+        };
         let sites = &self.scope.map_sites;
         let chosen = sites.is_empty()
             || made_at
@@ -143,4 +143,37 @@ impl RaceWatch {
         self.watched_maps.insert((ev.pid, ev.map), watched);
         watched
     }
+
+    /// Whose code the call returning to `pc` is in.
+    fn code_at(&mut self, pc: u64, r: &mut StackResolver) -> Code {
+        *self.code.entry(pc).or_insert_with(|| {
+            let function = r
+                .call_site(pc)
+                .first()
+                .and_then(|frame| frame.split(' ').next())
+                .unwrap_or_default();
+            if is_user_function(function) {
+                Code::User
+            } else if MAP_MAKERS.iter().any(|p| function.starts_with(p)) {
+                Code::MapMaker
+            } else {
+                Code::Library
+            }
+        })
+    }
 }
+
+/// Whose code a map operation or a map's making returned to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Code {
+    /// Outside the standard library.
+    User,
+    /// The runtime and the `maps` package, which make maps for their callers (`maps.Clone`
+    /// goes through `runtime.mapclone2` on classic maps).
+    MapMaker,
+    /// The rest of the standard library.
+    Library,
+}
+
+/// Where the [`Code::MapMaker`]s live.
+const MAP_MAKERS: [&str; 3] = ["runtime.", "internal/runtime/", "maps."];
