@@ -75,6 +75,8 @@ pub struct MapEvent {
     pub ret: u64,
     /// The key, or its first 8 bytes.
     pub key: u64,
+    /// The direct caller's own return address (its caller's call site); 0 if unknown.
+    pub caller: u64,
     /// Process id.
     pub pid: u32,
     /// Thread id.
@@ -265,6 +267,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         goid: r.u64(e + EVENT_GOID),
         ret: r.u64(e + EVENT_RET),
         key: r.u64(e + EVENT_KEY),
+        caller: r.u64(e + EVENT_CALLER),
         pid: r.u32(e + EVENT_PID),
         tid: r.u32(e + EVENT_TID),
         cpu: r.u16(e + EVENT_CPU),
@@ -304,7 +307,7 @@ mod tests {
 
     fn raw_event(op: u8, flags: u8) -> Vec<u8> {
         let mut b = Vec::new();
-        for v in [1u64, 0xc000, 0x4a0000, 7, 0x401234, 42] {
+        for v in [1u64, 0xc000, 0x4a0000, 7, 0x401234, 42, 0x409999] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&100u32.to_le_bytes());
@@ -331,8 +334,8 @@ mod tests {
         };
         assert_eq!(e.op, MapOp::Write);
         assert_eq!(
-            (e.map, e.goid, e.ret, e.key, e.pid, e.tid),
-            (0xc000, 7, 0x401234, 42, 100, 101)
+            (e.map, e.goid, e.ret, e.key, e.caller, e.pid, e.tid),
+            (0xc000, 7, 0x401234, 42, 0x409999, 100, 101)
         );
         assert!(!e.saw_writing);
     }

@@ -80,7 +80,7 @@ enum key_mode {
 #define EVENT_F_CHAN_SENDQ 0x40  /* a sender is waiting */
 #define EVENT_F_CHAN_ZERO 0x80   /* zero-size elements */
 
-/* One map operation, 64 bytes. */
+/* One map operation, 72 bytes. */
 struct event {
 	__u64 ts;     /* bpf_ktime_get_ns */
 	__u64 map;    /* map header pointer (hmap / maps.Map) */
@@ -88,6 +88,7 @@ struct event {
 	__u64 goid;
 	__u64 ret;    /* return address: the direct caller, *(u64 *)RSP */
 	__u64 key;    /* the key (fast variants) or its first 8 bytes */
+	__u64 caller; /* the direct caller's own return address (map ops; 0 if unknown) */
 	__u32 pid;
 	__u32 tid;
 	__u16 cpu;

@@ -22,6 +22,7 @@ int main(void)
 	OFFSET("EVENT_GOID", struct event, goid);
 	OFFSET("EVENT_RET", struct event, ret);
 	OFFSET("EVENT_KEY", struct event, key);
+	OFFSET("EVENT_CALLER", struct event, caller);
 	OFFSET("EVENT_PID", struct event, pid);
 	OFFSET("EVENT_TID", struct event, tid);
 	OFFSET("EVENT_CPU", struct event, cpu);

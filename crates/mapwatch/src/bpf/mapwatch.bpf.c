@@ -156,7 +156,7 @@ static __always_inline void remember_writer(__u64 map, const struct writer *self
 }
 
 struct access {
-	__u64 map, type, goid, ret, key, now, pid_tgid;
+	__u64 map, type, goid, ret, caller, key, now, pid_tgid;
 	__u8 op, flags;
 };
 
@@ -167,6 +167,7 @@ static __always_inline void fill(struct event *e, const struct access *a)
 	e->type = a->type;
 	e->goid = a->goid;
 	e->ret = a->ret;
+	e->caller = a->caller;
 	e->key = a->key;
 	e->pid = a->pid_tgid >> 32;
 	e->tid = (__u32)a->pid_tgid;
@@ -213,19 +214,26 @@ static __always_inline int emit_conflict(struct pt_regs *ctx, struct cpu_state *
 	return 0;
 }
 
-/* The access's call site in the caller: *RSP at the probe (after the stack check, before
- * `push rbp`), or, when that is inside a forwarding entry point, the forwarder's own return
- * address (RBP is still the forwarder's frame pointer there). */
-static __always_inline __u64 access_ret(struct pt_regs *ctx)
+/* The access's call site in the caller and the caller's own return address. The call site
+ * is *RSP at the probe (after the stack check, before `push rbp`), or, when that is inside a
+ * forwarding entry point, the forwarder's own return address; RBP is still the frame pointer
+ * of the function that made the call, whose frame holds the next return address. */
+static __always_inline void access_site(struct pt_regs *ctx, struct access *a)
 {
+	__u64 frame[2] = {}; /* saved frame pointer, return address */
 	__u64 ret = read_u64(ctx->rsp);
+	bpf_probe_read_user(frame, sizeof(frame), (const void *)ctx->rbp);
 	for (int i = 0; i < FORWARDERS; i++) {
 		if (i >= cfg.n_forwarders)
 			break;
-		if (ret >= cfg.forwarders[i].lo && ret < cfg.forwarders[i].hi)
-			return read_u64(ctx->rbp + 8);
+		if (ret >= cfg.forwarders[i].lo && ret < cfg.forwarders[i].hi) {
+			ret = frame[1];
+			bpf_probe_read_user(frame, sizeof(frame), (const void *)frame[0]);
+			break;
+		}
 	}
-	return ret;
+	a->ret = ret;
+	a->caller = frame[1];
 }
 
 static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, unsigned int what)
@@ -238,12 +246,12 @@ static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, un
 		.map = map,
 		.type = type,
 		.goid = read_u64(ctx->r14 + cfg.goid_offset),
-		.ret = access_ret(ctx),
 		.key = read_key(ctx, COOKIE_KEY_MODE(cookie)),
 		.now = bpf_ktime_get_ns(),
 		.pid_tgid = bpf_get_current_pid_tgid(),
 		.op = COOKIE_OP(cookie),
 	};
+	access_site(ctx, &a);
 	st->ops[a.op & (OP_SLOTS - 1)]++;
 	struct last_op *last = bpf_task_storage_get(&last_ops, bpf_get_current_task_btf(), 0,
 						    BPF_LOCAL_STORAGE_GET_F_CREATE);

@@ -68,6 +68,7 @@ mod tests {
             goid: 1,
             ret,
             key: 0,
+            caller: 0,
             pid: 10,
             tid: 10,
             cpu: 0,

@@ -51,6 +51,8 @@ pub struct AccessRecord {
     pub op: MapOp,
     /// Return address into the code that made the access.
     pub ret: u64,
+    /// That code's own return address (0 if unknown).
+    pub caller: u64,
     /// Thread.
     pub tid: u32,
     /// Kernel monotonic time, ns.
@@ -326,6 +328,7 @@ impl RaceDetector {
             tick: clock.get(ev.goid),
             op: ev.op,
             ret: ev.ret,
+            caller: ev.caller,
             tid: ev.tid,
             ts: ev.ts,
         };
@@ -494,8 +497,16 @@ pub fn race_finding(
     d: &mut Describer<'_>,
     go_version: &str,
 ) -> Finding {
-    let side =
-        |d: &mut Describer<'_>, a: &AccessRecord| d.access(a.op, a.goid, &[], a.ret, a.tid, a.ts);
+    // The accessing line (with the functions inlined there), then its caller's call site.
+    let side = |d: &mut Describer<'_>, a: &AccessRecord| {
+        let mut access = d.access(a.op, a.goid, &[], a.ret, a.tid, a.ts);
+        if a.caller != 0 {
+            access
+                .stack
+                .extend_from_slice(d.resolver.call_site(a.caller));
+        }
+        access
+    };
     let first = side(d, &race.earlier);
     let second = side(d, &race.later);
     d.finding(FindingKind::Race, ev, first, second, go_version)
@@ -521,6 +532,7 @@ mod tests {
             goid,
             ret: 0x1000 + goid,
             key: 0,
+            caller: 0,
             pid: PID,
             tid: goid as u32,
             cpu: 0,

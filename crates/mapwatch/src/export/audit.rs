@@ -376,6 +376,7 @@ mod tests {
             goid: n,
             ret: 0,
             key: n,
+            caller: 0,
             pid: 42,
             tid: 43,
             cpu: 0,
