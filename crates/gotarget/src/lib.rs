@@ -349,7 +349,11 @@ impl GoBinary {
         let mut plan: Vec<MapProbe> = plan::ENTRY_POINTS
             .iter()
             .filter_map(|&(name, op, variant)| {
-                let function = self.function(&format!("runtime.{name}"))?;
+                let function = if name.contains('.') {
+                    self.function(name)?
+                } else {
+                    self.function(&format!("runtime.{name}"))?
+                };
                 let site = self.probe_site(&function).unwrap_or_else(|e| ProbeSite {
                     addr: function.addr,
                     file_offset: self.file_offset(function.addr).unwrap_or(0),

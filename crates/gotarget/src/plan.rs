@@ -93,7 +93,7 @@ pub struct MapProbe {
     /// What the function does.
     pub op: MapOp,
     /// Which specialisation: `generic`, `fast32`, `fast32ptr`, `fast64`, `fast64ptr`, `faststr`,
-    /// `fat`, `small` (makemap_small), `hint64` (makemap64). Keys of `faststr` come as (ptr, len)
+    /// `fat`, `small` (makemap_small), `hint64` (makemap64), `clone` (maps.Clone). Keys of `faststr` come as (ptr, len)
     /// in CX, DI; the others' key (or key pointer) in CX.
     pub variant: &'static str,
     /// The runtime function, e.g. `runtime.mapaccess2_faststr`.
@@ -106,8 +106,8 @@ pub struct MapProbe {
     pub skip: Option<String>,
 }
 
-/// Map entry points (`runtime.` + name) with their operation and variant. The linker drops
-/// unused ones, so a binary has a subset.
+/// Map entry points (`runtime.` + name, or a full name with a dot) with their operation and
+/// variant. The linker drops unused ones, so a binary has a subset.
 pub(crate) const ENTRY_POINTS: &[(&str, MapOp, &str)] = &[
     ("mapaccess1", MapOp::Read, "generic"),
     ("mapaccess2", MapOp::Read, "generic"),
@@ -137,4 +137,8 @@ pub(crate) const ENTRY_POINTS: &[(&str, MapOp, &str)] = &[
     ("makemap", MapOp::Make, "generic"),
     ("makemap_small", MapOp::Make, "small"),
     ("makemap64", MapOp::Make, "hint64"),
+    // maps.Clone's copy (the runtime's, linknamed into package maps): returns it as `any`, so
+    // the new map is the interface's data word (BX), not AX. Swiss maps clone without a
+    // makemap call.
+    ("maps.clone", MapOp::Make, "clone"),
 ];

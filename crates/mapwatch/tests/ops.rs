@@ -95,8 +95,8 @@ fn check_all_ops(version: &str) {
         "the other goroutine has its own goid"
     );
 
-    // makemap's return hands over the new map's address.
-    for name in ["ints", "strs", "other"] {
+    // makemap's return (maps.clone's, for a clone) hands over the new map's address.
+    for name in ["ints", "strs", "other", "clone"] {
         let addr = run.maps[name].0;
         assert!(
             run.events
@@ -105,6 +105,12 @@ fn check_all_ops(version: &str) {
             "no make event for {name} at {addr:#x}"
         );
     }
+    // Every access names its caller's caller too (main's: runtime.main).
+    assert!(run
+        .events
+        .iter()
+        .filter(|e| e.op == MapOp::Read)
+        .all(|e| e.caller != 0));
     // Keys: fast64 passes the key itself; faststr's first bytes are "key-".
     let (ints, _) = run.maps["ints"];
     let keys: Vec<u64> = run

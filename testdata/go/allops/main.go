@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"sync"
@@ -61,6 +62,10 @@ func main() {
 	for k, v := range ints {
 		sink += k + v
 	}
+	// maps.Clone makes its map without makemap on Swiss maps.
+	clone := maps.Clone(ints)
+	report("clone", clone, g)
+	sink += clone[1]
 	for i := 0; i < n/2; i++ {
 		delete(ints, i)
 		delete(strs, keys[i])

@@ -330,6 +330,13 @@ int on_make_return(struct pt_regs *ctx)
 	return record(ctx, ctx->rax, 0, 0);
 }
 
+/* maps.clone's RETs: the clone, returned as `any`, is its data word (BX). */
+SEC("uprobe")
+int on_clone_return(struct pt_regs *ctx)
+{
+	return record(ctx, ctx->rbx, 0, 0);
+}
+
 /* The runtime's fatal error (runtime.fatal, or internal/runtime/maps.fatal on Swiss maps):
  * (message AX, length BX). When it is a map conflict the runtime found ("concurrent map
  * writes", "... read and map write", "... iteration and map write"), report this goroutine and

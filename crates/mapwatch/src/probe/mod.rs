@@ -74,6 +74,7 @@ enum BpfProgram {
     IterStart,
     IterNext,
     MakeReturn,
+    CloneReturn,
     Fatal,
     Sync,
     /// Does nothing ([`SitePolicy::PlannedEmpty`]).
@@ -91,9 +92,10 @@ impl BpfProgram {
     }
 }
 
-/// The program that reports a map operation of class `op`.
-fn program_for(op: MapOp) -> BpfProgram {
+/// The program that reports a map operation of class `op` by entry point `variant`.
+fn program_for(op: MapOp, variant: &str) -> BpfProgram {
     match op {
+        MapOp::Make if variant == "clone" => BpfProgram::CloneReturn,
         MapOp::Read => BpfProgram::Read,
         MapOp::Write | MapOp::Delete | MapOp::Clear => BpfProgram::Write,
         MapOp::IterStart => BpfProgram::IterStart,
@@ -258,6 +260,7 @@ impl Probes {
                 &mut progs.on_iter_start,
                 &mut progs.on_iter_next,
                 &mut progs.on_make_return,
+                &mut progs.on_clone_return,
                 &mut progs.on_fatal,
                 &mut progs.on_sync,
                 &mut progs.on_nothing,
@@ -329,7 +332,7 @@ impl Probes {
                 vec![probe.site]
             };
             sites.extend(placed.into_iter().map(|site| PlannedSite {
-                program: program_for(probe.op),
+                program: program_for(probe.op, probe.variant),
                 function: probe.function.name.clone(),
                 site,
                 cookie,
@@ -463,6 +466,7 @@ impl Probes {
             BpfProgram::IterStart => &progs.on_iter_start,
             BpfProgram::IterNext => &progs.on_iter_next,
             BpfProgram::MakeReturn => &progs.on_make_return,
+            BpfProgram::CloneReturn => &progs.on_clone_return,
             BpfProgram::Fatal => &progs.on_fatal,
             BpfProgram::Sync => &progs.on_sync,
             BpfProgram::Nothing => &progs.on_nothing,
