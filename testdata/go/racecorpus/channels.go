@@ -120,7 +120,7 @@ func chanBufferedWriteAfterSend() {
 		close(done)
 	}()
 	<-token
-	_ = m[4] // race:chan_buffered_write_after_send
+	_, _ = m[4] // race:chan_buffered_write_after_send
 	<-done
 }
 

@@ -41,7 +41,7 @@ func goraceRWArray() {
 	}
 	done := make(chan struct{})
 	go func() {
-		_ = m[1][2] // race:gorace_rwarray
+		_, _ = m[1] // race:gorace_rwarray
 		close(done)
 	}()
 	pause()
@@ -92,7 +92,7 @@ func goraceDelete() {
 		close(done)
 	}()
 	pause()
-	_ = m[2] // race:gorace_delete
+	_, _ = m[2] // race:gorace_delete
 	<-done
 }
 

@@ -10,10 +10,10 @@
 // called from two goroutines). The tests read these markers as the lines a race report must name.
 // Clean cases carry no marker.
 //
-// A marked read in the newer files (defer.go, atomics.go, idioms.go) that -race reports as the
-// earlier access uses the comma-ok form (`_, _ = m[k]`): from Go 1.27, a single-value read of a
-// map with fast keys calls mapaccess2_fast* through mapaccess1_fast*, and -race then names that
-// wrapper instead of the reading line.
+// A marked read that -race must name uses the comma-ok form (`_, _ = m[k]`) where the single-value
+// form loses the line: from Go 1.27, a single-value read of a map with fast keys calls
+// mapaccess2_fast* through mapaccess1_fast*, and -race then names that wrapper instead of the
+// reading line.
 //
 // Every case makes its own maps (so each has an allocation site), uses a few keys and a few
 // goroutines, and ends in well under a second. Cases are grouped by theme: the map tests of Go's

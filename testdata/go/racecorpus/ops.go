@@ -45,7 +45,7 @@ func clearVsRead() {
 		close(done)
 	}()
 	pause()
-	_ = m[1] // race:clear_vs_read
+	_, _ = m[1] // race:clear_vs_read
 	<-done
 }
 

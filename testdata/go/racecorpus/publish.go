@@ -107,7 +107,7 @@ func syncMapValueMutated() {
 	done := make(chan struct{})
 	go func() {
 		v, _ := sessions.Load(1)
-		_ = v.(map[int]int)[9] // race:syncmap_value_mutated
+		_, _ = v.(map[int]int)[9] // race:syncmap_value_mutated
 		close(done)
 	}()
 	pause()
