@@ -311,6 +311,8 @@ const RUNTIME_LOCKS: &[&str] = &["runtime.lock2", "runtime.lockWithRank", "runti
 const RWMUTEX_READER_COUNT: u64 = 16;
 const ONCE_DONE: u64 = 0;
 const ONCE_MUTEX: u64 = 4;
+/// `sync.(*Once).doSlow` and the deferred calls it runs (`...deferwrap1`, `...func1`).
+const ONCE_DO_SLOW: &str = "sync.(*Once).doSlow";
 
 impl GoBinary {
     /// Every synchronisation operation to probe for happens-before race detection.
@@ -471,15 +473,17 @@ impl GoBinary {
         // atomics user code calls.
         let sites =
             self.inlined_sites_where(|n| inlined_op(n).is_some() || typed_atomic(n).is_some());
-        let mut ops: Vec<(String, SyncKind, KeyInstruction, Body)> = Vec::new();
+        // (operation, kind, key instruction, object - key operand, code)
+        let mut ops: Vec<(String, SyncKind, KeyInstruction, i64, Body)> = Vec::new();
         for (name, s) in &sites {
             if let Some((kind, key)) = inlined_op(name) {
-                ops.push((name.clone(), kind, key, Body::inlined(s)));
+                ops.push((name.clone(), kind, key, adjust_for(kind), Body::inlined(s)));
             }
         }
         for &(name, kind, key) in INLINED {
             if let Some(f) = self.function(name) {
-                ops.push((name.to_string(), kind, key, Body::out_of_line(&f)));
+                let body = Body::out_of_line(&f);
+                ops.push((name.to_string(), kind, key, adjust_for(kind), body));
             }
         }
         for (name, s) in &sites {
@@ -488,22 +492,40 @@ impl GoBinary {
                 // code calls through.
                 let wrapper = s.caller.strip_suffix("-fm").and_then(typed_atomic);
                 if crate::is_user_function(&s.caller) || wrapper.is_some() {
-                    ops.push((name.clone(), kind, key, Body::inlined(s)));
+                    ops.push((name.clone(), kind, key, adjust_for(kind), Body::inlined(s)));
                 }
             }
         }
         for f in self.functions_where(|n| typed_atomic(n).is_some()) {
             let (kind, key) = typed_atomic(&f.name).expect("filtered");
-            ops.push((f.name.clone(), kind, key, Body::out_of_line(&f)));
+            ops.push((f.name.clone(), kind, key, 0, Body::out_of_line(&f)));
         }
         let mut functions: Vec<(Function, FunctionCode)> = Vec::new();
         let mut taken: std::collections::HashSet<u64> =
             plan.probes.iter().map(|p| p.site.addr).collect();
         // Code an operation above covers: its atomic instructions are that operation's.
         let mut claimed: Vec<std::ops::Range<u64>> = Vec::new();
+        // Once.Do's winner stores `done` before it unlocks `m`: a loser that sees `done` set
+        // takes the fast path without waiting for the unlock, so the store is the release.
+        for f in self.functions_where(|n| n.starts_with(ONCE_DO_SLOW)) {
+            let Some(bytes) = self.code(&f) else { continue };
+            let code = FunctionCode::decode(bytes, f.addr);
+            for ip in code.key_instructions(KeyInstruction::Atomic) {
+                if code.is_store(ip) {
+                    let body = Body::out_of_line(&f).at(ip);
+                    let name = format!("sync.Once's done store in {}", f.name);
+                    ops.push((
+                        name,
+                        SyncKind::MutexUnlock,
+                        KeyInstruction::Atomic,
+                        once_adjust,
+                        body,
+                    ));
+                }
+            }
+        }
         ops.extend(self.unpaired_atomics(&sites, &mut functions));
-        for (name, kind, key, body) in ops {
-            let adjust = adjust_for(kind);
+        for (name, kind, key, adjust, body) in ops {
             let Body {
                 mut range,
                 call_site,
@@ -607,7 +629,7 @@ impl GoBinary {
         &self,
         sites: &[(String, crate::InlinedSite)],
         functions: &mut Vec<(Function, FunctionCode)>,
-    ) -> Vec<(String, SyncKind, KeyInstruction, Body)> {
+    ) -> Vec<(String, SyncKind, KeyInstruction, i64, Body)> {
         let mut out = Vec::new();
         for f in self.functions_where(crate::is_user_function) {
             let Some(bytes) = self.code(&f) else { continue };
@@ -629,6 +651,7 @@ impl GoBinary {
                     "sync/atomic".to_string(),
                     SyncKind::AtomicUnpaired,
                     KeyInstruction::Atomic,
+                    0,
                     Body {
                         range: ip..ip + 1,
                         call_site: frame
@@ -664,6 +687,14 @@ impl Body {
             range: s.low_pc..s.high_pc,
             call_site: format!("{}:{}", short_path(&s.call_file), s.call_line),
             call: Some((s.call_file.clone(), s.call_line)),
+        }
+    }
+
+    /// The one instruction at `ip` of this code.
+    fn at(self, ip: u64) -> Body {
+        Body {
+            range: ip..ip + 1,
+            ..self
         }
     }
 

@@ -191,6 +191,15 @@ impl FunctionCode {
             .collect()
     }
 
+    /// Whether the instruction at `ip` stores to memory without reading it first (`xchg` is
+    /// Go's atomic store; `lock xadd`/`cmpxchg` read too).
+    pub fn is_store(&self, ip: u64) -> bool {
+        self.instructions
+            .iter()
+            .find(|i| i.ip() == ip)
+            .is_some_and(|i| i.mnemonic() == Mnemonic::Xchg)
+    }
+
     /// Whether `range` holds a `key` instruction.
     pub fn has_key(&self, range: std::ops::Range<u64>, key: KeyInstruction) -> bool {
         self.instructions
