@@ -73,7 +73,8 @@ pub fn allops() -> &'static [Fixture] {
     })
 }
 
-/// The `runtime.g` table of ARCHITECTURE.md: (goid, parentGoid, m) per Go minor version.
+/// The `runtime.g` offsets (goid, parentGoid, m) per Go minor version, as measured from DWARF
+/// on this machine kind: the independent check of gotarget's built-in table (`offsets.rs`).
 pub fn expected_g_offsets(minor: u32) -> (u32, u32, u32) {
     match minor {
         21 | 22 => (152, 272, 48),
