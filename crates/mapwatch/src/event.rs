@@ -14,7 +14,7 @@ pub(crate) mod layout {
 }
 use layout::*;
 
-pub use layout::{CONFLICT_EVENT_SIZE, EVENT_SIZE, OP_SLOTS, STACK_DEPTH};
+pub use layout::{CONFLICT_EVENT_SIZE, EVENT_SIZE, OP_SLOTS, STACK_DEPTH, STACK_EVENT_SIZE};
 
 // The enums shared with event.h must agree with it.
 const _: () = {
@@ -177,6 +177,13 @@ impl ChanState {
 pub enum Record {
     /// An ordinary map operation.
     Op(MapEvent),
+    /// A map operation from a call site not seen before, with the return addresses above it.
+    OpAtNewSite {
+        /// The access.
+        access: MapEvent,
+        /// `access.ret`, then the frame-pointer chain of its function's callers.
+        stack: Vec<u64>,
+    },
     /// A synchronisation operation.
     Sync(SyncEvent),
     /// An access that found another goroutine's write in progress on the same map.
@@ -237,7 +244,7 @@ fn op(raw: u8) -> Result<MapOp, DecodeError> {
 
 /// Decodes one ring buffer record: a `struct event` or `struct conflict_event`.
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
-    if bytes.len() != EVENT_SIZE && bytes.len() != CONFLICT_EVENT_SIZE {
+    if ![EVENT_SIZE, STACK_EVENT_SIZE, CONFLICT_EVENT_SIZE].contains(&bytes.len()) {
         return Err(DecodeError(format!("{} bytes", bytes.len())));
     }
     let r = Fields(bytes);
@@ -275,6 +282,16 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         saw_writing: flags & F_WRITING != 0,
         runtime_fatal: flags & F_RUNTIME != 0,
     };
+    if flags & F_STACK != 0 {
+        if bytes.len() != STACK_EVENT_SIZE {
+            return Err(DecodeError("stack flag does not match record size".into()));
+        }
+        let stack = r.stack(STACK_EVENT_STACK, r.u32(STACK_EVENT_DEPTH) as usize)?;
+        return Ok(Record::OpAtNewSite {
+            access: event,
+            stack,
+        });
+    }
     let is_conflict = flags & F_CONFLICT != 0;
     if is_conflict != (bytes.len() == CONFLICT_EVENT_SIZE) {
         return Err(DecodeError(
@@ -372,6 +389,22 @@ mod tests {
         // A depth past the array is malformed.
         b[CONFLICT_DEPTH..CONFLICT_DEPTH + 4].copy_from_slice(&99u32.to_le_bytes());
         assert!(decode(&b).is_err());
+    }
+
+    #[test]
+    fn decodes_an_op_at_a_new_site_with_its_stack() {
+        let mut b = raw_event(1, F_STACK);
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b.extend(raw_stack(&[0x401234, 0x409999, 0x40aaaa]));
+        assert_eq!(b.len(), STACK_EVENT_SIZE);
+        let Record::OpAtNewSite { access, stack } = decode(&b).unwrap() else {
+            panic!("not an op at a new site")
+        };
+        assert_eq!((access.op, access.ret), (MapOp::Read, 0x401234));
+        assert_eq!(stack, [0x401234, 0x409999, 0x40aaaa]);
+        // The flag on a plain record's size is malformed.
+        assert!(decode(&raw_event(1, F_STACK)).is_err());
     }
 
     #[test]

@@ -13,6 +13,9 @@ use gotarget::GoBinary;
 pub struct StackResolver {
     binary: Arc<GoBinary>,
     cache: HashMap<u64, Vec<String>>,
+    /// Per call site (return address, caller's return address): the return addresses above
+    /// it, as the BPF side sent them the first time it saw the site.
+    sites: HashMap<(u64, u64), Vec<u64>>,
 }
 
 impl StackResolver {
@@ -21,6 +24,7 @@ impl StackResolver {
         StackResolver {
             binary,
             cache: HashMap::new(),
+            sites: HashMap::new(),
         }
     }
 
@@ -48,6 +52,27 @@ impl StackResolver {
     /// The innermost frame of the call that returns to `ret`: `function file:line`.
     pub fn call_site_line(&mut self, ret: u64) -> Option<String> {
         self.call_site(ret).first().cloned()
+    }
+
+    /// Keeps `stack` (`ret`, then the return addresses above it) for call site
+    /// (`ret`, `caller`).
+    pub fn remember_site(&mut self, ret: u64, caller: u64, stack: Vec<u64>) {
+        self.sites.insert((ret, caller), stack);
+    }
+
+    /// The stack of an access seen without a walk of its own: the accessing line (inlined
+    /// frames first), then the lines above it as its call site's first occurrence showed them,
+    /// else its caller's line alone.
+    pub fn site_stack(&mut self, ret: u64, caller: u64) -> Vec<String> {
+        let rets = match self.sites.get(&(ret, caller)) {
+            Some(stack) => stack.clone(),
+            None => [ret, caller].into_iter().filter(|&r| r != 0).collect(),
+        };
+        let mut out = Vec::new();
+        for r in rets {
+            out.extend_from_slice(self.call_site(r));
+        }
+        out
     }
 
     /// The full stack of a probed access: `ips` from the kernel's walk (the probe address

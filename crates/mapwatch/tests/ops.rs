@@ -46,7 +46,7 @@ fn watch_allops(version: &str) -> Run {
         .records
         .into_iter()
         .filter_map(|r| match r {
-            Record::Op(e) => Some(e),
+            Record::Op(e) | Record::OpAtNewSite { access: e, .. } => Some(e),
             Record::Sync(_) => None,
             Record::Conflict { access, .. } => {
                 panic!("a single goroutine cannot conflict: {access:?}")

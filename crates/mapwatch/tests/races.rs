@@ -371,6 +371,40 @@ fn map_site_restricts_race_watching_and_the_report_says_so() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected FILE:LINE"));
 }
 
+/// A race's sides show the whole stack above the accessing line (sent by the BPF side the
+/// first time a call site is seen): the main goroutine's side of `mutex_unguarded_reader` goes
+/// up through the case's function and `main.main` to `runtime.main`, on every version.
+#[test]
+fn race_stacks_reach_main() {
+    let dir = common::scratch("race-stacks");
+    for version in gobuild::ALL_VERSIONS {
+        let binary = common::go_binary(version, "racecorpus");
+        let report = dir.join(format!("{version}.jsonl"));
+        let races = races_with(&binary, "mutex_unguarded_reader", &[], &report);
+        let functions = |stack: &[String]| -> Vec<String> {
+            stack
+                .iter()
+                .map(|f| f.split(' ').next().unwrap_or_default().to_string())
+                .collect()
+        };
+        let reaches_main = races.iter().any(|f| {
+            [&f.first, &f.second].iter().any(|side| {
+                let names = functions(&side.stack);
+                names
+                    .first()
+                    .is_some_and(|n| n == "main.mutexUnguardedReader")
+                    && names.iter().any(|n| n == "main.main")
+                    && names.iter().any(|n| n == "runtime.main")
+            })
+        });
+        assert!(
+            reaches_main,
+            "Go {version}: no side up to runtime.main:\n{}",
+            describe(&races)
+        );
+    }
+}
+
 #[test]
 fn duty_cycle_watches_map_accesses_part_of_the_time() {
     let binary = common::go_binary(gobuild::TEST_VERSIONS[1], "longrun");

@@ -72,6 +72,7 @@ enum key_mode {
 #define EVENT_F_WRITING 0x01  /* the map's write-in-progress flag was set at this access */
 #define EVENT_F_CONFLICT 0x02 /* ...by another goroutine: the record is a struct conflict_event */
 #define EVENT_F_RUNTIME 0x04  /* the Go runtime itself detected it (it is about to kill the target) */
+#define EVENT_F_STACK 0x08    /* a map op's record is a struct stack_event (map ops only) */
 /* Sync records of a locked channel (sync_site.chan_state): `type` holds qcount (bits 0-31) and
  * the capacity (32-63), `key` sendx (0-31) and recvx (32-63), and these flags say the rest. */
 #define EVENT_F_CHAN_STATE 0x08  /* the channel's state is in the record */
@@ -151,6 +152,16 @@ struct conflict_event {
 	__u64 other_stack[STACK_DEPTH];
 };
 
+/* A map operation from a call site (return address and caller) not seen before, with the
+ * return addresses above it (`stack[0]` is `ev.ret`, then the frame-pointer chain from its
+ * function; `depth` entries used). Later operations from the same site are plain events. */
+struct stack_event {
+	struct event ev;
+	__u32 depth;
+	__u32 pad;
+	__u64 stack[STACK_DEPTH];
+};
+
 /* Offsets of the runtime.hchan fields read at a locked channel (gotarget::ChanLayout). */
 struct chan_layout {
 	__u32 qcount;
@@ -183,7 +194,7 @@ struct config {
 	__u64 wake_mask;        /* wake the reader once per (wake_mask + 1) events per CPU */
 	struct chan_layout chan; /* runtime.hchan */
 	__u32 n_forwarders;
-	__u32 pad2;
+	__u32 site_stacks; /* send a struct stack_event for each new call site (race analysis) */
 	struct code_range forwarders[FORWARDERS];
 };
 

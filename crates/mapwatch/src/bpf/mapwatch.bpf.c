@@ -44,6 +44,19 @@ struct {
 	__type(value, struct cpu_state);
 } cpu_states SEC(".maps");
 
+/* Call sites (return address, caller) whose stack has been sent: each is sent once (again
+ * after eviction), so a race's sides can show the stack above the accessing line. */
+struct site_key {
+	__u64 ret;
+	__u64 caller;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct site_key);
+	__type(value, __u8);
+} stacked_sites SEC(".maps");
+
 /* Per thread: the map operation it began last, so a probe on the runtime's fatal error (same
  * thread, moments later) knows which map it is about. Other threads' operations can't push it
  * out, whatever CPU they share. */
@@ -81,12 +94,13 @@ static __always_inline __u64 read_key(struct pt_regs *ctx, __u8 mode)
 	}
 }
 
-/* Return addresses up the frame-pointer chain from `fp` into out[2..]: Go keeps frame
- * pointers on amd64. Stops at the end of the chain or memory it cannot read. */
-static __always_inline __u32 walk_frames(__u64 fp, __u64 *out)
+/* Return addresses up the frame-pointer chain from `fp` into out[first..]: Go keeps frame
+ * pointers on amd64. Stops at the end of the chain or memory it cannot read. Returns the
+ * entries of `out` used. */
+static __always_inline __u32 walk_frames(__u64 fp, __u64 *out, const int first)
 {
-	__u32 n = 2;
-	for (int i = 2; i < STACK_DEPTH; i++) {
+	__u32 n = first;
+	for (int i = first; i < STACK_DEPTH; i++) {
 		__u64 frame[2]; /* saved frame pointer, return address */
 		if (!fp || bpf_probe_read_user(frame, sizeof(frame), (const void *)fp) || !frame[1])
 			break;
@@ -108,7 +122,7 @@ static __always_inline __u32 writer_stack(const struct writer *w, __u64 *out)
 		out[2] = w->caller_ret;
 		return w->caller_ret ? 3 : 2;
 	}
-	return walk_frames(w->fp, out);
+	return walk_frames(w->fp, out, 2);
 }
 
 /* What a probe does besides emitting its event. */
@@ -156,7 +170,7 @@ static __always_inline void remember_writer(__u64 map, const struct writer *self
 }
 
 struct access {
-	__u64 map, type, goid, ret, caller, key, now, pid_tgid;
+	__u64 map, type, goid, ret, caller, fp, key, now, pid_tgid;
 	__u8 op, flags;
 };
 
@@ -207,7 +221,7 @@ static __always_inline int emit_conflict(struct pt_regs *ctx, struct cpu_state *
 	/* The true stack: a forwarder's frame, if any, then the frame-pointer chain. */
 	e->stack[0] = ctx->rip;
 	e->stack[1] = read_u64(ctx->rsp);
-	e->depth = walk_frames(ctx->rbp, e->stack);
+	e->depth = walk_frames(ctx->rbp, e->stack, 2);
 	e->other_depth = writer_stack(other, e->other_stack);
 	st->events++;
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
@@ -222,18 +236,45 @@ static __always_inline void access_site(struct pt_regs *ctx, struct access *a)
 {
 	__u64 frame[2] = {}; /* saved frame pointer, return address */
 	__u64 ret = read_u64(ctx->rsp);
-	bpf_probe_read_user(frame, sizeof(frame), (const void *)ctx->rbp);
+	__u64 fp = ctx->rbp;
+	bpf_probe_read_user(frame, sizeof(frame), (const void *)fp);
 	for (int i = 0; i < FORWARDERS; i++) {
 		if (i >= cfg.n_forwarders)
 			break;
 		if (ret >= cfg.forwarders[i].lo && ret < cfg.forwarders[i].hi) {
 			ret = frame[1];
-			bpf_probe_read_user(frame, sizeof(frame), (const void *)frame[0]);
+			fp = frame[0];
+			bpf_probe_read_user(frame, sizeof(frame), (const void *)fp);
 			break;
 		}
 	}
 	a->ret = ret;
 	a->caller = frame[1];
+	a->fp = fp;
+}
+
+/* The access as a struct stack_event, if its call site's stack was not sent yet. Returns 1
+ * when it sent the record (in place of the plain event). */
+static __always_inline int emit_new_site(struct cpu_state *st, const struct access *a)
+{
+	struct site_key key = { .ret = a->ret, .caller = a->caller };
+	__u8 one = 1;
+	if (bpf_map_lookup_elem(&stacked_sites, &key))
+		return 0;
+	if (bpf_map_update_elem(&stacked_sites, &key, &one, BPF_NOEXIST))
+		return 0; /* another CPU sends it */
+	struct stack_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		st->drops++;
+		return 1;
+	}
+	fill(&e->ev, a);
+	e->ev.flags |= EVENT_F_STACK;
+	e->stack[0] = a->ret;
+	e->depth = walk_frames(a->fp, e->stack, 1);
+	__u64 n = ++st->events;
+	bpf_ringbuf_submit(e, (n & cfg.wake_mask) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP);
+	return 1;
 }
 
 static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, unsigned int what)
@@ -291,6 +332,8 @@ static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, un
 	}
 	if (found)
 		return emit_conflict(ctx, st, &a, &partner);
+	if (cfg.site_stacks && a.op != OP_MAKE && emit_new_site(st, &a))
+		return 0;
 	return emit(st, &a);
 }
 

@@ -70,6 +70,11 @@ impl Analysis {
                 return Ok(());
             }
             Record::Op(ev) => (ev, None),
+            Record::OpAtNewSite { access, stack } => {
+                self.resolver
+                    .remember_site(access.ret, access.caller, stack);
+                (access, None)
+            }
             Record::Conflict {
                 access,
                 stack,

@@ -2,11 +2,11 @@
 //! progress. The BPF side sees it (the map's write flag is set and the recorded writer is
 //! someone else) and sends both sides; here they become a finding with both stacks.
 
-use gotarget::{GoBinary, MapOp};
+use gotarget::GoBinary;
 
 use super::maps::MapRegistry;
 use crate::event::{InFlightWrite, MapEvent};
-use crate::report::{op_name, Access, Finding, FindingKind};
+use crate::report::{Access, Finding, FindingKind};
 use crate::stacks::StackResolver;
 
 /// Everything needed to describe an access and its map in source terms.
@@ -20,25 +20,6 @@ pub struct Describer<'a> {
 }
 
 impl Describer<'_> {
-    /// One access, its stack (`ips`: the probe address, then return addresses) symbolized.
-    pub fn access(
-        &mut self,
-        op: MapOp,
-        goid: u64,
-        ips: &[u64],
-        ret: u64,
-        tid: u32,
-        ts: u64,
-    ) -> Access {
-        Access {
-            op: op_name(op).to_string(),
-            goid,
-            stack: self.resolver.stack(ips, ret),
-            tid,
-            ts_ns: ts,
-        }
-    }
-
     /// A finding about `ev`'s map, its identity filled in from what was seen of the map.
     pub fn finding(
         &mut self,
@@ -88,14 +69,13 @@ pub fn conflict_finding(
     d: &mut Describer<'_>,
     go_version: &str,
 ) -> Finding {
-    let first = d.access(
+    let first = Access::new(
         writer.op,
         writer.goid,
-        &writer.stack,
-        writer.ret,
+        d.resolver.stack(&writer.stack, writer.ret),
         writer.tid,
         writer.ts,
     );
-    let second = d.access(ev.op, ev.goid, ips, ev.ret, ev.tid, ev.ts);
+    let second = Access::new(ev.op, ev.goid, d.resolver.stack(ips, ev.ret), ev.tid, ev.ts);
     d.finding(FindingKind::Conflict, ev, first, second, go_version)
 }

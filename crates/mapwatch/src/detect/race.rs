@@ -26,7 +26,7 @@ use super::chan::{self, ChanSync};
 use super::clock::{Tick, VectorClock};
 use super::conflict::Describer;
 use crate::event::{MapEvent, SyncEvent};
-use crate::report::{Finding, FindingKind};
+use crate::report::{Access, Finding, FindingKind};
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -497,15 +497,9 @@ pub fn race_finding(
     d: &mut Describer<'_>,
     go_version: &str,
 ) -> Finding {
-    // The accessing line (with the functions inlined there), then its caller's call site.
     let side = |d: &mut Describer<'_>, a: &AccessRecord| {
-        let mut access = d.access(a.op, a.goid, &[], a.ret, a.tid, a.ts);
-        if a.caller != 0 {
-            access
-                .stack
-                .extend_from_slice(d.resolver.call_site(a.caller));
-        }
-        access
+        let stack = d.resolver.site_stack(a.ret, a.caller);
+        Access::new(a.op, a.goid, stack, a.tid, a.ts)
     };
     let first = side(d, &race.earlier);
     let second = side(d, &race.later);

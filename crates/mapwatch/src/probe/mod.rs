@@ -242,6 +242,8 @@ impl Probes {
             slot.hi = *hi;
         }
         cfg.n_forwarders = forwarders.len() as u32;
+        // Races show the stack above each accessing line: sent once per call site.
+        cfg.site_stacks = u32::from(sync);
         let sync_plan = if sync {
             binary.sync_probe_plan()
         } else {

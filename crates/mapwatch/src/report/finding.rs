@@ -39,6 +39,19 @@ pub struct Access {
     pub ts_ns: u64,
 }
 
+impl Access {
+    /// Goroutine `goid`'s `op` on thread `tid` at `ts_ns`, with its symbolized stack.
+    pub fn new(op: gotarget::MapOp, goid: u64, stack: Vec<String>, tid: u32, ts_ns: u64) -> Access {
+        Access {
+            op: op_name(op).to_string(),
+            goid,
+            stack,
+            tid,
+            ts_ns,
+        }
+    }
+}
+
 /// A conflict or race on one map.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
