@@ -131,14 +131,15 @@ impl Sinks {
         Ok(())
     }
 
-    /// Operations counted since the last call, the BPF counters and the gauges now.
-    pub fn ops(&mut self, ops: &[SiteOps], counters: &Counters, gauges: Gauges) {
+    /// Operations counted since the last call, the BPF counters, and (asked only when the
+    /// metrics are on: the detector's size walks its clocks) the gauges now.
+    pub fn ops(&mut self, ops: &[SiteOps], counters: &Counters, gauges: impl FnOnce() -> Gauges) {
         if let Some(series) = &mut self.series {
             series.add_all(ops);
         }
         if let Some(m) = &mut self.metrics {
             m.feed.metrics().add_ops(ops);
-            m.update(counters, gauges);
+            m.update(counters, gauges());
         }
     }
 

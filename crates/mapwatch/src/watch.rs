@@ -186,11 +186,10 @@ impl Watch {
                 let rate = (counters.total_ops() - last_counters.total_ops()) as f64
                     / last_tick.elapsed().as_secs_f64();
                 self.tick(&counters);
-                let gauges = self.analysis.gauges();
                 self.sinks.status(&format!(
                     "mapwatch: pid {pid} | {rate:.0} map ops/s | {} maps | {} goroutines | {} findings | {} drops",
-                    gauges.maps,
-                    gauges.goroutines,
+                    self.analysis.maps_seen(),
+                    self.analysis.goroutines_seen(),
                     self.analysis.findings().len(),
                     counters.drops
                 ));
@@ -249,7 +248,8 @@ impl Watch {
     /// Hands the operations counted since the last tick, and the counters, to the sinks.
     fn tick(&mut self, counters: &Counters) {
         let ops = self.analysis.drain_ops();
-        self.sinks.ops(&ops, counters, self.analysis.gauges());
+        let analysis = &self.analysis;
+        self.sinks.ops(&ops, counters, || analysis.gauges());
     }
 
     fn print_summary(&self, elapsed: Duration, c: &Counters, exit: Option<ExitStatus>) {
@@ -259,11 +259,9 @@ impl Watch {
             .filter(|&(_, n)| n > 0)
             .map(|(op, n)| format!("{op} {n}"))
             .collect();
-        let gauges = self.analysis.gauges();
-        let goroutines = if gauges.goroutines >= GOROUTINES_REMEMBERED {
-            format!("{GOROUTINES_REMEMBERED}+")
-        } else {
-            gauges.goroutines.to_string()
+        let goroutines = match self.analysis.goroutines_seen() {
+            n if n >= GOROUTINES_REMEMBERED => format!("{GOROUTINES_REMEMBERED}+"),
+            n => n.to_string(),
         };
         let findings = self.analysis.findings();
         let count = |kind| findings.iter().filter(|f| f.kind == kind).count();
@@ -275,7 +273,7 @@ impl Watch {
             c.total_ops(),
             if by_op.is_empty() { "none".to_string() } else { by_op.join(", ") },
             c.sync,
-            gauges.maps,
+            self.analysis.maps_seen(),
             findings.len(),
             count(FindingKind::Conflict),
             count(FindingKind::Race),

@@ -174,13 +174,23 @@ impl Analysis {
         self.tally.drain(|ret| resolver.call_site_line(ret))
     }
 
-    /// What the metrics show of this process now.
+    /// What the metrics show of this process now (the detector's size walks its clocks).
     pub fn gauges(&self) -> Gauges {
         Gauges {
-            goroutines: self.goroutines.len(),
-            maps: self.maps.len(),
+            goroutines: self.goroutines_seen(),
+            maps: self.maps_seen(),
             detector: self.races.as_ref().map(RaceWatch::size),
         }
+    }
+
+    /// Goroutines seen (up to [`GOROUTINES_REMEMBERED`]).
+    pub fn goroutines_seen(&self) -> usize {
+        self.goroutines.len()
+    }
+
+    /// Maps seen.
+    pub fn maps_seen(&self) -> usize {
+        self.maps.len()
     }
 
     /// Distinct findings, in the order found.
