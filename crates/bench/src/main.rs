@@ -15,6 +15,7 @@ mod plot;
 mod report;
 mod stats;
 mod table;
+mod watched_service;
 mod workload;
 
 use std::path::PathBuf;
@@ -103,6 +104,8 @@ enum Part {
     Http,
     /// mapwatch's overhead on a Go program (root for the eBPF rows).
     Overhead,
+    /// mapwatch on a Go HTTP service under wrk (root for the eBPF rows).
+    Service,
 }
 
 #[derive(Args)]
@@ -155,6 +158,8 @@ struct Profile {
     http_rounds: usize,
     http_seconds: u32,
     overhead: overhead::Ops,
+    /// Seconds of load per run of the watched Go service.
+    service_seconds: u32,
 }
 
 impl Profile {
@@ -179,6 +184,7 @@ impl Profile {
                     mapwatch: 10_000,
                     entry_probe: 2_000,
                 },
+                service_seconds: 1,
             },
             Size::Quick => Profile {
                 rounds: 3,
@@ -199,6 +205,7 @@ impl Profile {
                     mapwatch: 1_000_000,
                     entry_probe: 100_000,
                 },
+                service_seconds: 5,
             },
             Size::Full => Profile {
                 rounds: 5,
@@ -219,9 +226,17 @@ impl Profile {
                     mapwatch: 2_000_000,
                     entry_probe: 300_000,
                 },
+                service_seconds: 10,
             },
         }
     }
+}
+
+/// The mapwatch binary the eBPF parts run.
+fn mapwatch_binary(args: &RunArgs) -> PathBuf {
+    args.mapwatch
+        .clone()
+        .unwrap_or_else(|| gobuild::repo_root().join("target/release/mapwatch"))
 }
 
 fn selected_maps(names: &[String]) -> anyhow::Result<Vec<MapKind>> {
@@ -279,6 +294,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             Part::Instructions,
             Part::Http,
             Part::Overhead,
+            Part::Service,
         ]
     } else {
         args.only.clone()
@@ -354,15 +370,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if parts.contains(&Part::Overhead) {
         let cfg = overhead::OverheadConfig {
-            mapwatch: args
-                .mapwatch
-                .clone()
-                .unwrap_or_else(|| gobuild::repo_root().join("target/release/mapwatch")),
+            mapwatch: mapwatch_binary(&args),
             rounds: profile.rounds,
             ops: profile.overhead,
         };
         let results = overhead::run(&cfg)?;
         finish(overhead::section(&results, &cfg))?;
+    }
+    if parts.contains(&Part::Service) {
+        let cfg = watched_service::ServiceConfig {
+            mapwatch: mapwatch_binary(&args),
+            rounds: profile.rounds,
+            seconds: profile.service_seconds,
+            out: args.out.clone(),
+        };
+        let results = watched_service::run(&cfg)?;
+        finish(watched_service::section(&results, &cfg))?;
     }
 
     let header = format!(

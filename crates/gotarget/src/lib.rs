@@ -50,9 +50,9 @@ pub use abi::MapAbi;
 pub use dwarf::InlinedSite;
 pub use error::InspectError;
 pub use offsets::{ChanLayout, OffsetSource, RuntimeOffsets, WriteFlag};
-pub use plan::{MapOp, MapProbe, ProbeSite};
+pub use plan::{MapCall, MapOp, MapProbe, ProbeSite};
 pub use prologue::Placement;
-pub use stdlib::is_user_function;
+pub use stdlib::{is_user_function, operates_on_callers_maps};
 pub use symbolize::Frame;
 pub use sync::{SyncKind, SyncObject, SyncPlan, SyncProbe};
 pub use syncsite::{ObjectAddr, Reg};
@@ -391,7 +391,10 @@ impl GoBinary {
     ) -> Option<String> {
         let code = self.elf.read(f.addr, usize::try_from(f.size).ok()?)?;
         let mut callees = Vec::new();
-        for target in prologue::direct_calls(code, f.addr) {
+        for target in prologue::direct_calls(code, f.addr)
+            .into_iter()
+            .map(|c| c.target)
+        {
             let name = self
                 .pcln
                 .find(target)

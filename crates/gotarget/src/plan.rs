@@ -1,9 +1,10 @@
 //! The map entry points mapwatch probes, and what each one means.
 
+use std::collections::HashMap;
 use std::fmt;
 
-use crate::prologue::Placement;
-use crate::Function;
+use crate::prologue::{self, DirectCall, Placement};
+use crate::{Function, GoBinary};
 
 /// A class of map operation. The discriminant is stable and fits the BPF event's `u8`;
 /// 0 is never used, so a zeroed event is recognisably invalid.
@@ -142,3 +143,77 @@ pub(crate) const ENTRY_POINTS: &[(&str, MapOp, &str)] = &[
     // makemap call.
     ("maps.clone", MapOp::Make, "clone"),
 ];
+
+/// One call to a map entry point from code whose maps are watched
+/// ([`operates_on_callers_maps`](crate::operates_on_callers_maps)): where mapwatch probes map
+/// operations unless asked to probe the entry points themselves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapCall {
+    /// What the called function does.
+    pub op: MapOp,
+    /// Its specialisation (as in [`MapProbe::variant`]).
+    pub variant: &'static str,
+    /// The entry point called.
+    pub callee: Function,
+    /// The function making the call.
+    pub caller: String,
+    /// The `call rel32` instruction ([`Placement::Call`]); the return address is 5 bytes on.
+    pub site: ProbeSite,
+}
+
+impl MapCall {
+    /// The length of the call instruction: the return address is `site.addr + LEN`.
+    pub const LEN: u64 = DirectCall::LEN;
+
+    /// The call's displacement: the callee is at `site.addr + LEN + rel32()`.
+    pub fn rel32(&self) -> i32 {
+        let next = self.site.addr.wrapping_add(Self::LEN);
+        self.callee.addr.wrapping_sub(next) as i64 as i32
+    }
+}
+
+impl GoBinary {
+    /// Every direct call to a map access entry point (reads, writes, deletes, clears and
+    /// iteration) in code that operates on its callers' maps, sorted by address. Map creation
+    /// is not among them: the standard library makes maps that user code then uses (request
+    /// headers), and a map made at a reused address must be seen to forget the old one.
+    pub fn map_call_sites(&self) -> Vec<MapCall> {
+        let entries: HashMap<u64, (MapOp, &'static str, Function)> = self
+            .map_probe_plan()
+            .into_iter()
+            .filter(|p| p.op != MapOp::Make)
+            .map(|p| (p.function.addr, (p.op, p.variant, p.function)))
+            .collect();
+        let mut out = Vec::new();
+        for caller in self.functions_where(crate::operates_on_callers_maps) {
+            let Some(code) = self.elf.read(caller.addr, caller.size as usize) else {
+                continue;
+            };
+            for call in prologue::direct_calls(code, caller.addr) {
+                let Some((op, variant, callee)) = entries.get(&call.target) else {
+                    continue;
+                };
+                let Some(file_offset) = self.file_offset(call.at) else {
+                    continue;
+                };
+                out.push(MapCall {
+                    op: *op,
+                    variant,
+                    callee: callee.clone(),
+                    caller: caller.name.clone(),
+                    site: ProbeSite {
+                        addr: call.at,
+                        file_offset,
+                        placement: Placement::Call {
+                            callee: callee.addr,
+                        },
+                        instruction: format!("call {}", callee.name),
+                        emulated: true,
+                    },
+                });
+            }
+        }
+        out.sort_by_key(|c| c.site.addr);
+        out
+    }
+}

@@ -43,6 +43,13 @@ pub enum Placement {
         /// The read that identifies the object.
         read_addr: u64,
     },
+    /// On a `call rel32` to the function, in its caller (emulated by the kernel): the
+    /// arguments are in their registers already and the return address is the next
+    /// instruction, so only the calls from code that is watched pay for a probe.
+    Call {
+        /// The function called.
+        callee: u64,
+    },
 }
 
 impl std::fmt::Display for Placement {
@@ -55,6 +62,7 @@ impl std::fmt::Display for Placement {
             Placement::Locked { read_addr } => {
                 write!(f, "lock held, object read at {read_addr:#x}")
             }
+            Placement::Call { callee } => write!(f, "call to {callee:#x} (emulated)"),
         }
     }
 }
@@ -143,15 +151,35 @@ pub(crate) fn decode(code: &[u8], addr: u64) -> Decoded {
     )
 }
 
-/// Targets of the direct near calls in `code` (a whole function starting at `addr`).
-pub(crate) fn direct_calls(code: &[u8], addr: u64) -> Vec<u64> {
+/// A direct near call: `call rel32`, five bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DirectCall {
+    /// Address of the call instruction.
+    pub at: u64,
+    /// The function called.
+    pub target: u64,
+}
+
+impl DirectCall {
+    /// The instruction's length: the return address is `at + LEN`.
+    pub const LEN: u64 = 5;
+}
+
+/// The direct near calls in `code` (a whole function starting at `addr`).
+pub(crate) fn direct_calls(code: &[u8], addr: u64) -> Vec<DirectCall> {
     let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
     let mut ins = Instruction::default();
     let mut out = Vec::new();
     while decoder.can_decode() {
         decoder.decode_out(&mut ins);
-        if ins.mnemonic() == Mnemonic::Call && ins.op0_kind() == OpKind::NearBranch64 {
-            out.push(ins.near_branch_target());
+        if ins.mnemonic() == Mnemonic::Call
+            && ins.op0_kind() == OpKind::NearBranch64
+            && ins.len() as u64 == DirectCall::LEN
+        {
+            out.push(DirectCall {
+                at: ins.ip(),
+                target: ins.near_branch_target(),
+            });
         }
     }
     out
@@ -263,6 +291,12 @@ mod tests {
     fn calls() {
         // call rel32 (+0); call rax
         let code = [0xe8, 0, 0, 0, 0, 0xff, 0xd0];
-        assert_eq!(direct_calls(&code, 0x1000), vec![0x1005]);
+        assert_eq!(
+            direct_calls(&code, 0x1000),
+            vec![DirectCall {
+                at: 0x1000,
+                target: 0x1005
+            }]
+        );
     }
 }

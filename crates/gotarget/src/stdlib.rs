@@ -81,6 +81,16 @@ pub fn is_user_function(function: &str) -> bool {
     !(STD_ROOTS.contains(&root) || root.starts_with("type:") || root.starts_with("go:"))
 }
 
+/// Whether the map operations `function` makes are on maps its callers hand it, so that they
+/// are watched where the caller's are: user code, and the standard library's code that
+/// operates on maps passed to it (the `maps` package's generic functions, `reflect`, which
+/// `fmt` and `encoding/json` go through, and the runtime's functions linked into `reflect`).
+pub fn operates_on_callers_maps(function: &str) -> bool {
+    is_user_function(function)
+        || ["maps", "reflect"].contains(&package_of(function))
+        || function.starts_with("runtime.reflect_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +119,19 @@ mod tests {
         assert!(!is_user_function("net/http.(*conn).serve"));
         assert!(!is_user_function("runtime.mapassign_fast64"));
         assert!(!is_user_function("vendor/golang.org/x/net/http2.F"));
+    }
+
+    #[test]
+    fn callers_maps_are_user_code_and_map_generic_library_code() {
+        assert!(operates_on_callers_maps("main.main.func1"));
+        assert!(operates_on_callers_maps(
+            "maps.Copy[go.shape.map[string]int]"
+        ));
+        assert!(operates_on_callers_maps("reflect.(*MapIter).Next"));
+        assert!(operates_on_callers_maps("reflect.mapaccess"));
+        assert!(operates_on_callers_maps("runtime.reflect_mapassign"));
+        assert!(!operates_on_callers_maps("net/http.Header.Get"));
+        assert!(!operates_on_callers_maps("runtime.mapassign_faststr"));
+        assert!(!operates_on_callers_maps("internal/reflectlite.TypeOf"));
     }
 }

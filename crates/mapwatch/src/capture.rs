@@ -32,7 +32,7 @@ pub fn capture(mut cmd: Command, policy: SitePolicy) -> Result<Capture> {
     let exe = exe_of(pid)?;
     let binary = GoBinary::open(&exe)?;
     let mut probes = Probes::load(&binary, true)?;
-    probes.attach_with(&binary, &exe, pid, policy)?;
+    probes.attach(&binary, &exe, pid, policy)?;
     let mut reader = probes.reader()?;
     let mut child = stopped.resume()?;
     let mut pipe = child.stdout.take().context("stdout is piped")?;

@@ -123,6 +123,11 @@ struct AnalysisArgs {
     /// Look for races only on maps made at FILE:LINE (repeatable), e.g. `store.go:42`.
     #[arg(long = "map-site", value_name = "FILE:LINE")]
     map_sites: Vec<String>,
+    /// Probe every map operation of the process, the standard library's own included, in
+    /// the runtime's map functions (dearer). By default only the calls from the program's
+    /// code (and the `maps` and `reflect` code it hands maps to) are probed.
+    #[arg(long)]
+    all_maps: bool,
 }
 
 impl AnalysisArgs {
@@ -141,6 +146,7 @@ impl AnalysisArgs {
         options.duty_cycle = self.duty_cycle;
         options.duty_period = Duration::from_secs_f64(self.duty_period);
         options.map_sites = self.map_sites.clone();
+        options.all_maps = self.all_maps;
         Ok(())
     }
 }

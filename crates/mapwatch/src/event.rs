@@ -32,6 +32,15 @@ pub fn cookie(op: MapOp, key_mode: KeyMode) -> u64 {
     (op as u64) << COOKIE_OP_SHIFT | (key_mode as u64) << COOKIE_KEY_MODE_SHIFT
 }
 
+/// The cookie of a probe on a call to a map function ([`gotarget::MapCall`]): the function
+/// lies `rel32` bytes past the call's return address.
+pub fn call_cookie(op: MapOp, key_mode: KeyMode, rel32: i32) -> u64 {
+    const _: () = assert!(CALL_LEN as u64 == gotarget::MapCall::LEN);
+    cookie(op, key_mode)
+        | 1 << COOKIE_AT_CALL_SHIFT
+        | (rel32 as u32 as u64) << COOKIE_CALL_REL_SHIFT
+}
+
 /// How a map entry point receives its key (`enum key_mode` in event.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

@@ -59,6 +59,25 @@ pub fn describe(binary: &GoBinary) -> Result<String> {
             )?;
         }
     }
+    let calls = binary.map_call_sites();
+    let mut callers: Vec<&str> = calls.iter().map(|c| c.caller.as_str()).collect();
+    callers.sort_unstable();
+    callers.dedup();
+    let per_op: Vec<String> = MapOp::ALL
+        .iter()
+        .map(|op| (op, calls.iter().filter(|c| c.op == *op).count()))
+        .filter(|(_, n)| *n > 0)
+        .map(|(op, n)| format!("{op} {n}"))
+        .collect();
+    writeln!(
+        s,
+        "map calls:  {} in {} functions of the program, maps and reflect ({}): where map \
+         accesses are probed; --all-maps probes the entry points above instead (creation is \
+         always probed there)",
+        calls.len(),
+        callers.len(),
+        per_op.join(", ")
+    )?;
     let sync = binary.sync_probe_plan();
     let emulated = sync.probes.iter().filter(|p| p.site.emulated).count();
     writeln!(

@@ -15,7 +15,7 @@ use crate::detect::analysis::{Analysis, GOROUTINES_REMEMBERED};
 use crate::event::Record;
 use crate::export::audit::AuditLog;
 use crate::export::metrics::Metrics;
-use crate::probe::{Counters, EventReader, Probes, BATCH};
+use crate::probe::{Counters, EventReader, Probes, SitePolicy, BATCH};
 use crate::report::{Finding, FindingKind};
 use crate::sink::Sinks;
 use crate::{process, signals};
@@ -51,6 +51,9 @@ pub struct WatchOptions {
     pub duty_period: Duration,
     /// Only maps made at these source positions (`file.go:LINE`, matched as a suffix).
     pub map_sites: Vec<String>,
+    /// Probe the runtime's map functions (every map of the process) instead of the calls to
+    /// them from watched code.
+    pub all_maps: bool,
 }
 
 /// The process being watched.
@@ -109,7 +112,12 @@ pub fn prepare(pid: i32, opts: WatchOptions) -> Result<Watch> {
         eprintln!("mapwatch: degraded: {d}");
     }
     let mut probes = Probes::load(&binary, opts.races)?;
-    probes.attach(&binary, &exe, pid).map_err(|e| {
+    let policy = if opts.all_maps {
+        SitePolicy::Planned
+    } else {
+        SitePolicy::Calls
+    };
+    probes.attach(&binary, &exe, pid, policy).map_err(|e| {
         // The probes attach to /proc/PID/exe, which goes with the process: then say so
         // rather than leave the user the attach's "No such file or directory".
         if process::exe_of(pid).is_err() {

@@ -1,5 +1,6 @@
 //! Every op class fires with the right map pointer and goroutine id, on classic (Go 1.22) and
-//! Swiss (Go 1.25) maps: probes on a real Go program, events read from the real kernel.
+//! Swiss (Go 1.25) maps, probed on the calls in the program's code and in the runtime's entry
+//! points: probes on a real Go program, events read from the real kernel.
 
 mod common;
 
@@ -19,11 +20,11 @@ struct Run {
     maps: HashMap<String, (u64, u64)>,
 }
 
-fn watch_allops(version: &str) -> Run {
+fn watch_allops(version: &str, policy: SitePolicy) -> Run {
     let bin = common::go_binary(version, "allops");
     let mut cmd = Command::new(&bin);
     cmd.arg(N.to_string());
-    let run = capture(cmd, SitePolicy::Planned).unwrap();
+    let run = capture(cmd, policy).unwrap();
     assert!(run.status.success());
     assert_eq!(run.counters.drops, 0);
     assert!(
@@ -74,8 +75,8 @@ impl Run {
     }
 }
 
-fn check_all_ops(version: &str) {
-    let run = watch_allops(version);
+fn check_all_ops(version: &str, policy: SitePolicy) {
+    let run = watch_allops(version, policy);
     for name in ["ints", "strs", "small", "arrays", "ptrs"] {
         run.assert_at_least(name, MapOp::Write, N);
         run.assert_at_least(name, MapOp::Read, N);
@@ -136,10 +137,20 @@ fn check_all_ops(version: &str) {
 
 #[test]
 fn every_op_class_fires_on_classic_maps() {
-    check_all_ops("1.22.10");
+    check_all_ops("1.22.10", SitePolicy::Calls);
 }
 
 #[test]
 fn every_op_class_fires_on_swiss_maps() {
-    check_all_ops("1.25.5");
+    check_all_ops("1.25.5", SitePolicy::Calls);
+}
+
+#[test]
+fn every_op_class_fires_in_the_entry_points_of_classic_maps() {
+    check_all_ops("1.22.10", SitePolicy::Planned);
+}
+
+#[test]
+fn every_op_class_fires_in_the_entry_points_of_swiss_maps() {
+    check_all_ops("1.25.5", SitePolicy::Planned);
 }

@@ -163,23 +163,22 @@ fn counted_requests(metrics: &str) -> u64 {
         .sum()
 }
 
-fn wrk(
-    cfg: &HttpConfig,
+/// Runs wrk (two threads, `--latency`) against `url` with `script` and its arguments.
+pub fn wrk(
+    url: &str,
+    connections: u32,
+    seconds: u32,
     script: &Path,
-    server: &Server,
-    write_percent: u8,
+    script_args: &[String],
 ) -> anyhow::Result<WrkReport> {
     let out = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{}", cfg.connections),
-            &format!("-d{}s", cfg.seconds),
-        ])
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s")])
         .arg("--latency")
         .arg("-s")
         .arg(script)
-        .arg(format!("http://{}/", server.addr))
-        .args(["--", &write_percent.to_string(), &cfg.orders.to_string()])
+        .arg(url)
+        .arg("--")
+        .args(script_args)
         .output()
         .context("cannot run wrk (Debian package `wrk`; scripts/setup.sh --tests installs it)")?;
     if !out.status.success() {
@@ -188,10 +187,16 @@ fn wrk(
     parse_wrk(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// Runs every mix on every store, rounds interleaved (each round in a rotated store order).
-pub fn run(cfg: &HttpConfig, out: &Path) -> anyhow::Result<Vec<HttpResult>> {
+/// Writes the wrk script for the order-status mix into `out` and returns its path.
+pub fn mix_script(out: &Path) -> anyhow::Result<std::path::PathBuf> {
     let script = out.join("mix.lua");
     std::fs::write(&script, MIX_LUA)?;
+    Ok(script)
+}
+
+/// Runs every mix on every store, rounds interleaved (each round in a rotated store order).
+pub fn run(cfg: &HttpConfig, out: &Path) -> anyhow::Result<Vec<HttpResult>> {
+    let script = mix_script(out)?;
     let mut results = Vec::new();
     for &write_percent in &cfg.write_percents {
         let mut cells: Vec<HttpResult> = cfg
@@ -214,7 +219,13 @@ pub fn run(cfg: &HttpConfig, out: &Path) -> anyhow::Result<Vec<HttpResult>> {
             for i in 0..cells.len() {
                 let cell = &mut cells[(i + round) % cfg.stores.len()];
                 let server = Server::start(cell.store, cfg.orders)?;
-                let report = wrk(cfg, &script, &server, write_percent)?;
+                let report = wrk(
+                    &format!("http://{}/", server.addr),
+                    cfg.connections,
+                    cfg.seconds,
+                    &script,
+                    &[write_percent.to_string(), cfg.orders.to_string()],
+                )?;
                 let counted = counted_requests(&server.get("/metrics")?);
                 if counted < report.requests {
                     bail!(

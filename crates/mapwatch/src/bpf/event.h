@@ -65,9 +65,14 @@ enum key_mode {
 	KEY_INDIRECT = 3, /* generic/fat: CX points at the key; first 8 bytes kept */
 };
 
-/* Attach cookie: op in bits 0-7, key mode in bits 8-15. */
+/* Attach cookie: op in bits 0-7, key mode in bits 8-15. A probe on a `call rel32` to the map
+ * function, in its caller (instead of in the function), has bit 16 set and the call's
+ * displacement in bits 32-63: the function is at RIP + 5 + displacement. */
 #define COOKIE_OP(c) ((__u8)((c) & 0xff))
 #define COOKIE_KEY_MODE(c) ((__u8)(((c) >> 8) & 0xff))
+#define COOKIE_AT_CALL(c) (((c) >> 16) & 1)
+#define COOKIE_CALL_REL(c) ((__s64)(__s32)((c) >> 32))
+#define CALL_LEN 5
 
 #define EVENT_F_WRITING 0x01  /* the map's write-in-progress flag was set at this access */
 #define EVENT_F_CONFLICT 0x02 /* ...by another goroutine: the record is a struct conflict_event */
@@ -102,8 +107,8 @@ struct event {
  * is still inside the write (its callers' frames are intact until they return). */
 struct writer {
 	__u64 goid;
-	__u64 ip;   /* the probe address, in the map function */
-	__u64 ret;  /* *RSP: the direct caller */
+	__u64 ip;   /* in the map function: the probe address, or the entry for a call site */
+	__u64 ret;  /* the return address in the direct caller */
 	__u64 fp;   /* RBP at the probe: the caller's frame pointer */
 	__u64 caller_ret; /* *(fp + 8) when the write began: the frame is intact while it still holds this */
 	__u64 ts;
@@ -125,6 +130,7 @@ struct writers {
 /* The map operation a thread began last, for the runtime's fatal error to name its map. */
 struct last_op {
 	__u64 map;
+	__u64 ret; /* the call's return address, to tell it is this operation the runtime stops */
 	__u8 op;
 	__u8 pad[7];
 };

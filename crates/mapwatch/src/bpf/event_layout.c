@@ -74,13 +74,20 @@ int main(void)
 	U8("KEY_STRING", KEY_STRING);
 	U8("KEY_INDIRECT", KEY_INDIRECT);
 	/* Where the attach cookie keeps each field, found through the macros that read them. */
-	int op_shift = 0, key_mode_shift = 0;
+	int op_shift = 0, key_mode_shift = 0, at_call_shift = 0, call_rel_shift = 0;
 	while (COOKIE_OP(1ULL << op_shift) != 1)
 		op_shift++;
 	while (COOKIE_KEY_MODE(1ULL << key_mode_shift) != 1)
 		key_mode_shift++;
+	while (COOKIE_AT_CALL(1ULL << at_call_shift) != 1)
+		at_call_shift++;
+	while (COOKIE_CALL_REL(1ULL << call_rel_shift) != 1)
+		call_rel_shift++;
 	USIZE("COOKIE_OP_SHIFT", op_shift);
 	USIZE("COOKIE_KEY_MODE_SHIFT", key_mode_shift);
+	USIZE("COOKIE_AT_CALL_SHIFT", at_call_shift);
+	USIZE("COOKIE_CALL_REL_SHIFT", call_rel_shift);
+	USIZE("CALL_LEN", CALL_LEN);
 
 	USIZE("SYNC_SITE_SIZE", sizeof(struct sync_site));
 	OFFSET("SYNC_SITE_KIND", struct sync_site, kind);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
-/* mapwatch's uprobe programs: one per operation class, attached just after each map entry
+/* mapwatch's uprobe programs: one per operation class, attached to the calls to the map entry
+ * points in watched code (`call rel32`, which the kernel emulates), or just after each entry
  * point's stack check (the `push rbp` the kernel emulates, instead of the entry instruction it
  * would single-step at ~10x the cost). Never a uretprobe: they crash Go.
  *
@@ -170,7 +171,9 @@ static __always_inline void remember_writer(__u64 map, const struct writer *self
 }
 
 struct access {
-	__u64 map, type, goid, ret, caller, fp, key, now, pid_tgid;
+	/* ip: in the map function (the probe, or the entry of the function a call site calls);
+	 * own_ret: the return address of the map function's own frame (a forwarder's, if any). */
+	__u64 map, type, goid, ip, own_ret, ret, caller, fp, key, now, pid_tgid;
 	__u8 op, flags;
 };
 
@@ -219,8 +222,8 @@ static __always_inline int emit_conflict(struct pt_regs *ctx, struct cpu_state *
 	e->ev.flags |= EVENT_F_CONFLICT;
 	e->other = *other;
 	/* The true stack: a forwarder's frame, if any, then the frame-pointer chain. */
-	e->stack[0] = ctx->rip;
-	e->stack[1] = read_u64(ctx->rsp);
+	e->stack[0] = a->ip;
+	e->stack[1] = a->own_ret;
 	e->depth = walk_frames(ctx->rbp, e->stack, 2);
 	e->other_depth = writer_stack(other, e->other_stack);
 	st->events++;
@@ -228,16 +231,27 @@ static __always_inline int emit_conflict(struct pt_regs *ctx, struct cpu_state *
 	return 0;
 }
 
-/* The access's call site in the caller and the caller's own return address. The call site
- * is *RSP at the probe (after the stack check, before `push rbp`), or, when that is inside a
- * forwarding entry point, the forwarder's own return address; RBP is still the frame pointer
- * of the function that made the call, whose frame holds the next return address. */
-static __always_inline void access_site(struct pt_regs *ctx, struct access *a)
+/* The access's call site in the caller and the caller's own return address. On a call
+ * instruction, the call site is the next instruction. In the function, it is *RSP at the probe
+ * (after the stack check, before `push rbp`), or, when that is inside a forwarding entry point,
+ * the forwarder's own return address. Either way RBP is still the frame pointer of the
+ * function that made the call, whose frame holds the next return address. */
+static __always_inline void access_site(struct pt_regs *ctx, __u64 cookie, struct access *a)
 {
 	__u64 frame[2] = {}; /* saved frame pointer, return address */
-	__u64 ret = read_u64(ctx->rsp);
 	__u64 fp = ctx->rbp;
 	bpf_probe_read_user(frame, sizeof(frame), (const void *)fp);
+	if (COOKIE_AT_CALL(cookie)) {
+		a->ret = ctx->rip + CALL_LEN;
+		a->own_ret = a->ret;
+		a->ip = a->ret + COOKIE_CALL_REL(cookie);
+		a->caller = frame[1];
+		a->fp = fp;
+		return;
+	}
+	__u64 ret = read_u64(ctx->rsp);
+	a->ip = ctx->rip;
+	a->own_ret = ret;
 	for (int i = 0; i < FORWARDERS; i++) {
 		if (i >= cfg.n_forwarders)
 			break;
@@ -292,12 +306,13 @@ static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, un
 		.pid_tgid = bpf_get_current_pid_tgid(),
 		.op = COOKIE_OP(cookie),
 	};
-	access_site(ctx, &a);
+	access_site(ctx, cookie, &a);
 	st->ops[a.op & (OP_SLOTS - 1)]++;
 	struct last_op *last = bpf_task_storage_get(&last_ops, bpf_get_current_task_btf(), 0,
 						    BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (last) {
 		last->map = map;
+		last->ret = a.ret;
 		last->op = a.op;
 	}
 	if (!map)
@@ -320,7 +335,7 @@ static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, un
 	if (what & IS_WRITE) {
 		struct writer self = {
 			.goid = a.goid,
-			.ip = ctx->rip,
+			.ip = a.ip,
 			.ret = a.ret,
 			.fp = ctx->rbp,
 			.caller_ret = read_u64(ctx->rbp + 8),
@@ -380,6 +395,25 @@ int on_clone_return(struct pt_regs *ctx)
 	return record(ctx, ctx->rbx, 0, 0);
 }
 
+/* Whether return address `ret` is in the first frames of the stack at a function's entry
+ * probe: the runtime stops an operation a few calls deep, and the thread's last recorded
+ * operation is not it when the failing one was not watched. */
+static __always_inline int on_stack(struct pt_regs *ctx, __u64 ret)
+{
+	if (read_u64(ctx->rsp) == ret)
+		return 1;
+	__u64 fp = ctx->rbp;
+	for (int i = 0; i < 8; i++) {
+		__u64 frame[2];
+		if (!fp || bpf_probe_read_user(frame, sizeof(frame), (const void *)fp))
+			return 0;
+		if (frame[1] == ret)
+			return 1;
+		fp = frame[0];
+	}
+	return 0;
+}
+
 /* The runtime's fatal error (runtime.fatal, or internal/runtime/maps.fatal on Swiss maps):
  * (message AX, length BX). When it is a map conflict the runtime found ("concurrent map
  * writes", "... read and map write", "... iteration and map write"), report this goroutine and
@@ -397,13 +431,15 @@ int on_fatal(struct pt_regs *ctx)
 
 	struct cpu_state *st = this_cpu();
 	struct last_op *last = bpf_task_storage_get(&last_ops, bpf_get_current_task_btf(), 0, 0);
-	if (!st || !last || !last->map)
+	if (!st || !last || !last->map || !on_stack(ctx, last->ret))
 		return 0;
 	__u64 map = last->map;
 	last->map = 0; /* report once: maps.fatal calls runtime.fatal, and both may be probed */
 	struct access a = {
 		.map = map,
 		.goid = read_u64(ctx->r14 + cfg.goid_offset),
+		.ip = ctx->rip,
+		.own_ret = read_u64(ctx->rsp),
 		.ret = read_u64(ctx->rsp),
 		.now = bpf_ktime_get_ns(),
 		.pid_tgid = bpf_get_current_pid_tgid(),

@@ -30,10 +30,15 @@ const WAKE_EVERY: u64 = 4096;
 /// (Swiss maps call the second, which calls the first).
 const RUNTIME_FATAL: [&str; 2] = ["runtime.fatal", "internal/runtime/maps.fatal"];
 
-/// Where on a map entry point the probe goes.
+/// Where map operations are probed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SitePolicy {
-    /// The plan's site: after the stack check, on an instruction the kernel emulates.
+    /// On the calls to the map entry points from code that operates on its callers' maps
+    /// (user code, `maps`, `reflect`): only the operations that are watched pay for a probe.
+    /// Map creation is probed in the runtime, as with [`SitePolicy::Planned`].
+    Calls,
+    /// In every map entry point, after its stack check (on an instruction the kernel
+    /// emulates): every map operation of the process, the standard library's included.
     Planned,
     /// The function's first instruction, as bpftrace and most tools place it (single-stepped).
     FunctionEntry,
@@ -302,14 +307,10 @@ impl Probes {
         &self.sync_plan.unobservable
     }
 
-    /// Attaches a uprobe to every map entry point of `binary`, for process `pid` only.
-    /// `exe` must name the same file (`/proc/PID/exe` works even if it was replaced on disk).
-    pub fn attach(&mut self, binary: &GoBinary, exe: &Path, pid: i32) -> Result<()> {
-        self.attach_with(binary, exe, pid, SitePolicy::Planned)
-    }
-
-    /// [`Probes::attach`] with a choice of probe placement (the benchmark compares them).
-    pub fn attach_with(
+    /// Attaches the uprobes for map operations (placed by `policy`), map creation, the
+    /// runtime's fatal error and synchronisation to `binary`, for process `pid` only. `exe`
+    /// must name the same file (`/proc/PID/exe` works even if it was replaced on disk).
+    pub fn attach(
         &mut self,
         binary: &GoBinary,
         exe: &Path,
@@ -317,11 +318,18 @@ impl Probes {
         policy: SitePolicy,
     ) -> Result<()> {
         let mut sites = Vec::new();
-        for mut probe in binary.map_probe_plan() {
+        let plan = binary.map_probe_plan();
+        if plan.is_empty() {
+            anyhow::bail!(
+                "{} has no map operations to probe (no runtime map entry points were linked in)",
+                binary.path().display()
+            );
+        }
+        for mut probe in plan {
             if policy == SitePolicy::FunctionEntry {
                 probe.site = entry_site(binary, &probe.function)?;
             }
-            if probe.skip.is_some() {
+            if probe.skip.is_some() || (policy == SitePolicy::Calls && probe.op != MapOp::Make) {
                 continue;
             }
             let key_mode = KeyMode::for_variant(probe.op, probe.variant);
@@ -340,11 +348,16 @@ impl Probes {
                 cookie,
             }));
         }
-        if sites.is_empty() {
-            anyhow::bail!(
-                "{} has no map operations to probe (no runtime map entry points were linked in)",
-                binary.path().display()
-            );
+        if policy == SitePolicy::Calls {
+            sites.extend(binary.map_call_sites().into_iter().map(|call| {
+                let key_mode = KeyMode::for_variant(call.op, call.variant);
+                PlannedSite {
+                    program: program_for(call.op, call.variant),
+                    function: format!("{} in {}", call.callee.name, call.caller),
+                    cookie: event::call_cookie(call.op, key_mode, call.rel32()),
+                    site: call.site,
+                }
+            }));
         }
         for f in RUNTIME_FATAL
             .iter()
@@ -362,7 +375,7 @@ impl Probes {
                 site.program = BpfProgram::Nothing;
             }
         }
-        if policy == SitePolicy::Planned {
+        if matches!(policy, SitePolicy::Calls | SitePolicy::Planned) {
             // Happens-before edges for the race detector; the cookie indexes sync_sites.
             for (i, p) in self.sync_plan.probes.iter().enumerate() {
                 sites.push(PlannedSite {
