@@ -35,6 +35,8 @@ pub enum Variant {
     Watch,
     /// `mapwatch run --no-races`: conflicts only.
     NoRaces,
+    /// `mapwatch run --overhead-budget 2`: sampled to cost at most 2 % of the target's CPU.
+    Budget,
     /// `mapwatch run --all-maps`: every map operation of the process probed, net/http's too.
     AllMaps,
     /// Built with `-race`.
@@ -42,10 +44,11 @@ pub enum Variant {
 }
 
 impl Variant {
-    const ALL: [Variant; 5] = [
+    const ALL: [Variant; 6] = [
         Variant::Plain,
         Variant::Watch,
         Variant::NoRaces,
+        Variant::Budget,
         Variant::AllMaps,
         Variant::Race,
     ];
@@ -55,6 +58,7 @@ impl Variant {
             Variant::Plain => "plain",
             Variant::Watch => "mapwatch run",
             Variant::NoRaces => "mapwatch run --no-races",
+            Variant::Budget => "mapwatch run --overhead-budget 2",
             Variant::AllMaps => "mapwatch run --all-maps",
             Variant::Race => "go build -race",
         }
@@ -64,6 +68,7 @@ impl Variant {
         match self {
             Variant::Watch => Some(&[]),
             Variant::NoRaces => Some(&["--no-races"]),
+            Variant::Budget => Some(&["--overhead-budget", "2"]),
             Variant::AllMaps => Some(&["--all-maps"]),
             Variant::Plain | Variant::Race => None,
         }

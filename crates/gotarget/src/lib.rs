@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 pub use abi::MapAbi;
 pub use dwarf::InlinedSite;
 pub use error::InspectError;
-pub use offsets::{ChanLayout, OffsetSource, RuntimeOffsets, WriteFlag};
+pub use offsets::{ChanLayout, MapSeed, OffsetSource, RuntimeOffsets, WriteFlag};
 pub use plan::{MapCall, MapOp, MapProbe, ProbeSite};
 pub use prologue::Placement;
 pub use stdlib::{is_user_function, operates_on_callers_maps};

@@ -14,6 +14,27 @@ pub struct WriteFlag {
     pub mask: u8,
 }
 
+/// Where the map header keeps its hash seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSeed {
+    /// Offset in the header.
+    pub offset: u32,
+    /// Size in bytes (4: `uint32` on classic maps; 8: `uintptr` on Swiss maps).
+    pub size: u32,
+}
+
+impl MapSeed {
+    fn of(abi: MapAbi) -> MapSeed {
+        match abi {
+            MapAbi::Classic => MapSeed {
+                offset: 12,
+                size: 4,
+            },
+            MapAbi::Swiss => MapSeed { offset: 8, size: 8 },
+        }
+    }
+}
+
 /// Where offsets came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OffsetSource {
@@ -42,6 +63,9 @@ pub struct RuntimeOffsets {
     pub m: u32,
     /// The map header's write-in-progress flag.
     pub write_flag: WriteFlag,
+    /// The map header's hash seed, random per map (`hmap.hash0` / `maps.Map.seed`): a map
+    /// made at a reused address has another one, so (address, seed) names a map.
+    pub seed: MapSeed,
     /// Offset of the map pointer in the iterator (`hiter.h` / `maps.Iter.m`).
     pub iter_map_offset: u32,
     /// Channel header (`runtime.hchan`) fields.
@@ -108,6 +132,7 @@ pub(crate) fn table(version: &GoVersion, abi: MapAbi) -> RuntimeOffsets {
         parent_goid,
         m: 48,
         write_flag: default_write_flag(abi),
+        seed: MapSeed::of(abi),
         iter_map_offset: 24,
         chan: ChanLayout::of_minor(version.minor.min(LATEST_TESTED_MINOR)),
         source: OffsetSource::Table,
@@ -146,11 +171,12 @@ pub(crate) fn from_dwarf(
     abi: MapAbi,
     version: &GoVersion,
 ) -> Result<RuntimeOffsets, Vec<String>> {
-    let (map_struct, flag_member, iter_struct, iter_member) = match abi {
-        MapAbi::Classic => ("runtime.hmap", "flags", "runtime.hiter", "h"),
+    let (map_struct, flag_member, seed_member, iter_struct, iter_member) = match abi {
+        MapAbi::Classic => ("runtime.hmap", "flags", "hash0", "runtime.hiter", "h"),
         MapAbi::Swiss => (
             "internal/runtime/maps.Map",
             "writing",
+            "seed",
             "internal/runtime/maps.Iter",
             "m",
         ),
@@ -169,6 +195,7 @@ pub(crate) fn from_dwarf(
     let parent_goid = get("runtime.g", "parentGoid");
     let m = get("runtime.g", "m");
     let flag = get(map_struct, flag_member);
+    let seed = get(map_struct, seed_member);
     let iter_map_offset = get(iter_struct, iter_member);
     if !missing.is_empty() {
         return Err(missing);
@@ -180,6 +207,10 @@ pub(crate) fn from_dwarf(
         write_flag: WriteFlag {
             offset: flag,
             mask: default_write_flag(abi).mask,
+        },
+        seed: MapSeed {
+            offset: seed,
+            size: MapSeed::of(abi).size,
         },
         iter_map_offset,
         chan: chan_from_dwarf(idx)

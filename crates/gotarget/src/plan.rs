@@ -146,7 +146,9 @@ pub(crate) const ENTRY_POINTS: &[(&str, MapOp, &str)] = &[
 
 /// One call to a map entry point from code whose maps are watched
 /// ([`operates_on_callers_maps`](crate::operates_on_callers_maps)): where mapwatch probes map
-/// operations unless asked to probe the entry points themselves.
+/// operations unless asked to probe the entry points themselves. Accesses are probed on the
+/// call ([`Placement::Call`]); creations where it returns ([`Placement::AfterCall`]), to see
+/// the new map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapCall {
     /// What the called function does.
@@ -157,31 +159,32 @@ pub struct MapCall {
     pub callee: Function,
     /// The function making the call.
     pub caller: String,
-    /// The `call rel32` instruction ([`Placement::Call`]); the return address is 5 bytes on.
+    /// The probed instruction: the `call rel32` ([`Placement::Call`]), or the one it returns
+    /// to ([`Placement::AfterCall`]).
     pub site: ProbeSite,
+    /// The call instruction's address.
+    pub call: u64,
 }
 
 impl MapCall {
     /// The length of the call instruction: the return address is `site.addr + LEN`.
     pub const LEN: u64 = DirectCall::LEN;
 
-    /// The call's displacement: the callee is at `site.addr + LEN + rel32()`.
+    /// The call's displacement: the callee is at `call + LEN + rel32()`.
     pub fn rel32(&self) -> i32 {
-        let next = self.site.addr.wrapping_add(Self::LEN);
+        let next = self.call.wrapping_add(Self::LEN);
         self.callee.addr.wrapping_sub(next) as i64 as i32
     }
 }
 
 impl GoBinary {
-    /// Every direct call to a map access entry point (reads, writes, deletes, clears and
-    /// iteration) in code that operates on its callers' maps, sorted by address. Map creation
-    /// is not among them: the standard library makes maps that user code then uses (request
-    /// headers), and a map made at a reused address must be seen to forget the old one.
+    /// Every direct call to a map entry point in code that operates on its callers' maps,
+    /// sorted by address. A creation whose return address is also a jump target is left out:
+    /// a probe there would fire for the jump too.
     pub fn map_call_sites(&self) -> Vec<MapCall> {
         let entries: HashMap<u64, (MapOp, &'static str, Function)> = self
             .map_probe_plan()
             .into_iter()
-            .filter(|p| p.op != MapOp::Make)
             .map(|p| (p.function.addr, (p.op, p.variant, p.function)))
             .collect();
         let mut out = Vec::new();
@@ -189,11 +192,25 @@ impl GoBinary {
             let Some(code) = self.elf.read(caller.addr, caller.size as usize) else {
                 continue;
             };
+            let mut jump_targets = None;
             for call in prologue::direct_calls(code, caller.addr) {
                 let Some((op, variant, callee)) = entries.get(&call.target) else {
                     continue;
                 };
-                let Some(file_offset) = self.file_offset(call.at) else {
+                let (addr, placement) = if *op == MapOp::Make {
+                    let after = call.at + DirectCall::LEN;
+                    let targets = jump_targets
+                        .get_or_insert_with(|| prologue::jump_targets(code, caller.addr));
+                    if targets.contains(&after) {
+                        continue;
+                    }
+                    let callee = callee.addr;
+                    (after, Placement::AfterCall { callee })
+                } else {
+                    let callee = callee.addr;
+                    (call.at, Placement::Call { callee })
+                };
+                let Some(file_offset) = self.file_offset(addr) else {
                     continue;
                 };
                 out.push(MapCall {
@@ -202,14 +219,13 @@ impl GoBinary {
                     callee: callee.clone(),
                     caller: caller.name.clone(),
                     site: ProbeSite {
-                        addr: call.at,
+                        addr,
                         file_offset,
-                        placement: Placement::Call {
-                            callee: callee.addr,
-                        },
+                        emulated: matches!(placement, Placement::Call { .. }),
+                        placement,
                         instruction: format!("call {}", callee.name),
-                        emulated: true,
                     },
+                    call: call.at,
                 });
             }
         }

@@ -50,6 +50,13 @@ pub enum Placement {
         /// The function called.
         callee: u64,
     },
+    /// On the instruction a `call rel32` to the function returns to, in its caller: sees what
+    /// the function returned (in registers), for the calls from watched code only. Usually
+    /// single-stepped.
+    AfterCall {
+        /// The function called.
+        callee: u64,
+    },
 }
 
 impl std::fmt::Display for Placement {
@@ -63,6 +70,7 @@ impl std::fmt::Display for Placement {
                 write!(f, "lock held, object read at {read_addr:#x}")
             }
             Placement::Call { callee } => write!(f, "call to {callee:#x} (emulated)"),
+            Placement::AfterCall { callee } => write!(f, "return from {callee:#x}"),
         }
     }
 }
@@ -180,6 +188,21 @@ pub(crate) fn direct_calls(code: &[u8], addr: u64) -> Vec<DirectCall> {
                 at: ins.ip(),
                 target: ins.near_branch_target(),
             });
+        }
+    }
+    out
+}
+
+/// Targets of the jumps in `code` (a whole function starting at `addr`).
+pub(crate) fn jump_targets(code: &[u8], addr: u64) -> Vec<u64> {
+    let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
+    let mut ins = Instruction::default();
+    let mut out = Vec::new();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut ins);
+        let near = matches!(ins.op0_kind(), OpKind::NearBranch64 | OpKind::NearBranch32);
+        if near && ins.mnemonic() != Mnemonic::Call {
+            out.push(ins.near_branch_target());
         }
     }
     out

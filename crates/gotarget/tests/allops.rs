@@ -182,6 +182,11 @@ fn runtime_offsets_match_the_table() {
             MapAbi::Classic => assert_eq!(flag, (8, 4), "{}", f.label()),
             MapAbi::Swiss => assert_eq!(flag, (34, 0xff), "{}", f.label()),
         }
+        let seed = (o.seed.offset, o.seed.size);
+        match f.expected_abi() {
+            MapAbi::Classic => assert_eq!(seed, (12, 4), "{}", f.label()),
+            MapAbi::Swiss => assert_eq!(seed, (8, 8), "{}", f.label()),
+        }
         assert_eq!(o.iter_map_offset, 24, "{}", f.label());
     }
 }

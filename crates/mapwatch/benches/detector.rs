@@ -27,6 +27,7 @@ fn map(goid: u64, op: MapOp, map: u64, ret: u64) -> Ev {
         ret,
         key: 0,
         caller: 0,
+        seed: 0,
         pid: PID,
         tid: 0,
         cpu: 0,

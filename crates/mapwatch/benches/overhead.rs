@@ -1,7 +1,8 @@
 //! mapwatch-overhead: the cost per probed map operation, measured in one run, interleaved:
 //! no probe; a naive entry probe (bpftrace's placement: the first instruction, which the
 //! kernel single-steps); a program that does nothing at mapwatch's placement (the kernel's own
-//! cost there: the floor under any program); and mapwatch's placement with full events. The Go
+//! cost there: the floor under any program); and mapwatch with full events, in the map
+//! functions (`--all-maps`) and on the program's calls to them (the default). The Go
 //! program times its own loop, so process start-up and attach time don't count. Needs root.
 //!
 //! cargo bench -p mapwatch --bench mapwatch-overhead [-- ROUNDS]
@@ -22,7 +23,7 @@ enum Probe {
     Sites(SitePolicy),
 }
 
-const PROBES: [(&str, Probe); 4] = [
+const PROBES: [(&str, Probe); 5] = [
     ("no probe", Probe::None),
     (
         "entry probe (bpftrace-style, single-stepped)",
@@ -33,8 +34,12 @@ const PROBES: [(&str, Probe); 4] = [
         Probe::Sites(SitePolicy::PlannedEmpty),
     ),
     (
-        "mapwatch (after the stack check, with events)",
+        "mapwatch --all-maps (after the stack check)",
         Probe::Sites(SitePolicy::Planned),
+    ),
+    (
+        "mapwatch (on the program's calls)",
+        Probe::Sites(SitePolicy::Calls),
     ),
 ];
 
@@ -66,7 +71,7 @@ fn run(bin: &std::path::Path, op: &str, probe: Probe) -> (f64, u64, u64) {
         }
         Probe::Sites(policy) => {
             let run = capture(cmd, policy).unwrap();
-            let events = if policy == SitePolicy::Planned {
+            let events = if matches!(policy, SitePolicy::Planned | SitePolicy::Calls) {
                 run.records.len() as u64
             } else {
                 0

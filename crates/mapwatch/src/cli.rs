@@ -108,18 +108,19 @@ struct AnalysisArgs {
     /// Report conflicts only: no happens-before race analysis (and no sync probes' events).
     #[arg(long)]
     no_races: bool,
-    /// Watch map accesses only PCT percent of the time (attach and detach their probes each
-    /// --duty-period); synchronisation stays watched, so races are still judged right.
+    /// Watch map accesses and synchronisation only PCT percent of the time (attach and
+    /// detach their probes each --duty-period). Each pause is a barrier: races across it are
+    /// missed, never invented.
     #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=100))]
     duty_cycle: Option<u8>,
-    /// Length of one duty cycle.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 5.0,
-        requires = "duty_cycle"
-    )]
-    duty_period: f64,
+    /// Keep what the probes cost within PCT percent of the target's CPU time: the share of
+    /// each --duty-period they are attached adapts to the cost measured (a probe hit is
+    /// calibrated at start). The summary and `mapwatch_coverage_ratio` say what was covered.
+    #[arg(long, value_name = "PCT", conflicts_with = "duty_cycle")]
+    overhead_budget: Option<f64>,
+    /// Length of one duty cycle [default: 5 with --duty-cycle, 1 with --overhead-budget].
+    #[arg(long, value_name = "SECONDS")]
+    duty_period: Option<f64>,
     /// Look for races only on maps made at FILE:LINE (repeatable), e.g. `store.go:42`.
     #[arg(long = "map-site", value_name = "FILE:LINE")]
     map_sites: Vec<String>,
@@ -133,9 +134,21 @@ struct AnalysisArgs {
 impl AnalysisArgs {
     /// Sets the analysis options of `options`, after checking them.
     fn apply(&self, options: &mut WatchOptions) -> Result<()> {
-        if !(self.duty_period > 0.0 && self.duty_period.is_finite()) {
-            anyhow::bail!("--duty-period must be a positive number of seconds");
+        let budget = self.overhead_budget;
+        if budget.is_some_and(|pct| !(pct > 0.0 && pct <= 100.0)) {
+            anyhow::bail!("--overhead-budget must be a percentage above 0 and at most 100");
         }
+        let duty_period = match (self.duty_period, budget, self.duty_cycle) {
+            (Some(s), ..) if !(s > 0.0 && s.is_finite()) => {
+                anyhow::bail!("--duty-period must be a positive number of seconds")
+            }
+            (Some(_), None, None) => {
+                anyhow::bail!("--duty-period needs --duty-cycle or --overhead-budget")
+            }
+            (Some(s), ..) => s,
+            (None, Some(_), _) => 1.0,
+            (None, None, _) => 5.0,
+        };
         if let Some(bad) = self.map_sites.iter().find(|s| {
             s.rsplit_once(':')
                 .is_none_or(|(file, line)| file.is_empty() || line.parse::<u32>().is_err())
@@ -144,7 +157,8 @@ impl AnalysisArgs {
         }
         options.races = !self.no_races;
         options.duty_cycle = self.duty_cycle;
-        options.duty_period = Duration::from_secs_f64(self.duty_period);
+        options.overhead_budget = budget;
+        options.duty_period = Duration::from_secs_f64(duty_period);
         options.map_sites = self.map_sites.clone();
         options.all_maps = self.all_maps;
         Ok(())

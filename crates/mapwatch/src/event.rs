@@ -32,13 +32,16 @@ pub fn cookie(op: MapOp, key_mode: KeyMode) -> u64 {
     (op as u64) << COOKIE_OP_SHIFT | (key_mode as u64) << COOKIE_KEY_MODE_SHIFT
 }
 
-/// The cookie of a probe on a call to a map function ([`gotarget::MapCall`]): the function
-/// lies `rel32` bytes past the call's return address.
-pub fn call_cookie(op: MapOp, key_mode: KeyMode, rel32: i32) -> u64 {
+/// The cookie of a probe on a call to a map function, or on where it returns
+/// ([`gotarget::MapCall`]): the function lies `rel32` bytes past the call's return address.
+pub fn call_cookie(op: MapOp, key_mode: KeyMode, rel32: i32, after_call: bool) -> u64 {
     const _: () = assert!(CALL_LEN as u64 == gotarget::MapCall::LEN);
-    cookie(op, key_mode)
-        | 1 << COOKIE_AT_CALL_SHIFT
-        | (rel32 as u32 as u64) << COOKIE_CALL_REL_SHIFT
+    let shift = if after_call {
+        COOKIE_AFTER_CALL_SHIFT
+    } else {
+        COOKIE_AT_CALL_SHIFT
+    };
+    cookie(op, key_mode) | 1 << shift | (rel32 as u32 as u64) << COOKIE_CALL_REL_SHIFT
 }
 
 /// How a map entry point receives its key (`enum key_mode` in event.h).
@@ -86,6 +89,8 @@ pub struct MapEvent {
     pub key: u64,
     /// The direct caller's own return address (its caller's call site); 0 if unknown.
     pub caller: u64,
+    /// The map's hash seed, random per map: a new map at a reused address has another.
+    pub seed: u64,
     /// Process id.
     pub pid: u32,
     /// Thread id.
@@ -284,6 +289,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         ret: r.u64(e + EVENT_RET),
         key: r.u64(e + EVENT_KEY),
         caller: r.u64(e + EVENT_CALLER),
+        seed: r.u64(e + EVENT_SEED),
         pid: r.u32(e + EVENT_PID),
         tid: r.u32(e + EVENT_TID),
         cpu: r.u16(e + EVENT_CPU),
@@ -333,7 +339,7 @@ mod tests {
 
     fn raw_event(op: u8, flags: u8) -> Vec<u8> {
         let mut b = Vec::new();
-        for v in [1u64, 0xc000, 0x4a0000, 7, 0x401234, 42, 0x409999] {
+        for v in [1u64, 0xc000, 0x4a0000, 7, 0x401234, 42, 0x409999, 0x5eed] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&100u32.to_le_bytes());
@@ -360,8 +366,8 @@ mod tests {
         };
         assert_eq!(e.op, MapOp::Write);
         assert_eq!(
-            (e.map, e.goid, e.ret, e.key, e.caller, e.pid, e.tid),
-            (0xc000, 7, 0x401234, 42, 0x409999, 100, 101)
+            (e.map, e.goid, e.ret, e.key, e.caller, e.seed, e.pid, e.tid),
+            (0xc000, 7, 0x401234, 42, 0x409999, 0x5eed, 100, 101)
         );
         assert!(!e.saw_writing);
     }

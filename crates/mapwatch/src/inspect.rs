@@ -72,8 +72,8 @@ pub fn describe(binary: &GoBinary) -> Result<String> {
     writeln!(
         s,
         "map calls:  {} in {} functions of the program, maps and reflect ({}): where map \
-         accesses are probed; --all-maps probes the entry points above instead (creation is \
-         always probed there)",
+         operations are probed (creations where the call returns); --all-maps probes the \
+         entry points above instead",
         calls.len(),
         callers.len(),
         per_op.join(", ")

@@ -19,6 +19,7 @@ mod opcount;
 mod probe;
 mod process;
 mod report;
+mod sampling;
 mod signals;
 mod sink;
 mod stacks;

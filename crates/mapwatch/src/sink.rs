@@ -28,6 +28,8 @@ pub struct Gauges {
     pub maps: usize,
     /// The race detector's memory, when races are looked for.
     pub detector: Option<DetectorSize>,
+    /// The share of map accesses judged so far (sampling and drops lower it).
+    pub coverage: f64,
 }
 
 /// The metrics of one watch, with what brings their event counters up to date.
@@ -39,6 +41,7 @@ struct MetricsSink {
 impl MetricsSink {
     fn update(&mut self, counters: &Counters, gauges: Gauges) {
         self.feed.update(counters, gauges.goroutines, gauges.maps);
+        self.feed.update_coverage(gauges.coverage);
         if let Some(size) = gauges.detector {
             self.feed.update_detector(size);
         }
@@ -60,7 +63,12 @@ pub struct Sinks {
 
 impl Sinks {
     /// Opens what `opts` asks for, for a watch of `binary` through `probes`.
-    pub fn open(opts: &WatchOptions, binary: &GoBinary, probes: &Probes) -> Result<Sinks> {
+    pub fn open(
+        pid: i32,
+        opts: &WatchOptions,
+        binary: &GoBinary,
+        probes: &Probes,
+    ) -> Result<Sinks> {
         let report = opts
             .report
             .as_deref()
@@ -68,7 +76,7 @@ impl Sinks {
             .transpose()?;
         let metrics = match &opts.metrics {
             Some(m) => Some(MetricsSink {
-                feed: m.feed(probes.attached_count().0),
+                feed: m.feed(pid, probes.attached_count().0),
                 counters: probes.counter_reader()?,
             }),
             None => None,

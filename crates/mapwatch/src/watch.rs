@@ -17,6 +17,7 @@ use crate::export::audit::AuditLog;
 use crate::export::metrics::Metrics;
 use crate::probe::{Counters, EventReader, Probes, SitePolicy, BATCH};
 use crate::report::{Finding, FindingKind};
+use crate::sampling::{Budget, CostReading, Sampler};
 use crate::sink::Sinks;
 use crate::{process, signals};
 
@@ -45,8 +46,12 @@ pub struct WatchOptions {
     pub audit: Option<AuditLog>,
     /// Look for races (happens-before analysis) besides conflicts.
     pub races: bool,
-    /// Map-access probes attached this share of the time (percent), with `duty_period`.
+    /// Map-access and synchronisation probes attached this share of the time (percent), with
+    /// `duty_period`.
     pub duty_cycle: Option<u8>,
+    /// Keep the probes' cost within this percentage of the target's CPU time (adapting the
+    /// share of each `duty_period` they are attached).
+    pub overhead_budget: Option<f64>,
     /// Length of one duty cycle.
     pub duty_period: Duration,
     /// Only maps made at these source positions (`file.go:LINE`, matched as a suffix).
@@ -102,6 +107,12 @@ pub struct Watch {
     executable: PathBuf,
     /// Records read and not yet analysed (kept: a batch holds up to [`BATCH`]).
     records: Vec<Record>,
+    /// Records the BPF side could not write (ring buffer full), as last read.
+    drops_seen: u64,
+    /// Reads still to analyse blind since records were last found dropped.
+    blind_reads: u8,
+    /// The share of the watch so far that the sampled probes were on.
+    sampled_share: f64,
 }
 
 /// Inspects process `pid`'s binary, attaches the probes and opens the sinks.
@@ -136,7 +147,7 @@ pub fn prepare(pid: i32, opts: WatchOptions) -> Result<Watch> {
     );
     let executable =
         std::fs::read_link(binary.path()).unwrap_or_else(|_| binary.path().to_path_buf());
-    let sinks = Sinks::open(&opts, &binary, &probes)?;
+    let sinks = Sinks::open(pid, &opts, &binary, &probes)?;
     let analysis = Analysis::new(binary, &probes, &opts);
     Ok(Watch {
         pid,
@@ -146,6 +157,9 @@ pub fn prepare(pid: i32, opts: WatchOptions) -> Result<Watch> {
         opts,
         executable,
         records: Vec::new(),
+        drops_seen: 0,
+        blind_reads: 0,
+        sampled_share: 1.0,
     })
 }
 
@@ -163,19 +177,19 @@ impl Watch {
         let mut last_counters = Counters::default();
         let mut exit = None;
         let mut wait = POLL;
-        let mut duty = self
-            .opts
-            .duty_cycle
-            .map(|pct| DutyCycle::new(pct, self.opts.duty_period));
+        let mut sampler = self.sampler()?;
         loop {
-            if let Some(duty) = &mut duty {
-                if let Err(e) = self.probes.set_map_access_probes(duty.on_now()) {
-                    // The probes attach to /proc/PID/exe, which goes with the process as it
-                    // exits: then the exit checks below end the watch, as any exit does.
-                    if process::exe_of(pid).is_ok() {
-                        return Err(e);
+            if let Some(sampler) = &mut sampler {
+                let on = sampler.on_now(|| self.cost_reading())?;
+                if on != self.probes.sampled_probes_on() {
+                    // Off counts from the moment the probes start coming off.
+                    if !on {
+                        sampler.switched(false);
                     }
+                    self.sample(on, &mut reader)?;
+                    sampler.switched(on);
                 }
+                self.sampled_share = sampler.on_fraction();
             }
             // Behind the producer: read on without waiting.
             wait = if self.read(&mut reader, wait)? == BATCH {
@@ -194,8 +208,11 @@ impl Watch {
                 let rate = (counters.total_ops() - last_counters.total_ops()) as f64
                     / last_tick.elapsed().as_secs_f64();
                 self.tick(&counters);
+                let sampled = sampler.as_ref().map_or(String::new(), |s| {
+                    format!(" | watching {:.1}% of the time", s.duty() * 100.0)
+                });
                 self.sinks.status(&format!(
-                    "mapwatch: pid {pid} | {rate:.0} map ops/s | {} maps | {} goroutines | {} findings | {} drops",
+                    "mapwatch: pid {pid} | {rate:.0} map ops/s | {} maps | {} goroutines | {} findings | {} drops{sampled}",
                     self.analysis.maps_seen(),
                     self.analysis.goroutines_seen(),
                     self.analysis.findings().len(),
@@ -236,11 +253,76 @@ impl Watch {
         })
     }
 
+    /// The schedule of the sampled probes, when the watch samples: an overhead budget
+    /// calibrates the cost of a probe hit here first.
+    fn sampler(&mut self) -> Result<Option<Sampler>> {
+        let period = self.opts.duty_period;
+        if let Some(pct) = self.opts.overhead_budget {
+            self.probes.enable_run_stats()?;
+            let hit = self.probes.calibrate_hit_cost()?;
+            eprintln!(
+                "mapwatch: overhead budget {pct}%: a probe hit costs the kernel {} ns here, {} ns single-stepped (calibrated); the share of each {:.1}s watched adapts",
+                hit.emulated.as_nanos(),
+                hit.stepped.as_nanos(),
+                period.as_secs_f64()
+            );
+            let budget = Budget::new(pct / 100.0, hit, self.cost_reading()?);
+            return Ok(Some(Sampler::budgeted(budget, period)));
+        }
+        Ok(self.opts.duty_cycle.map(|pct| Sampler::fixed(pct, period)))
+    }
+
+    /// What the probes and the processes have cost so far (for an overhead budget).
+    fn cost_reading(&self) -> Result<CostReading> {
+        let runs = self.probes.sampled_runs()?;
+        Ok(CostReading {
+            emulated_hits: runs.emulated,
+            stepped_hits: runs.stepped,
+            program_ns: runs.run_ns,
+            mapwatch_cpu_ns: process::own_cpu_time_ns(),
+            target_cpu_ns: process::cpu_time_ns(self.pid),
+        })
+    }
+
+    /// Switches the sampled probes (map accesses and synchronisation) on or off. A pause is
+    /// a barrier: once the probes are off, what they recorded is analysed, and everything
+    /// before the pause is taken as ordered before everything after it.
+    fn sample(&mut self, on: bool, reader: &mut EventReader) -> Result<()> {
+        if let Err(e) = self.probes.set_sampled_probes(on) {
+            // The probes attach to /proc/PID/exe, which goes with the process as it exits:
+            // then the watch's exit checks end it, as any exit does.
+            if process::exe_of(self.pid).is_ok() {
+                return Err(e);
+            }
+        }
+        if !on {
+            while self.read(reader, Duration::ZERO)? == BATCH {}
+            self.analysis.barrier();
+        }
+        Ok(())
+    }
+
     /// Waits up to `wait` for records and analyses them; returns how many there were.
+    ///
+    /// When the BPF side dropped records since the last read, the records just read and the
+    /// next read's are analysed blind (no race is judged among them; a barrier follows):
+    /// the lost ones lie somewhere before the end of the next read, which starts after the
+    /// drop was seen and reads up to the ring buffer's head.
     fn read(&mut self, reader: &mut EventReader, wait: Duration) -> Result<usize> {
         let mut records = std::mem::take(&mut self.records);
         let n = reader.drain(wait, &mut records)?;
+        let drops = self.probes.counters()?.drops;
+        if drops > self.drops_seen {
+            self.drops_seen = drops;
+            self.blind_reads = 2;
+        }
+        self.analysis.set_observed(self.sampled_share, drops);
+        self.analysis.set_blind(self.blind_reads > 0);
         self.analyse(records)?;
+        if self.blind_reads > 0 {
+            self.blind_reads -= 1;
+            self.analysis.set_blind(self.blind_reads > 0);
+        }
         Ok(n)
     }
 
@@ -288,8 +370,18 @@ impl Watch {
             self.analysis.occurrences(),
             c.drops,
         );
-        if let Some(pct) = self.opts.duty_cycle {
-            eprintln!("mapwatch: map accesses were watched {pct}% of the time (--duty-cycle)");
+        let coverage = self.analysis.coverage();
+        if coverage < 1.0 {
+            eprintln!(
+                "mapwatch: coverage {:.1}%: probes on {:.1}% of the time{}; each pause and each loss was taken as a barrier (races across one are missed, never invented)",
+                coverage * 100.0,
+                self.sampled_share * 100.0,
+                match (self.opts.duty_cycle, self.opts.overhead_budget) {
+                    (_, Some(pct)) => format!(" (--overhead-budget {pct})"),
+                    (Some(pct), None) => format!(" (--duty-cycle {pct})"),
+                    (None, None) => String::new(),
+                }
+            );
         }
         if c.drops > 0 {
             eprintln!(
@@ -300,31 +392,5 @@ impl Watch {
         if let Some(status) = exit {
             eprintln!("mapwatch: target {}", process::describe_exit(status));
         }
-    }
-}
-
-/// Switches map-access probes on for `pct` percent of each period.
-struct DutyCycle {
-    on_for: Duration,
-    period: Duration,
-    start: Instant,
-}
-
-impl DutyCycle {
-    fn new(pct: u8, period: Duration) -> DutyCycle {
-        DutyCycle {
-            on_for: period.mul_f64(f64::from(pct.min(100)) / 100.0),
-            period,
-            start: Instant::now(),
-        }
-    }
-
-    /// Whether the probes should be on now (the first part of every period).
-    fn on_now(&mut self) -> bool {
-        let elapsed = self.start.elapsed();
-        if elapsed >= self.period {
-            self.start += self.period * (elapsed.as_nanos() / self.period.as_nanos()) as u32;
-        }
-        self.start.elapsed() < self.on_for
     }
 }

@@ -203,7 +203,7 @@ fn rules_and_dashboard_query_only_exported_metrics() {
         second: 0,
         count: 1,
     }]);
-    metrics.feed(1).update(&Counters::default(), 0, 0);
+    metrics.feed(1, 1).update(&Counters::default(), 0, 0);
     let access = Access {
         op: "read".into(),
         goid: 1,

@@ -127,6 +127,15 @@ fn check_all_ops(version: &str, policy: SitePolicy) {
         .iter()
         .filter(|e| e.map == strs && e.op == MapOp::Write)
         .all(|e| e.key.to_le_bytes()[..4] == *b"key-"));
+    // Every operation on a map carries its hash seed (the same until a clear draws another).
+    let seeds: std::collections::HashSet<u64> = run
+        .events
+        .iter()
+        .filter(|e| e.map == strs)
+        .map(|e| e.seed)
+        .collect();
+    assert_eq!(seeds.len(), 1, "strs: seeds {seeds:x?}");
+    assert!(!seeds.contains(&0), "strs: no seed read");
     // Map types come with reads and writes.
     assert!(run
         .events

@@ -423,7 +423,7 @@ fn duty_cycle_watches_map_accesses_part_of_the_time() {
         sampled > 0 && (sampled as f64) < 0.6 * full as f64,
         "duty cycle 20%: {sampled} map ops, {full} unsampled"
     );
-    assert!(stderr.contains("watched 20% of the time"), "{stderr}");
+    assert!(stderr.contains("(--duty-cycle 20)"), "{stderr}");
 }
 
 /// The probes attach to `/proc/PID/exe`, which goes with the process: a target that exits

@@ -7,7 +7,12 @@
 //	PUT /orders/ID   set its status to the request body
 //	GET /stats       requests per route
 //
-// Usage: service -addr 127.0.0.1:0 -addr-file FILE -orders N
+// With -planted-race, every GET also records the order as recently viewed in a map guarded by
+// a hand-made spin lock whose unlock is a plain store: the accesses never overlap in time (the
+// runtime never throws), but nothing orders them for the memory model: a race on the hottest
+// path, for tests that must find it.
+//
+// Usage: service -addr 127.0.0.1:0 -addr-file FILE -orders N [-planted-race]
 package main
 
 import (
@@ -21,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 type store struct {
@@ -62,8 +68,22 @@ func (c *counters) snapshot() map[string]int {
 	return out
 }
 
+// recent is the planted race: its lock's unlock is a plain store, which orders nothing.
+type recent struct {
+	locked int32
+	viewed map[int]int
+}
+
+func (r *recent) add(id int) {
+	for !atomic.CompareAndSwapInt32(&r.locked, 0, 1) {
+	}
+	r.viewed[id%64]++
+	r.locked = 0
+}
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	planted := flag.Bool("planted-race", false, "record recently viewed orders racily")
 	addrFile := flag.String("addr-file", "", "write the address listened on to this file")
 	orders := flag.Int("orders", 10000, "orders in the store")
 	flag.Parse()
@@ -73,6 +93,7 @@ func main() {
 		s.statuses[i] = "placed"
 	}
 	c := &counters{hits: make(map[string]int)}
+	views := &recent{viewed: make(map[int]int)}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/orders/", func(w http.ResponseWriter, r *http.Request) {
@@ -84,6 +105,9 @@ func main() {
 		switch r.Method {
 		case http.MethodGet:
 			c.add("get")
+			if *planted {
+				views.add(id)
+			}
 			st, ok := s.get(id)
 			if !ok {
 				http.NotFound(w, r)

@@ -65,12 +65,14 @@ enum key_mode {
 	KEY_INDIRECT = 3, /* generic/fat: CX points at the key; first 8 bytes kept */
 };
 
-/* Attach cookie: op in bits 0-7, key mode in bits 8-15. A probe on a `call rel32` to the map
- * function, in its caller (instead of in the function), has bit 16 set and the call's
- * displacement in bits 32-63: the function is at RIP + 5 + displacement. */
+/* Attach cookie: op in bits 0-7, key mode in bits 8-15. A probe in the caller rather than in
+ * the map function has bit 16 set when it is on a `call rel32` to the function, bit 17 when it
+ * is on the instruction the call returns to, and the call's displacement in bits 32-63: the
+ * function lies that far past the return address (RIP + 5, or RIP). */
 #define COOKIE_OP(c) ((__u8)((c) & 0xff))
 #define COOKIE_KEY_MODE(c) ((__u8)(((c) >> 8) & 0xff))
 #define COOKIE_AT_CALL(c) (((c) >> 16) & 1)
+#define COOKIE_AFTER_CALL(c) (((c) >> 17) & 1)
 #define COOKIE_CALL_REL(c) ((__s64)(__s32)((c) >> 32))
 #define CALL_LEN 5
 
@@ -86,7 +88,11 @@ enum key_mode {
 #define EVENT_F_CHAN_SENDQ 0x40  /* a sender is waiting */
 #define EVENT_F_CHAN_ZERO 0x80   /* zero-size elements */
 
-/* One map operation, 72 bytes. */
+/* Bytes of the map header the programs read at once: the write flag and the seed lie in its
+ * first MAP_HEAD - 8 (the classic hmap and the Swiss maps.Map are 48 bytes in Go 1.21-1.27). */
+#define MAP_HEAD 48
+
+/* One map operation, 80 bytes. */
 struct event {
 	__u64 ts;     /* bpf_ktime_get_ns */
 	__u64 map;    /* map header pointer (hmap / maps.Map) */
@@ -95,6 +101,7 @@ struct event {
 	__u64 ret;    /* return address: the direct caller, *(u64 *)RSP */
 	__u64 key;    /* the key (fast variants) or its first 8 bytes */
 	__u64 caller; /* the direct caller's own return address (map ops; 0 if unknown) */
+	__u64 seed;   /* the map's hash seed: with `map`, the map's identity */
 	__u32 pid;
 	__u32 tid;
 	__u16 cpu;
@@ -194,6 +201,8 @@ struct config {
 	__u32 goid_offset;      /* runtime.g.goid */
 	__u32 parent_goid_offset; /* runtime.g.parentGoid */
 	__u32 write_flag_offset; /* hmap.flags / maps.Map.writing */
+	__u32 seed_offset;      /* hmap.hash0 / maps.Map.seed */
+	__u32 seed_size;        /* 4 / 8 */
 	__u32 iter_map_offset;  /* hiter.h / maps.Iter.m */
 	__u8 write_flag_mask;   /* hashWriting (4) / any bit (0xff) */
 	__u8 pad[7];

@@ -23,11 +23,14 @@ int main(void)
 	OFFSET("EVENT_RET", struct event, ret);
 	OFFSET("EVENT_KEY", struct event, key);
 	OFFSET("EVENT_CALLER", struct event, caller);
+	OFFSET("EVENT_SEED", struct event, seed);
 	OFFSET("EVENT_PID", struct event, pid);
 	OFFSET("EVENT_TID", struct event, tid);
 	OFFSET("EVENT_CPU", struct event, cpu);
 	OFFSET("EVENT_OP", struct event, op);
 	OFFSET("EVENT_FLAGS", struct event, flags);
+
+	USIZE("MAP_HEAD", MAP_HEAD);
 
 	USIZE("WRITER_SIZE", sizeof(struct writer));
 	OFFSET("WRITER_GOID", struct writer, goid);
@@ -74,18 +77,22 @@ int main(void)
 	U8("KEY_STRING", KEY_STRING);
 	U8("KEY_INDIRECT", KEY_INDIRECT);
 	/* Where the attach cookie keeps each field, found through the macros that read them. */
-	int op_shift = 0, key_mode_shift = 0, at_call_shift = 0, call_rel_shift = 0;
+	int op_shift = 0, key_mode_shift = 0, at_call_shift = 0, after_call_shift = 0;
+	int call_rel_shift = 0;
 	while (COOKIE_OP(1ULL << op_shift) != 1)
 		op_shift++;
 	while (COOKIE_KEY_MODE(1ULL << key_mode_shift) != 1)
 		key_mode_shift++;
 	while (COOKIE_AT_CALL(1ULL << at_call_shift) != 1)
 		at_call_shift++;
+	while (COOKIE_AFTER_CALL(1ULL << after_call_shift) != 1)
+		after_call_shift++;
 	while (COOKIE_CALL_REL(1ULL << call_rel_shift) != 1)
 		call_rel_shift++;
 	USIZE("COOKIE_OP_SHIFT", op_shift);
 	USIZE("COOKIE_KEY_MODE_SHIFT", key_mode_shift);
 	USIZE("COOKIE_AT_CALL_SHIFT", at_call_shift);
+	USIZE("COOKIE_AFTER_CALL_SHIFT", after_call_shift);
 	USIZE("COOKIE_CALL_REL_SHIFT", call_rel_shift);
 	USIZE("CALL_LEN", CALL_LEN);
 

@@ -82,6 +82,15 @@ static __always_inline __u64 read_u64(__u64 addr)
 	return v;
 }
 
+/* The `size`-byte field at `off` of a copied `len`-byte header (0 if it does not fit). */
+static __always_inline __u64 head_field(const __u8 *head, __u32 len, __u32 off, __u32 size)
+{
+	__u64 v = 0;
+	if (off <= len - 8) /* for the verifier */
+		__builtin_memcpy(&v, head + off, 8);
+	return size == 8 ? v : v & ((1ULL << (size * 8)) - 1);
+}
+
 static __always_inline __u64 read_key(struct pt_regs *ctx, __u8 mode)
 {
 	switch (mode) {
@@ -173,7 +182,7 @@ static __always_inline void remember_writer(__u64 map, const struct writer *self
 struct access {
 	/* ip: in the map function (the probe, or the entry of the function a call site calls);
 	 * own_ret: the return address of the map function's own frame (a forwarder's, if any). */
-	__u64 map, type, goid, ip, own_ret, ret, caller, fp, key, now, pid_tgid;
+	__u64 map, type, goid, ip, own_ret, ret, caller, fp, key, seed, now, pid_tgid;
 	__u8 op, flags;
 };
 
@@ -186,6 +195,7 @@ static __always_inline void fill(struct event *e, const struct access *a)
 	e->ret = a->ret;
 	e->caller = a->caller;
 	e->key = a->key;
+	e->seed = a->seed;
 	e->pid = a->pid_tgid >> 32;
 	e->tid = (__u32)a->pid_tgid;
 	e->cpu = (__u16)bpf_get_smp_processor_id();
@@ -232,7 +242,8 @@ static __always_inline int emit_conflict(struct pt_regs *ctx, struct cpu_state *
 }
 
 /* The access's call site in the caller and the caller's own return address. On a call
- * instruction, the call site is the next instruction. In the function, it is *RSP at the probe
+ * instruction, the call site is the next instruction; after the call, the probed one. In the
+ * function, it is *RSP at the probe
  * (after the stack check, before `push rbp`), or, when that is inside a forwarding entry point,
  * the forwarder's own return address. Either way RBP is still the frame pointer of the
  * function that made the call, whose frame holds the next return address. */
@@ -241,8 +252,8 @@ static __always_inline void access_site(struct pt_regs *ctx, __u64 cookie, struc
 	__u64 frame[2] = {}; /* saved frame pointer, return address */
 	__u64 fp = ctx->rbp;
 	bpf_probe_read_user(frame, sizeof(frame), (const void *)fp);
-	if (COOKIE_AT_CALL(cookie)) {
-		a->ret = ctx->rip + CALL_LEN;
+	if (COOKIE_AT_CALL(cookie) || COOKIE_AFTER_CALL(cookie)) {
+		a->ret = COOKIE_AT_CALL(cookie) ? ctx->rip + CALL_LEN : ctx->rip;
 		a->own_ret = a->ret;
 		a->ip = a->ret + COOKIE_CALL_REL(cookie);
 		a->caller = frame[1];
@@ -318,12 +329,15 @@ static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, un
 	if (!map)
 		return emit(st, &a);
 
+	/* One read of the header for the seed and the write flag (the loader checked both lie
+	 * in it). */
+	__u8 head[MAP_HEAD] = {};
+	bpf_probe_read_user(head, sizeof(head), (const void *)map);
+	a.seed = head_field(head, MAP_HEAD, cfg.seed_offset, cfg.seed_size);
 	struct writer partner;
 	int found = 0;
 	if (what & CHECK_WRITER) {
-		__u8 flag = 0;
-		bpf_probe_read_user(&flag, sizeof(flag), (const void *)(map + cfg.write_flag_offset));
-		if (flag & cfg.write_flag_mask) {
+		if (head_field(head, MAP_HEAD, cfg.write_flag_offset, 1) & cfg.write_flag_mask) {
 			a.flags |= EVENT_F_WRITING;
 			struct writer *w = other_writer(map, a.goid);
 			if (w) {
@@ -381,14 +395,16 @@ int on_iter_next(struct pt_regs *ctx)
 	return record(ctx, map, 0, CHECK_WRITER);
 }
 
-/* makemap / makemap_small, at each RET: the new map in AX, its creator at *RSP. */
+/* makemap / makemap_small, at each RET or where a watched call to one returns: the new map
+ * in AX. */
 SEC("uprobe")
 int on_make_return(struct pt_regs *ctx)
 {
 	return record(ctx, ctx->rax, 0, 0);
 }
 
-/* maps.clone's RETs: the clone, returned as `any`, is its data word (BX). */
+/* maps.clone's RETs, or where a watched call to it returns: the clone, returned as `any`, is
+ * its data word (BX). */
 SEC("uprobe")
 int on_clone_return(struct pt_regs *ctx)
 {
@@ -481,14 +497,6 @@ static __always_inline int chan_layout_fits(void)
 	       cfg.chan.recvq_first <= last && cfg.chan.sendq_first <= last;
 }
 
-/* The `size`-byte field at `off` of the copied channel header (chan_layout_fits holds). */
-static __always_inline __u64 head_field(const __u8 *head, __u32 off, __u32 size)
-{
-	__u64 v = 0;
-	if (off <= CHAN_HEAD - 8) /* for the verifier */
-		__builtin_memcpy(&v, head + off, 8);
-	return size == 8 ? v : v & ((1ULL << (size * 8)) - 1);
-}
 
 /* The state of channel `c`, whose lock the probed code holds (so it is exact), into the
  * record: which buffer slot the operation uses follows from it (event.h, EVENT_F_CHAN_*). */
@@ -497,10 +505,10 @@ static __always_inline void read_chan_state(struct access *a, __u64 c)
 	__u8 head[CHAN_HEAD];
 	if (!chan_layout_fits() || bpf_probe_read_user(head, sizeof(head), (const void *)c))
 		return;
-	__u64 qcount = head_field(head, cfg.chan.qcount, 8);
-	__u64 cap = head_field(head, cfg.chan.dataqsiz, 8);
-	__u64 sendx = head_field(head, cfg.chan.sendx, 8);
-	__u64 recvx = head_field(head, cfg.chan.recvx, 8);
+	__u64 qcount = head_field(head, CHAN_HEAD, cfg.chan.qcount, 8);
+	__u64 cap = head_field(head, CHAN_HEAD, cfg.chan.dataqsiz, 8);
+	__u64 sendx = head_field(head, CHAN_HEAD, cfg.chan.sendx, 8);
+	__u64 recvx = head_field(head, CHAN_HEAD, cfg.chan.recvx, 8);
 	/* Out of range: no state, and the detector orders the operation with every other on the
 	 * channel. */
 	if (cap >> 32 || qcount > cap || (cap && (sendx >= cap || recvx >= cap)))
@@ -508,20 +516,20 @@ static __always_inline void read_chan_state(struct access *a, __u64 c)
 	a->type = qcount | (cap << 32);
 	a->key = sendx | (recvx << 32);
 	a->flags = EVENT_F_CHAN_STATE;
-	if (head_field(head, cfg.chan.closed, 4))
+	if (head_field(head, CHAN_HEAD, cfg.chan.closed, 4))
 		a->flags |= EVENT_F_CHAN_CLOSED;
-	if (head_field(head, cfg.chan.recvq_first, 8))
+	if (head_field(head, CHAN_HEAD, cfg.chan.recvq_first, 8))
 		a->flags |= EVENT_F_CHAN_RECVQ;
-	if (head_field(head, cfg.chan.sendq_first, 8))
+	if (head_field(head, CHAN_HEAD, cfg.chan.sendq_first, 8))
 		a->flags |= EVENT_F_CHAN_SENDQ;
-	if (!head_field(head, cfg.chan.elemsize, 2))
+	if (!head_field(head, CHAN_HEAD, cfg.chan.elemsize, 2))
 		a->flags |= EVENT_F_CHAN_ZERO;
 }
 
 /* A synchronisation operation: a happens-before edge for the race detector. One program for
- * all of them; the site (cookie) says which operation it is and where its object is. */
-SEC("uprobe")
-int on_sync(struct pt_regs *ctx)
+ * all of them (two attachments: on_sync, on_sync_stepped); the site (cookie) says which
+ * operation it is and where its object is. */
+static __always_inline int sync_op(struct pt_regs *ctx)
 {
 	__u32 idx = (__u32)bpf_get_attach_cookie(ctx);
 	struct sync_site *s = bpf_map_lookup_elem(&sync_sites, &idx);
@@ -578,6 +586,20 @@ int on_sync(struct pt_regs *ctx)
 	if (s->chan_state && a.map)
 		read_chan_state(&a, a.map);
 	return emit(st, &a);
+}
+
+SEC("uprobe")
+int on_sync(struct pt_regs *ctx)
+{
+	return sync_op(ctx);
+}
+
+/* The same on instructions the kernel single-steps: its own program, so that the kernel's
+ * per-program statistics count the dearer hits apart (an overhead budget weighs them). */
+SEC("uprobe")
+int on_sync_stepped(struct pt_regs *ctx)
+{
+	return sync_op(ctx);
 }
 
 /* Does nothing: the benchmark's measure of what the kernel's uprobe itself costs. */

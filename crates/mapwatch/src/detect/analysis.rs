@@ -36,6 +36,14 @@ pub struct Analysis {
     races: Option<RaceWatch>,
     /// Reused buffer of what the race detector found at one access.
     race_occurrences: Vec<RaceOccurrence>,
+    /// Records may be missing among the ones being read now: accesses are not judged.
+    blind: bool,
+    /// Map accesses judged, and not judged for being read blind.
+    judged: u64,
+    unjudged: u64,
+    /// The share of the watch the sampled probes were on, and the records they dropped.
+    sampled_share: f64,
+    dropped: u64,
 }
 
 impl Analysis {
@@ -50,7 +58,50 @@ impl Analysis {
             maps: MapRegistry::default(),
             log: FindingLog::default(),
             goroutines: HashSet::new(),
+            blind: false,
+            judged: 0,
+            unjudged: 0,
+            sampled_share: 1.0,
+            dropped: 0,
         }
+    }
+
+    /// Declares that records may be missing among those handled from now on (the ring
+    /// buffer overflowed), or, with `false`, that none are missing after them. Accesses read
+    /// blind are not judged for races: a lost synchronisation record among them could make a
+    /// false race. Ending blindness is a [`barrier`](Analysis::barrier).
+    pub fn set_blind(&mut self, blind: bool) {
+        if self.blind && !blind {
+            self.barrier();
+        }
+        self.blind = blind;
+    }
+
+    /// Everything handled so far happened before everything to come (a stretch of the run
+    /// went unobserved): see [`RaceDetector::barrier`](super::race::RaceDetector::barrier).
+    pub fn barrier(&mut self) {
+        if let Some(races) = &mut self.races {
+            races.barrier();
+        }
+    }
+
+    /// Declares the share of the watch so far that the sampled probes were on, and how many
+    /// records the BPF side has dropped.
+    pub fn set_observed(&mut self, sampled_share: f64, dropped: u64) {
+        self.sampled_share = sampled_share;
+        self.dropped = dropped;
+    }
+
+    /// The share of the target's map accesses judged so far: those seen while the probes were
+    /// on, less those read blind or dropped (a dropped record is counted as an access).
+    pub fn coverage(&self) -> f64 {
+        let seen = self.judged + self.unjudged + self.dropped;
+        let judged = if seen == 0 {
+            1.0
+        } else {
+            self.judged as f64 / seen as f64
+        };
+        self.sampled_share * judged
     }
 
     /// The watch began on a running process: what happened before it was not seen.
@@ -81,7 +132,16 @@ impl Analysis {
                 writer,
             } => (access, Some((stack, writer))),
         };
-        let made_at = self.maps.observe(&ev).and_then(|info| info.made_at);
+        let (made_at, renewed) = self
+            .maps
+            .observe(&ev)
+            .map_or((None, false), |(info, renewed)| (info.made_at, renewed));
+        if renewed && ev.op != gotarget::MapOp::Make {
+            // A map whose making was not seen took the address (it has another seed).
+            if let Some(races) = &mut self.races {
+                races.forget_map(ev.pid, ev.map);
+            }
+        }
         if !ev.runtime_fatal {
             self.tally.count(ev.op, made_at, ev.ts);
             let resolver = &mut self.resolver;
@@ -90,7 +150,13 @@ impl Analysis {
         if self.goroutines.len() < GOROUTINES_REMEMBERED {
             self.goroutines.insert(ev.goid);
         }
-        self.check_races(&ev, made_at, sinks)?;
+        let is_access = ev.op != gotarget::MapOp::Make && !ev.runtime_fatal;
+        if is_access && self.blind && self.races.is_some() {
+            self.unjudged += 1;
+        } else {
+            self.judged += u64::from(is_access);
+            self.check_races(&ev, made_at, sinks)?;
+        }
         let Some((stack, writer)) = conflict else {
             if ev.runtime_fatal {
                 sinks.clear_status();
@@ -180,6 +246,7 @@ impl Analysis {
             goroutines: self.goroutines_seen(),
             maps: self.maps_seen(),
             detector: self.races.as_ref().map(RaceWatch::size),
+            coverage: self.coverage(),
         }
     }
 
@@ -226,12 +293,18 @@ fn race_watch(probes: &Probes, opts: &WatchOptions) -> Option<RaceWatch> {
         .iter()
         .map(|why| format!("unobservable synchronisation: {why}"))
         .collect();
-    if let Some(pct) = opts.duty_cycle {
-        notes.push(format!(
-            "sampled: map accesses watched {pct}% of the time ({:.1}s on per {:.0}s); synchronisation watched throughout",
+    let pause = "each pause is a barrier: races across one are missed, never invented";
+    match (opts.duty_cycle, opts.overhead_budget) {
+        (_, Some(pct)) => notes.push(format!(
+            "sampled: map accesses and synchronisation watched for the share of each {:.1}s that keeps their cost within {pct}% of the target's CPU time; {pause}",
+            opts.duty_period.as_secs_f64()
+        )),
+        (Some(pct), None) => notes.push(format!(
+            "sampled: map accesses and synchronisation watched {pct}% of the time ({:.1}s on per {:.1}s); {pause}",
             opts.duty_period.as_secs_f64() * f64::from(pct) / 100.0,
             opts.duty_period.as_secs_f64()
-        ));
+        )),
+        (None, None) => {}
     }
     if !opts.map_sites.is_empty() {
         notes.push(format!(

@@ -303,6 +303,18 @@ impl RaceDetector {
         }
     }
 
+    /// Forgets the accesses to the map at `map` in process `pid`: a new map has the address.
+    pub fn forget_map(&mut self, pid: u32, map: u64) {
+        self.maps.remove(&(pid, map));
+    }
+
+    /// Declares a barrier: every access so far happened before every access to come. It stands
+    /// for a stretch of the target's run that was not observed (probes off, records lost):
+    /// races across it are missed, never invented by the edges it hid.
+    pub fn barrier(&mut self) {
+        self.maps.clear();
+    }
+
     /// Checks a map access against the map's earlier ones, records it, and appends any races
     /// found to `races`. Accesses with `in_scope` false only advance the goroutine's state.
     pub fn access(&mut self, ev: &MapEvent, in_scope: bool, races: &mut Vec<Race>) {
@@ -312,7 +324,7 @@ impl RaceDetector {
         let pid = ev.pid;
         self.settled(pid, ev.goid);
         if ev.op == MapOp::Make {
-            self.maps.remove(&(pid, ev.map));
+            self.forget_map(pid, ev.map);
             return;
         }
         if !in_scope || ev.map == 0 {
@@ -527,6 +539,7 @@ mod tests {
             ret: 0x1000 + goid,
             key: 0,
             caller: 0,
+            seed: 0,
             pid: PID,
             tid: goid as u32,
             cpu: 0,

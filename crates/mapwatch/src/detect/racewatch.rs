@@ -107,6 +107,17 @@ impl RaceWatch {
         self.found = found;
     }
 
+    /// Forgets the map at `map` in process `pid`: another map now has the address.
+    pub fn forget_map(&mut self, pid: u32, map: u64) {
+        self.watched_maps.remove(&(pid, map));
+        self.detector.forget_map(pid, map);
+    }
+
+    /// See [`RaceDetector::barrier`].
+    pub fn barrier(&mut self) {
+        self.detector.barrier();
+    }
+
     /// What the detector holds now (its memory).
     pub fn size(&self) -> super::race::DetectorSize {
         self.detector.size()

@@ -377,6 +377,7 @@ mod tests {
             ret: 0,
             key: n,
             caller: 0,
+            seed: 0,
             pid: 42,
             tid: 43,
             cpu: 0,

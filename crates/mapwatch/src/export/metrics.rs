@@ -10,6 +10,7 @@
 //! takes its share of the gauges back.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -34,6 +35,11 @@ struct OpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PidLabels {
+    pid: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FindingLabels {
     kind: String,
     map_site: String,
@@ -52,6 +58,7 @@ pub struct Metrics {
     goroutines: Gauge,
     maps: Gauge,
     detector: DetectorGauges,
+    coverage: Family<PidLabels, Gauge<f64, AtomicU64>>,
 }
 
 /// The race detector's memory, by what it holds.
@@ -158,6 +165,13 @@ impl Metrics {
             "Maps the detector keeps state for",
             Gauge::clone(&maps),
         );
+        let coverage = Family::<PidLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "coverage_ratio",
+            "Share of the map accesses judged, by watched process: sampling (--duty-cycle, \
+             --overhead-budget) and dropped events lower it",
+            coverage.clone(),
+        );
         let detector = DetectorGauges::default();
         detector.register(&mut registry);
         Metrics {
@@ -171,6 +185,7 @@ impl Metrics {
             processes,
             goroutines,
             maps,
+            coverage,
         }
     }
 
@@ -197,12 +212,15 @@ impl Metrics {
         self.findings.get_or_create(&labels).inc();
     }
 
-    /// Starts feeding the metrics from a watch of one process through `probes` probes.
-    pub fn feed(&self, probes: usize) -> MetricsFeed {
+    /// Starts feeding the metrics from a watch of process `pid` through `probes` probes.
+    pub fn feed(&self, pid: i32, probes: usize) -> MetricsFeed {
         self.processes.inc();
         self.probes.inc_by(probes as i64);
         MetricsFeed {
             metrics: self.clone(),
+            pid: PidLabels {
+                pid: pid.to_string(),
+            },
             seen: Counters::default(),
             probes: probes as i64,
             goroutines: 0,
@@ -233,6 +251,7 @@ fn encode_registry(registry: &Registry) -> String {
 /// (the process is no longer watched).
 pub struct MetricsFeed {
     metrics: Metrics,
+    pid: PidLabels,
     /// BPF totals already added to `events` and `drops` (counters only go up by deltas).
     seen: Counters,
     probes: i64,
@@ -261,6 +280,11 @@ impl MetricsFeed {
         self.maps = maps as i64;
     }
 
+    /// Sets the share of this process's map accesses judged so far.
+    pub fn update_coverage(&self, ratio: f64) {
+        self.metrics.coverage.get_or_create(&self.pid).set(ratio);
+    }
+
     /// Brings this process's share of the race detector's memory gauges up to date.
     pub fn update_detector(&mut self, size: DetectorSize) {
         self.metrics.detector.shift(self.detector, size);
@@ -276,6 +300,7 @@ impl Drop for MetricsFeed {
         m.goroutines.dec_by(self.goroutines);
         m.maps.dec_by(self.maps);
         m.detector.shift(self.detector, DetectorSize::default());
+        m.coverage.remove(&self.pid);
     }
 }
 
@@ -411,7 +436,7 @@ mod tests {
         let mut counters = Counters::default();
         counters.ops[MapOp::Read as usize] = 5;
         counters.drops = 3;
-        let mut feed = m.feed(19);
+        let mut feed = m.feed(1, 19);
         let site = |ret: u64| (ret == 0x401000).then(|| "main.NewStore main.go:28".to_string());
         m.add_ops(&tally.drain(site));
         feed.update(&counters, 4, 2);
@@ -441,8 +466,8 @@ mod tests {
     #[test]
     fn gauges_sum_over_watched_processes_and_drop_with_them() {
         let m = Metrics::new();
-        let mut a = m.feed(10);
-        let mut b = m.feed(7);
+        let mut a = m.feed(1, 10);
+        let mut b = m.feed(2, 7);
         a.update(&Counters::default(), 5, 2);
         b.update(&Counters::default(), 3, 1);
         b.update(&Counters::default(), 4, 1);
@@ -477,7 +502,7 @@ mod tests {
     #[test]
     fn serves_metrics_over_http() {
         let m = Metrics::new();
-        let _feed = m.feed(3);
+        let _feed = m.feed(1, 3);
         let server = m.serve("127.0.0.1:0".parse().unwrap()).unwrap();
         let get = |path: &str| {
             use std::io::{Read, Write};

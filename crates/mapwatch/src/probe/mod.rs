@@ -1,8 +1,10 @@
 //! Loads the BPF programs, attaches them to a Go process's map entry points, and reads what
 //! they record: events from the ring buffer, user stacks, per-op counters and drops.
 
+mod cost;
 mod ringbuf;
 
+pub use cost::HitCost;
 use std::mem::MaybeUninit;
 use std::path::Path;
 
@@ -35,7 +37,7 @@ const RUNTIME_FATAL: [&str; 2] = ["runtime.fatal", "internal/runtime/maps.fatal"
 pub enum SitePolicy {
     /// On the calls to the map entry points from code that operates on its callers' maps
     /// (user code, `maps`, `reflect`): only the operations that are watched pay for a probe.
-    /// Map creation is probed in the runtime, as with [`SitePolicy::Planned`].
+    /// Maps made elsewhere are told apart by their hash seeds.
     Calls,
     /// In every map entry point, after its stack check (on an instruction the kernel
     /// emulates): every map operation of the process, the standard library's included.
@@ -82,17 +84,40 @@ enum BpfProgram {
     CloneReturn,
     Fatal,
     Sync,
+    /// [`BpfProgram::Sync`] on single-stepped instructions.
+    SyncStepped,
     /// Does nothing ([`SitePolicy::PlannedEmpty`]).
     Nothing,
 }
 
 impl BpfProgram {
-    /// Programs that see map accesses (what `--duty-cycle` switches on and off; map
-    /// creation stays on so every map keeps its allocation site).
-    fn is_map_access(self) -> bool {
+    /// Programs that see map operations and synchronisation: what sampling switches on and
+    /// off (the runtime's fatal error is always watched).
+    const SAMPLED: [BpfProgram; 8] = [
+        BpfProgram::Read,
+        BpfProgram::Write,
+        BpfProgram::IterStart,
+        BpfProgram::IterNext,
+        BpfProgram::MakeReturn,
+        BpfProgram::CloneReturn,
+        BpfProgram::Sync,
+        BpfProgram::SyncStepped,
+    ];
+
+    fn is_sampled(self) -> bool {
+        BpfProgram::SAMPLED.contains(&self)
+    }
+
+    fn is_sync(self) -> bool {
+        matches!(self, BpfProgram::Sync | BpfProgram::SyncStepped)
+    }
+
+    /// Whether its sites are instructions the kernel single-steps (~10x an emulated one):
+    /// returns and the sync sites with no emulated instruction to stand on.
+    fn single_stepped(self) -> bool {
         matches!(
             self,
-            BpfProgram::Read | BpfProgram::Write | BpfProgram::IterStart | BpfProgram::IterNext
+            BpfProgram::MakeReturn | BpfProgram::CloneReturn | BpfProgram::SyncStepped
         )
     }
 }
@@ -194,6 +219,8 @@ pub struct Probes {
     /// What was attached, to attach the map-access programs again after a pause.
     planned: Vec<PlannedSite>,
     target: Option<(std::path::PathBuf, i32)>,
+    /// Keeps the kernel's BPF run-time statistics on (see [`Probes::enable_run_stats`]).
+    run_stats: Option<cost::RunStats>,
 }
 
 impl Probes {
@@ -216,8 +243,26 @@ impl Probes {
             .cfg;
         cfg.goid_offset = offsets.goid;
         cfg.parent_goid_offset = offsets.parent_goid;
+        // The programs read both from one copy of the header's first bytes.
+        let head_fields = [
+            (offsets.write_flag.offset, 1),
+            (offsets.seed.offset, offsets.seed.size),
+        ];
+        if head_fields
+            .iter()
+            .any(|&(offset, size)| offset as usize > layout::MAP_HEAD - 8 || size > 8)
+        {
+            anyhow::bail!(
+                "this Go's map header keeps its write flag at {} and its seed at {}: beyond the {} bytes mapwatch reads",
+                offsets.write_flag.offset,
+                offsets.seed.offset,
+                layout::MAP_HEAD - 8
+            );
+        }
         cfg.write_flag_offset = offsets.write_flag.offset;
         cfg.write_flag_mask = offsets.write_flag.mask;
+        cfg.seed_offset = offsets.seed.offset;
+        cfg.seed_size = offsets.seed.size;
         cfg.iter_map_offset = offsets.iter_map_offset;
         cfg.wake_mask = WAKE_EVERY - 1;
         let chan = offsets.chan;
@@ -270,6 +315,7 @@ impl Probes {
                 &mut progs.on_clone_return,
                 &mut progs.on_fatal,
                 &mut progs.on_sync,
+                &mut progs.on_sync_stepped,
                 &mut progs.on_nothing,
             ] {
                 prog.set_attach_type(ProgramAttachType::TraceUprobeMulti);
@@ -293,6 +339,7 @@ impl Probes {
             sync_plan,
             planned: Vec::new(),
             target: None,
+            run_stats: None,
         })
     }
 
@@ -329,7 +376,7 @@ impl Probes {
             if policy == SitePolicy::FunctionEntry {
                 probe.site = entry_site(binary, &probe.function)?;
             }
-            if probe.skip.is_some() || (policy == SitePolicy::Calls && probe.op != MapOp::Make) {
+            if probe.skip.is_some() || policy == SitePolicy::Calls {
                 continue;
             }
             let key_mode = KeyMode::for_variant(probe.op, probe.variant);
@@ -351,10 +398,11 @@ impl Probes {
         if policy == SitePolicy::Calls {
             sites.extend(binary.map_call_sites().into_iter().map(|call| {
                 let key_mode = KeyMode::for_variant(call.op, call.variant);
+                let after_call = call.op == MapOp::Make;
                 PlannedSite {
                     program: program_for(call.op, call.variant),
                     function: format!("{} in {}", call.callee.name, call.caller),
-                    cookie: event::call_cookie(call.op, key_mode, call.rel32()),
+                    cookie: event::call_cookie(call.op, key_mode, call.rel32(), after_call),
                     site: call.site,
                 }
             }));
@@ -379,7 +427,11 @@ impl Probes {
             // Happens-before edges for the race detector; the cookie indexes sync_sites.
             for (i, p) in self.sync_plan.probes.iter().enumerate() {
                 sites.push(PlannedSite {
-                    program: BpfProgram::Sync,
+                    program: if p.site.emulated {
+                        BpfProgram::Sync
+                    } else {
+                        BpfProgram::SyncStepped
+                    },
                     function: p.location(),
                     site: p.site.clone(),
                     cookie: i as u64,
@@ -392,24 +444,36 @@ impl Probes {
         Ok(())
     }
 
+    /// Attaches `sites`, the synchronisation ones first (see [`Probes::set_sampled_probes`]).
     fn attach_sites(&mut self, sites: &[PlannedSite], exe: &Path, pid: i32) -> Result<()> {
-        if self.multi_links {
-            self.attach_grouped(sites, exe, pid)
-        } else {
-            sites
-                .iter()
-                .try_for_each(|site| self.attach_single(site, exe, pid))
+        let (sync, rest): (Vec<PlannedSite>, Vec<PlannedSite>) =
+            sites.iter().cloned().partition(|s| s.program.is_sync());
+        for group in [sync, rest] {
+            if self.multi_links {
+                self.attach_grouped(&group, exe, pid)?;
+            } else {
+                group
+                    .iter()
+                    .try_for_each(|site| self.attach_single(site, exe, pid))?;
+            }
         }
+        Ok(())
     }
 
-    /// Switches the map-access probes off (`false`) or back on, leaving map creation and
-    /// synchronisation probes attached so map identities and clocks stay right.
-    pub fn set_map_access_probes(&mut self, on: bool) -> Result<()> {
-        if on == self.map_access_probes_on() {
+    /// Switches the map-operation and synchronisation probes off (`false`) or back on (maps
+    /// made meanwhile are told apart by their seeds). Returns once every probe switched off
+    /// has finished: what they recorded is in the ring buffer.
+    ///
+    /// Synchronisation is watched over the whole time map accesses are: its probes go on
+    /// before the map-access probes and come off after them, so no access is judged without
+    /// the edges that order it.
+    pub fn set_sampled_probes(&mut self, on: bool) -> Result<()> {
+        if on == self.sampled_probes_on() {
             return Ok(());
         }
         if !on {
-            self.links.retain(|(p, _)| !p.is_map_access());
+            self.detach_where(|p| p.is_sampled() && !p.is_sync());
+            self.detach_where(BpfProgram::is_sync);
             return Ok(());
         }
         let Some((exe, pid)) = self.target.clone() else {
@@ -418,15 +482,31 @@ impl Probes {
         let sites: Vec<PlannedSite> = self
             .planned
             .iter()
-            .filter(|s| s.program.is_map_access())
+            .filter(|s| s.program.is_sampled())
             .cloned()
             .collect();
         self.attach_sites(&sites, &exe, pid)
     }
 
-    /// Whether the map-access probes are attached now.
-    pub fn map_access_probes_on(&self) -> bool {
-        self.links.iter().any(|(p, _)| p.is_map_access())
+    /// Detaches the links of the programs `which` selects, all at once: each detach waits out
+    /// an RCU grace period (tens of ms here) for its programs still running to finish, and
+    /// the waits overlap.
+    fn detach_where(&mut self, which: impl Fn(BpfProgram) -> bool) {
+        let (gone, kept) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|(p, _)| which(*p));
+        self.links = kept;
+        let gone: Vec<(BpfProgram, Link)> = gone;
+        std::thread::scope(|s| {
+            for link in gone {
+                s.spawn(move || drop(link));
+            }
+        });
+    }
+
+    /// Whether the map-access and synchronisation probes are attached now.
+    pub fn sampled_probes_on(&self) -> bool {
+        self.links.iter().any(|(p, _)| p.is_sampled())
     }
 
     /// One uprobe-multi link per program for all its sites. Removing a uprobe waits out an
@@ -484,6 +564,7 @@ impl Probes {
             BpfProgram::CloneReturn => &progs.on_clone_return,
             BpfProgram::Fatal => &progs.on_fatal,
             BpfProgram::Sync => &progs.on_sync,
+            BpfProgram::SyncStepped => &progs.on_sync_stepped,
             BpfProgram::Nothing => &progs.on_nothing,
         }
     }
