@@ -15,7 +15,7 @@ use crate::detect::analysis::{Analysis, GOROUTINES_REMEMBERED};
 use crate::event::Record;
 use crate::export::audit::AuditLog;
 use crate::export::metrics::Metrics;
-use crate::probe::{Counters, EventReader, Probes, SitePolicy, BATCH};
+use crate::probe::{Counters, EventReader, HitCost, Probes, SitePolicy, BATCH};
 use crate::report::{Finding, FindingKind};
 use crate::sampling::{Budget, CostReading, Sampler};
 use crate::sink::Sinks;
@@ -26,6 +26,8 @@ use crate::{process, signals};
 const TICK: Duration = Duration::from_millis(250);
 /// How long the reader sleeps between looks at the ring buffer when nothing wakes it.
 const POLL: Duration = Duration::from_millis(100);
+/// Records analysed between two looks at the sampling schedule (a few ms of work).
+const SCHEDULE_CHECK_EVERY: usize = 4096;
 
 /// What the user asked of a watch.
 #[derive(Clone, Debug, Default)]
@@ -113,6 +115,12 @@ pub struct Watch {
     blind_reads: u8,
     /// The share of the watch so far that the sampled probes were on.
     sampled_share: f64,
+    /// The sampling schedule, when the watch samples.
+    sampler: Option<Sampler>,
+    /// The sampled probes came off: a barrier is due once what they recorded is analysed.
+    barrier_pending: bool,
+    /// What a probe hit costs here (calibrated for an overhead budget).
+    hit_cost: Option<HitCost>,
 }
 
 /// Inspects process `pid`'s binary, attaches the probes and opens the sinks.
@@ -123,6 +131,15 @@ pub fn prepare(pid: i32, opts: WatchOptions) -> Result<Watch> {
         eprintln!("mapwatch: degraded: {d}");
     }
     let mut probes = Probes::load(&binary, opts.races)?;
+    // Calibrated before the probes go on, so that the target does not pay for the time it
+    // takes.
+    let hit_cost = match opts.overhead_budget {
+        Some(_) => {
+            probes.enable_run_stats()?;
+            Some(probes.calibrate_hit_cost()?)
+        }
+        None => None,
+    };
     let policy = if opts.all_maps {
         SitePolicy::Planned
     } else {
@@ -160,6 +177,9 @@ pub fn prepare(pid: i32, opts: WatchOptions) -> Result<Watch> {
         drops_seen: 0,
         blind_reads: 0,
         sampled_share: 1.0,
+        sampler: None,
+        barrier_pending: false,
+        hit_cost,
     })
 }
 
@@ -177,20 +197,9 @@ impl Watch {
         let mut last_counters = Counters::default();
         let mut exit = None;
         let mut wait = POLL;
-        let mut sampler = self.sampler()?;
+        self.sampler = self.sampler()?;
         loop {
-            if let Some(sampler) = &mut sampler {
-                let on = sampler.on_now(|| self.cost_reading())?;
-                if on != self.probes.sampled_probes_on() {
-                    // Off counts from the moment the probes start coming off.
-                    if !on {
-                        sampler.switched(false);
-                    }
-                    self.sample(on, &mut reader)?;
-                    sampler.switched(on);
-                }
-                self.sampled_share = sampler.on_fraction();
-            }
+            self.follow_schedule()?;
             // Behind the producer: read on without waiting.
             wait = if self.read(&mut reader, wait)? == BATCH {
                 Duration::ZERO
@@ -208,7 +217,7 @@ impl Watch {
                 let rate = (counters.total_ops() - last_counters.total_ops()) as f64
                     / last_tick.elapsed().as_secs_f64();
                 self.tick(&counters);
-                let sampled = sampler.as_ref().map_or(String::new(), |s| {
+                let sampled = self.sampler.as_ref().map_or(String::new(), |s| {
                     format!(" | watching {:.1}% of the time", s.duty() * 100.0)
                 });
                 self.sinks.status(&format!(
@@ -224,6 +233,7 @@ impl Watch {
         }
         // Counted up to the end of the watch, not through the detach.
         let counters = self.probes.counters()?;
+        self.sampler = None;
         self.probes.detach();
         // What the target did in its last moments is still in the ring buffer.
         let mut records = std::mem::take(&mut self.records);
@@ -253,20 +263,17 @@ impl Watch {
         })
     }
 
-    /// The schedule of the sampled probes, when the watch samples: an overhead budget
-    /// calibrates the cost of a probe hit here first.
+    /// The schedule of the sampled probes, when the watch samples.
     fn sampler(&mut self) -> Result<Option<Sampler>> {
         let period = self.opts.duty_period;
-        if let Some(pct) = self.opts.overhead_budget {
-            self.probes.enable_run_stats()?;
-            let hit = self.probes.calibrate_hit_cost()?;
+        if let (Some(pct), Some(hit)) = (self.opts.overhead_budget, self.hit_cost) {
             eprintln!(
                 "mapwatch: overhead budget {pct}%: a probe hit costs the kernel {} ns here, {} ns single-stepped (calibrated); the share of each {:.1}s watched adapts",
                 hit.emulated.as_nanos(),
                 hit.stepped.as_nanos(),
                 period.as_secs_f64()
             );
-            let budget = Budget::new(pct / 100.0, hit, self.cost_reading()?);
+            let budget = Budget::new(pct / 100.0, hit, period, self.cost_reading()?);
             return Ok(Some(Sampler::budgeted(budget, period)));
         }
         Ok(self.opts.duty_cycle.map(|pct| Sampler::fixed(pct, period)))
@@ -284,22 +291,39 @@ impl Watch {
         })
     }
 
-    /// Switches the sampled probes (map accesses and synchronisation) on or off. A pause is
-    /// a barrier: once the probes are off, what they recorded is analysed, and everything
-    /// before the pause is taken as ordered before everything after it.
-    fn sample(&mut self, on: bool, reader: &mut EventReader) -> Result<()> {
-        if let Err(e) = self.probes.set_sampled_probes(on) {
+    /// Switches the sampled probes (map accesses and synchronisation) on or off as the
+    /// schedule says. Called between chunks of analysis too, so that a reader behind a busy
+    /// target does not keep the probes on past their time. A pause is a barrier, applied
+    /// once everything recorded before it is analysed (see [`Watch::read`]).
+    fn follow_schedule(&mut self) -> Result<()> {
+        let Some(mut sampler) = self.sampler.take() else {
+            return Ok(());
+        };
+        let on = sampler.on_now(|| self.cost_reading());
+        let switched = on.and_then(|on| {
+            // Not back on before the last pause's barrier: records from after it would be
+            // analysed before it.
+            if on != self.probes.sampled_probes_on() && !(on && self.barrier_pending) {
+                // Off counts from the moment the probes start coming off.
+                sampler.switched(false);
+                self.switch_probes(on)?;
+                sampler.switched(on);
+                self.barrier_pending |= !on;
+            }
+            Ok(())
+        });
+        self.sampled_share = sampler.on_fraction();
+        self.sampler = Some(sampler);
+        switched
+    }
+
+    fn switch_probes(&mut self, on: bool) -> Result<()> {
+        match self.probes.set_sampled_probes(on) {
             // The probes attach to /proc/PID/exe, which goes with the process as it exits:
             // then the watch's exit checks end it, as any exit does.
-            if process::exe_of(self.pid).is_ok() {
-                return Err(e);
-            }
+            Err(e) if process::exe_of(self.pid).is_ok() => Err(e),
+            _ => Ok(()),
         }
-        if !on {
-            while self.read(reader, Duration::ZERO)? == BATCH {}
-            self.analysis.barrier();
-        }
-        Ok(())
     }
 
     /// Waits up to `wait` for records and analyses them; returns how many there were.
@@ -323,13 +347,25 @@ impl Watch {
             self.blind_reads -= 1;
             self.analysis.set_blind(self.blind_reads > 0);
         }
+        if self.barrier_pending {
+            // The probes came off during this read: what they recorded before is in the ring.
+            self.barrier_pending = false;
+            while self.read(reader, Duration::ZERO)? == BATCH {}
+            self.analysis.barrier();
+        }
         Ok(n)
     }
 
-    /// Analyses `records`, then keeps the emptied buffer for the next read.
+    /// Analyses `records` (following the sampling schedule between chunks), then keeps the
+    /// emptied buffer for the next read.
     fn analyse(&mut self, mut records: Vec<Record>) -> Result<()> {
+        let mut done = 0;
         for record in records.drain(..) {
             self.analysis.handle(record, &mut self.sinks)?;
+            done += 1;
+            if done % SCHEDULE_CHECK_EVERY == 0 {
+                self.follow_schedule()?;
+            }
         }
         self.records = records;
         Ok(())

@@ -37,8 +37,9 @@ extern "C" {
     fn mapwatch_calibration_stepped();
 }
 
-/// Calls per timing: enough to average out, ~20 ms probed.
-const CALLS: u32 = 20_000;
+/// Calls per timing: enough to average out, ~15 ms probed on an emulated instruction, ~60 ms
+/// on a single-stepped one.
+const CALLS: u32 = 5_000;
 
 /// Nanoseconds per call of `f`, best of three.
 fn ns_per_call(f: unsafe extern "C" fn()) -> f64 {

@@ -571,7 +571,7 @@ impl Probes {
 
     /// Removes every uprobe; the target runs on as if never watched.
     pub fn detach(&mut self) {
-        self.links.clear();
+        self.detach_where(|_| true);
     }
 
     /// How many probes were attached, and how many of them on instructions the kernel
