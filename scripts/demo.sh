@@ -34,10 +34,10 @@ echo "demo: starting the orders service under mapwatch; $SECONDS_OF_LOAD s of lo
 target/release/mapwatch run --report "$OUT/findings.jsonl" --html "$OUT/report.html" \
     --metrics "127.0.0.1:$METRICS_PORT" -- "$OUT/orders" -addr "127.0.0.1:$PORT" &
 watcher=$!
-# Scrape mapwatch's Prometheus endpoint every quarter second while it watches, keeping the
-# most telling scrape: findings and counters refreshed (mapwatch refreshes them four times a
-# second and at each new finding), else findings, else anything. The service may die any
-# moment, taking the endpoint with it.
+# Scrape mapwatch's Prometheus endpoint every 50 ms while it watches, keeping the
+# most telling scrape: findings, counters refreshed (mapwatch refreshes them four times a
+# second and at each new finding) and the watch still on. The service may die any moment,
+# taking the endpoint with it.
 python3 - "$METRICS_PORT" "$OUT/metrics.txt" "$SECONDS_OF_LOAD" <<'PY' &
 import sys, time, urllib.request
 port, out, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
@@ -46,13 +46,14 @@ while time.time() < deadline:
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
     except OSError:
-        time.sleep(0.25)
+        time.sleep(0.05)
         continue
-    score = ("mapwatch_findings_total{" in text) + ("\nmapwatch_events_total 0\n" not in text)
+    score = (("mapwatch_findings_total{" in text) + ("\nmapwatch_events_total 0\n" not in text)
+             + ("\nmapwatch_watched_processes 1\n" in text))
     if score >= best:
         best = score
         open(out, "w").write(text)
-    time.sleep(0.25)
+    time.sleep(0.05)
 PY
 scraper=$!
 "$OUT/orders-load" -addr "127.0.0.1:$PORT" -clients 8 -duration "${SECONDS_OF_LOAD}s" || true
