@@ -236,9 +236,7 @@ impl Watch {
         self.sampler = None;
         self.probes.detach();
         // What the target did in its last moments is still in the ring buffer.
-        let mut records = std::mem::take(&mut self.records);
-        reader.drain_all(&mut records)?;
-        self.analyse(records)?;
+        while self.read(&mut reader, Duration::ZERO)? == BATCH {}
         self.sinks.clear_status();
         if reader.malformed() > 0 {
             eprintln!(
