@@ -312,7 +312,11 @@ fn race_watch(probes: &Probes, opts: &WatchOptions) -> Option<RaceWatch> {
             opts.map_sites.join(", ")
         ));
     }
-    notes.push("races on maps made by (or, for maps made before the watch, used by) Go's standard library are not looked for".into());
+    notes.push(if opts.all_maps {
+        "races on maps made by (or, for maps made before the watch, used by) Go's standard library are not looked for".into()
+    } else {
+        "only the program's own map operations (and those of maps and reflect) are probed: the standard library's accesses to its maps and the program's are not judged, and maps it made count as the program's if the program uses them first".into()
+    });
     Some(RaceWatch::new(RaceScope {
         map_sites: opts.map_sites.clone(),
         notes,
