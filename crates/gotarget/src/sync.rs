@@ -561,7 +561,11 @@ impl GoBinary {
                 }
             }
             claimed.push(range.clone());
-            let is_acquire = matches!(kind, SyncKind::MutexLock | SyncKind::RLock);
+            // Acquires may be probed just after their operation (see `FunctionCode::place`).
+            let is_acquire = matches!(
+                kind,
+                SyncKind::MutexLock | SyncKind::RLock | SyncKind::ValueLoad | SyncKind::OnceDo
+            );
             let Some(placed) = code
                 .place(range.clone(), key, adjust, is_acquire)
                 .filter(|p| !taken.contains(&p.addr))

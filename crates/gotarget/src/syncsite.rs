@@ -10,7 +10,7 @@
 //! `lea rdi, [rip+x]` makes it a fixed address, `mov rdx, [rsp+0x30]` a pointer loaded from a
 //! stack slot). Where the walk cannot prove the expression, the probe stays on the instruction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use iced_x86::{
     Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess,
@@ -155,6 +155,64 @@ pub(crate) struct Placed {
 pub(crate) struct FunctionCode {
     instructions: Vec<Instruction>,
     branch_targets: HashSet<u64>,
+    /// The `jne` of each wrapper's panic check (see [`wrapper_check`]): the walk back may
+    /// cross it, and the address its detour rejoins is not a branch target to the walk.
+    wrapper_checks: HashSet<u64>,
+}
+
+/// Go's wrappers (method values, `defer` wrappers, promoted methods) open with a check of the
+/// panic in progress, whose rare path adjusts its argument pointer and rejoins the code right
+/// after the check:
+///
+/// ```text
+///     mov r12, [r14+0x20]       ; g._panic
+///     test r12, r12
+///     jne ADJUST
+/// BACK:                         ; the body (an inlined RUnlock, say)
+///     ...
+/// ADJUST:
+///     lea r13, [rsp+N]
+///     cmp [r12], r13
+///     jne BACK
+///     mov [r12], rsp
+///     jmp BACK
+/// ```
+///
+/// The detour writes R12, R13, the flags and the panic record only. Returns the check's `jne`
+/// (the check starts at instruction `at`) and BACK when the code there is such a check.
+fn wrapper_check(instructions: &[Instruction], at: usize) -> Option<(u64, u64)> {
+    let [load, test, jne] = instructions.get(at..at + 3)? else {
+        return None;
+    };
+    let loads_panic = load.mnemonic() == Mnemonic::Mov
+        && load.op0_register() == Register::R12
+        && load.op1_kind() == OpKind::Memory
+        && load.memory_base() == Register::R14
+        && load.memory_index() == Register::None;
+    let tests_it = test.mnemonic() == Mnemonic::Test
+        && test.op0_register() == Register::R12
+        && test.op1_register() == Register::R12;
+    if !(loads_panic && tests_it && jne.mnemonic() == Mnemonic::Jne) {
+        return None;
+    }
+    let back = jne.next_ip();
+    let adjust = instructions
+        .iter()
+        .position(|i| i.ip() == jne.near_branch_target())?;
+    let [lea, cmp, jne_back, store, jmp_back] = instructions.get(adjust..adjust + 5)? else {
+        return None;
+    };
+    let detour = lea.mnemonic() == Mnemonic::Lea
+        && lea.op0_register() == Register::R13
+        && cmp.mnemonic() == Mnemonic::Cmp
+        && cmp.memory_base() == Register::R12
+        && jne_back.mnemonic() == Mnemonic::Jne
+        && jne_back.near_branch_target() == back
+        && store.mnemonic() == Mnemonic::Mov
+        && store.memory_base() == Register::R12
+        && jmp_back.mnemonic() == Mnemonic::Jmp
+        && jmp_back.near_branch_target() == back;
+    detour.then_some((jne.ip(), back))
 }
 
 impl FunctionCode {
@@ -162,7 +220,8 @@ impl FunctionCode {
     pub fn decode(code: &[u8], addr: u64) -> FunctionCode {
         let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
         let mut instructions = Vec::new();
-        let mut branch_targets = HashSet::new();
+        // Each branch target, with the branches that land on it.
+        let mut sources: HashMap<u64, Vec<u64>> = HashMap::new();
         while decoder.can_decode() {
             let ins = decoder.decode();
             if matches!(
@@ -170,15 +229,32 @@ impl FunctionCode {
                 FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch
             ) && ins.op0_kind() == OpKind::NearBranch64
             {
-                branch_targets.insert(ins.near_branch_target());
+                sources
+                    .entry(ins.near_branch_target())
+                    .or_default()
+                    .push(ins.ip());
             }
             instructions.push(ins);
+        }
+        let mut wrapper_checks = HashSet::new();
+        for at in 0..instructions.len() {
+            let Some((jne, back)) = wrapper_check(&instructions, at) else {
+                continue;
+            };
+            // BACK joins nothing but the detour: a walk back may go on past it.
+            let detour = instructions[at + 2].near_branch_target();
+            let in_detour = |ip: &u64| (detour..detour + 32).contains(ip);
+            if sources.get(&back).is_some_and(|s| s.iter().all(in_detour)) {
+                sources.remove(&back);
+                wrapper_checks.insert(jne);
+            }
         }
         // Jump tables (indirect jumps) land on case bodies, which begin with their own code,
         // not inside an inlined lock sequence; they are not tracked.
         FunctionCode {
             instructions,
-            branch_targets,
+            branch_targets: sources.into_keys().collect(),
+            wrapper_checks,
         }
     }
 
@@ -241,7 +317,18 @@ impl FunctionCode {
             .position(|i| range.contains(&i.ip()) && is_key(i, key))?;
         let ins = &self.instructions[at];
         let operand = memory_operand(ins).add(adjust);
-        if let Some(p) = self.walk_back(at, operand) {
+        let back = self.walk_back(at, operand);
+        if let Some(p) = back.clone().filter(|p| p.emulated) {
+            return Some(p);
+        }
+        // A plain load that acquires always completes: an emulated instruction just after it
+        // will do (an acquire is applied at the goroutine's next event anyway).
+        if after_ok && !ins.has_lock_prefix() {
+            if let Some(p) = self.walk_forward(at, operand) {
+                return Some(p);
+            }
+        }
+        if let Some(p) = back {
             return Some(p);
         }
         if !ins.has_lock_prefix() {
@@ -338,6 +425,56 @@ impl FunctionCode {
         })
     }
 
+    /// The nearest emulated instruction after the key instruction `at`, over straight-line
+    /// code that leaves `expr` (valid just before `at`) as it is: nothing that writes its
+    /// registers, nor memory when it is loaded from memory. At most a few instructions on.
+    fn walk_forward(&self, at: usize, expr: ObjectAddr) -> Option<Placed> {
+        const REACH: usize = 8;
+        let key = &self.instructions[at];
+        let (registers, loaded): (Vec<Reg>, bool) = match expr {
+            ObjectAddr::Registers { base, index, .. } => (
+                std::iter::once(base).chain(index.map(|(r, _)| r)).collect(),
+                false,
+            ),
+            ObjectAddr::Loaded { base, .. } => (vec![base], true),
+            ObjectAddr::FromProbe { .. } | ObjectAddr::Unknown => (Vec::new(), false),
+        };
+        let mut info = InstructionInfoFactory::new();
+        for pos in at..(at + REACH).min(self.instructions.len()) {
+            let ins = &self.instructions[pos];
+            if pos > at {
+                // Code that jumps here did not do the key's load.
+                if self.branch_targets.contains(&ins.ip()) {
+                    return None;
+                }
+                if is_emulated(ins) {
+                    return Some(Placed {
+                        addr: ins.ip(),
+                        emulated: true,
+                        instruction: crate::prologue::format(ins),
+                        object: relative_to(expr, ins.ip()),
+                        key_addr: key.ip(),
+                    });
+                }
+            }
+            let writes_memory = info.info(ins).used_memory().iter().any(|m| {
+                !matches!(
+                    m.access(),
+                    OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess
+                )
+            });
+            if ins.flow_control() != FlowControl::Next
+                || registers
+                    .iter()
+                    .any(|r| writes_register(ins, r.register(), &mut info))
+                || (loaded && writes_memory)
+            {
+                return None;
+            }
+        }
+        None
+    }
+
     /// Walks back from `at` over straight-line code while `expr` (valid just before
     /// instruction `at`) can still be computed: the nearest emulated instruction on the way,
     /// else the instruction right before `at`.
@@ -352,10 +489,24 @@ impl FunctionCode {
                 break;
             }
             let ins = &self.instructions[pos - 1];
-            if ins.flow_control() != FlowControl::Next || ins.has_lock_prefix() {
+            let e = if self.wrapper_checks.contains(&ins.ip()) {
+                // The detour of a wrapper's panic check changes R12, R13 and the panic record
+                // only: an address computed from neither is the same on both paths.
+                let detour_reg = |r: Reg| matches!(r, Reg::R12 | Reg::R13);
+                let through_detour = match expr {
+                    ObjectAddr::Registers { base, index, .. } => {
+                        detour_reg(base) || index.is_some_and(|(r, _)| detour_reg(r))
+                    }
+                    ObjectAddr::Loaded { base, .. } => detour_reg(base),
+                    ObjectAddr::FromProbe { .. } | ObjectAddr::Unknown => false,
+                };
+                (!through_detour).then_some(expr)
+            } else if ins.flow_control() != FlowControl::Next || ins.has_lock_prefix() {
                 break;
-            }
-            let Some(e) = before(ins, expr, &mut info) else {
+            } else {
+                before(ins, expr, &mut info)
+            };
+            let Some(e) = e else {
                 break;
             };
             expr = e;
@@ -604,6 +755,98 @@ mod tests {
                 disp: 8
             }
         );
+    }
+
+    /// Go 1.25's `defer s.mu.RUnlock()` wrapper (`main.(*store).get.deferwrap1`): the RWMutex
+    /// is loaded from the closure (DX+8) after the wrapper's panic check, whose detour rejoins
+    /// right before that load: the walk reaches the check's `jne`, which the kernel emulates.
+    #[test]
+    fn a_deferred_runlock_walks_back_to_the_wrapper_check() {
+        let c = code(&[
+            &[0x49, 0x3b, 0x66, 0x10],       // 00 cmp rsp,[r14+0x10]
+            &[0x76, 0x30],                   // 04 jbe 0x36
+            &[0x55],                         // 06 push rbp
+            &[0x48, 0x89, 0xe5],             // 07 mov rbp,rsp
+            &[0x48, 0x83, 0xec, 0x10],       // 0a sub rsp,0x10
+            &[0x4d, 0x8b, 0x66, 0x20],       // 0e mov r12,[r14+0x20]
+            &[0x4d, 0x85, 0xe4],             // 12 test r12,r12
+            &[0x75, 0x26],                   // 15 jne 0x3d
+            &[0x48, 0x8b, 0x42, 0x08],       // 17 mov rax,[rdx+8]
+            &[0xbb, 0xff, 0xff, 0xff, 0xff], // 1b mov ebx,-1
+            &[0xf0, 0x0f, 0xc1, 0x58, 0x10], // 20 lock xadd [rax+0x10],ebx
+            &[0xff, 0xcb],                   // 25 dec ebx
+            &[0x85, 0xdb],                   // 27 test ebx,ebx
+            &[0x7d, 0x05],                   // 29 jge 0x30
+            &[0xe8, 0x30, 0xfa, 0xe6, 0xff], // 2b call rUnlockSlow
+            &[0x48, 0x83, 0xc4, 0x10],       // 30 add rsp,0x10
+            &[0x5d],                         // 34 pop rbp
+            &[0xc3],                         // 35 ret
+            &[0xe8, 0x05, 0xd4, 0xe5, 0xff], // 36 call morestack
+            &[0xeb, 0xc3],                   // 3b jmp 0x00
+            &[0x4c, 0x8d, 0x6c, 0x24, 0x20], // 3d lea r13,[rsp+0x20]
+            &[0x4d, 0x39, 0x2c, 0x24],       // 42 cmp [r12],r13
+            &[0x75, 0xcf],                   // 46 jne 0x17
+            &[0x49, 0x89, 0x24, 0x24],       // 48 mov [r12],rsp
+            &[0xeb, 0xc9],                   // 4c jmp 0x17
+        ]);
+        let f = FunctionCode::decode(&c, 0x61dfa0);
+        let p = f
+            .place(0x61dfa0..0x61dfee, KeyInstruction::LockXadd, -16, false)
+            .unwrap();
+        assert_eq!((p.addr, p.emulated), (0x61dfb5, true), "{p:?}");
+        assert_eq!(
+            p.object,
+            ObjectAddr::Loaded {
+                base: Reg::Rdx,
+                slot: 8,
+                disp: 0
+            }
+        );
+        // The same body without the detour's return is a real join: the walk stops there.
+        let mut joined = c.clone();
+        joined[0x4c..0x4e].copy_from_slice(&[0xeb, 0xc7]); // jmp 0x15: not BACK
+        let f = FunctionCode::decode(&joined, 0x61dfa0);
+        let p = f
+            .place(0x61dfa0..0x61dfee, KeyInstruction::LockXadd, -16, false)
+            .unwrap();
+        assert!(!p.emulated, "{p:?}");
+    }
+
+    /// `c.done.Load()` after a call (context.(*cancelCtx).Done): nothing emulated before the
+    /// load of the Value's type word, so the acquire goes on the `je` right after it.
+    #[test]
+    fn an_acquiring_load_with_nothing_emulated_before_goes_after() {
+        let c = code(&[
+            &[0xe8, 0, 0, 0, 0],                   // 00 call
+            &[0x84, 0x00],                         // 05 test [rax],al
+            &[0x44, 0x0f, 0x11, 0x7c, 0x24, 0x38], // 07 movups [rsp+0x38],xmm15
+            &[0x48, 0x8b, 0x70, 0x18],             // 0d mov rsi,[rax+0x18]
+            &[0x48, 0x85, 0xf6],                   // 11 test rsi,rsi
+            &[0x74, 0x00],                         // 14 je 0x16
+            &[0x90],                               // 16 nop
+        ]);
+        let f = FunctionCode::decode(&c, 0x8000);
+        let p = f
+            .place(0x8005..0x8100, KeyInstruction::FirstLoad, -0x18, true)
+            .unwrap();
+        assert_eq!(
+            (p.addr, p.emulated, p.key_addr),
+            (0x8014, true, 0x800d),
+            "{p:?}"
+        );
+        assert_eq!(
+            p.object,
+            ObjectAddr::Registers {
+                base: Reg::Rax,
+                index: None,
+                disp: 0
+            }
+        );
+        // A release is never moved after its operation.
+        let p = f
+            .place(0x8005..0x8100, KeyInstruction::FirstLoad, -0x18, false)
+            .unwrap();
+        assert_eq!((p.addr, p.emulated), (0x8007, false), "{p:?}");
     }
 
     /// Inlined `s.mu.Unlock()`: nop; mov ebx,-1; mov rdx,[rsp+0x30]; lock xadd [rdx+8],ebx
