@@ -13,8 +13,8 @@
 use std::collections::{HashMap, HashSet};
 
 use iced_x86::{
-    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess,
-    OpKind, Register,
+    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfo, InstructionInfoFactory,
+    Mnemonic, OpAccess, OpKind, Register,
 };
 
 /// A general-purpose register as the BPF side numbers them (`enum reg` in event.h).
@@ -149,6 +149,20 @@ pub(crate) struct Placed {
     pub object: ObjectAddr,
     /// The key instruction's address (where the operation really happens).
     pub key_addr: u64,
+}
+
+impl Placed {
+    /// A probe on `ins`, where the object's address is `expr`, for the key instruction at
+    /// `key_addr`.
+    fn on(ins: &Instruction, expr: ObjectAddr, key_addr: u64) -> Placed {
+        Placed {
+            addr: ins.ip(),
+            emulated: is_emulated(ins),
+            instruction: crate::prologue::format(ins),
+            object: relative_to(expr, ins.ip()),
+            key_addr,
+        }
+    }
 }
 
 /// Decoded code of one function: instructions, and every address a direct branch lands on.
@@ -333,23 +347,14 @@ impl FunctionCode {
         }
         if !ins.has_lock_prefix() {
             return Some(Placed {
-                addr: ins.ip(),
                 emulated: false,
-                instruction: crate::prologue::format(ins),
-                object: relative_to(operand, ins.ip()),
-                key_addr: ins.ip(),
+                ..Placed::on(ins, operand, ins.ip())
             });
         }
         let next = self.instructions.get(at + 1).filter(|_| after_ok)?;
         let mut info = InstructionInfoFactory::new();
         let unchanged = before(ins, operand, &mut info) == Some(operand);
-        unchanged.then(|| Placed {
-            addr: next.ip(),
-            emulated: is_emulated(next),
-            instruction: crate::prologue::format(next),
-            object: relative_to(operand, next.ip()),
-            key_addr: ins.ip(),
-        })
+        unchanged.then(|| Placed::on(next, operand, ins.ip()))
     }
 
     /// A probe just after the first direct call to one of `lock_calls` (the runtime's
@@ -448,26 +453,14 @@ impl FunctionCode {
                     return None;
                 }
                 if is_emulated(ins) {
-                    return Some(Placed {
-                        addr: ins.ip(),
-                        emulated: true,
-                        instruction: crate::prologue::format(ins),
-                        object: relative_to(expr, ins.ip()),
-                        key_addr: key.ip(),
-                    });
+                    return Some(Placed::on(ins, expr, key.ip()));
                 }
             }
-            let writes_memory = info.info(ins).used_memory().iter().any(|m| {
-                !matches!(
-                    m.access(),
-                    OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess
-                )
-            });
             if ins.flow_control() != FlowControl::Next
                 || registers
                     .iter()
                     .any(|r| writes_register(ins, r.register(), &mut info))
-                || (loaded && writes_memory)
+                || (loaded && writes_memory(info.info(ins)))
             {
                 return None;
             }
@@ -511,13 +504,7 @@ impl FunctionCode {
             };
             expr = e;
             pos -= 1;
-            let placed = Placed {
-                addr: ins.ip(),
-                emulated: is_emulated(ins),
-                instruction: crate::prologue::format(ins),
-                object: relative_to(expr, ins.ip()),
-                key_addr,
-            };
+            let placed = Placed::on(ins, expr, key_addr);
             if placed.emulated {
                 return Some(placed);
             }
@@ -541,12 +528,7 @@ fn before(
                 && !matches!(u.access(), OpAccess::Read | OpAccess::CondRead)
         })
     };
-    let writes_memory = facts.used_memory().iter().any(|m| {
-        !matches!(
-            m.access(),
-            OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess
-        )
-    });
+    let writes_memory = writes_memory(facts);
     match expr {
         ObjectAddr::FromProbe { .. } | ObjectAddr::Unknown => Some(expr),
         ObjectAddr::Registers { base, index, disp } => {
@@ -635,6 +617,16 @@ fn before(
             None
         }
     }
+}
+
+/// Whether an instruction (described by `facts`) writes to memory.
+fn writes_memory(facts: &InstructionInfo) -> bool {
+    facts.used_memory().iter().any(|m| {
+        !matches!(
+            m.access(),
+            OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess
+        )
+    })
 }
 
 /// Whether `ins` writes (any part of) register `r`.
