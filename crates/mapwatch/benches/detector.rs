@@ -1,7 +1,8 @@
 //! race-detector: events per second through the happens-before analysis, one core, no kernel
-//! involved. The stream mimics a locked service: goroutines come and go, each taking a mutex
-//! around reads and writes of a few shared maps, with channel hand-offs between them; plus a
-//! stream of unsynchronised writes, which must all come out as races.
+//! involved. The streams mimic a locked service (goroutines come and go, each taking a mutex
+//! around reads and writes of a few shared maps, with channel hand-offs between them), a
+//! net/http service (locks, contexts and goroutines made per request), and unsynchronised
+//! writes, which must all come out as races.
 //!
 //! cargo bench -p mapwatch --bench race-detector
 
@@ -97,6 +98,47 @@ fn locked_stream(events: usize) -> Vec<Ev> {
     out
 }
 
+/// A net/http service as its probes see it: 32 connection goroutines serve requests; each
+/// request locks a context made for it, starts and ends a background reader that takes the
+/// connection's lock, reads a store under an RWMutex, counts itself in a map under a Mutex
+/// and puts a buffer back in a pool. Objects and goroutines are made per request and never
+/// said to die: the detector's memory must stay bounded and its speed flat.
+fn service_stream(events: usize) -> Vec<Ev> {
+    let mut out = Vec::with_capacity(events + 64);
+    let (conns, store, counters) = (32u64, 0xc000_0000u64, 0xc000_1000u64);
+    let (store_mu, counters_mu, pool) = (0x1000u64, 0x1100u64, 0x1200u64);
+    for c in 0..conns {
+        out.push(sync(1, SyncKind::GoStart, 0, 2 + c));
+    }
+    let mut next_goid = 2 + conns;
+    let mut request = 0u64;
+    while out.len() < events {
+        let conn = 2 + request % conns;
+        let conn_mu = 0x10_0000 + (request % conns) * 0x100;
+        let context = 0x1000_0000 + request * 0x40;
+        let reader = next_goid;
+        next_goid += 1;
+        out.push(sync(conn, SyncKind::ValueLoad, pool, 0));
+        out.push(sync(conn, SyncKind::MutexLock, context, 0));
+        out.push(sync(conn, SyncKind::MutexUnlock, context, 0));
+        out.push(sync(conn, SyncKind::GoStart, 0, reader));
+        out.push(sync(reader, SyncKind::MutexLock, conn_mu, 0));
+        out.push(sync(reader, SyncKind::MutexUnlock, conn_mu, 0));
+        out.push(sync(reader, SyncKind::GoExit, 0, 0));
+        out.push(sync(conn, SyncKind::MutexLock, conn_mu, 0));
+        out.push(sync(conn, SyncKind::MutexUnlock, conn_mu, 0));
+        out.push(sync(conn, SyncKind::RLock, store_mu, 0));
+        out.push(map(conn, MapOp::Read, store, 0x40_1000));
+        out.push(sync(conn, SyncKind::RUnlock, store_mu, 0));
+        out.push(sync(conn, SyncKind::MutexLock, counters_mu, 0));
+        out.push(map(conn, MapOp::Write, counters, 0x40_2000));
+        out.push(sync(conn, SyncKind::MutexUnlock, counters_mu, 0));
+        out.push(sync(conn, SyncKind::ValueStore, pool, 0));
+        request += 1;
+    }
+    out
+}
+
 /// Unsynchronised writes by two goroutines to one map: every write after the first races.
 fn racy_stream(events: usize) -> Vec<Ev> {
     let mut out = vec![
@@ -114,7 +156,7 @@ fn racy_stream(events: usize) -> Vec<Ev> {
     out
 }
 
-fn run(events: &[Ev]) -> (f64, usize) {
+fn run(events: &[Ev]) -> (f64, usize, String) {
     let mut d = RaceDetector::new();
     let mut races = Vec::new();
     let mut found = 0;
@@ -129,7 +171,8 @@ fn run(events: &[Ev]) -> (f64, usize) {
             Ev::Sync(e) => d.sync(e),
         }
     }
-    (events.len() as f64 / start.elapsed().as_secs_f64(), found)
+    let rate = events.len() as f64 / start.elapsed().as_secs_f64();
+    (rate, found, format!("{:?}", d.size()))
 }
 
 fn main() {
@@ -141,22 +184,27 @@ fn main() {
             false,
         ),
         (
+            "service (objects and goroutines made per request)",
+            service_stream(N),
+            false,
+        ),
+        (
             "unsynchronised writes (every access a race)",
             racy_stream(N),
             true,
         ),
     ] {
         let mut rates = Vec::new();
-        let mut found = 0;
+        let (mut found, mut size) = (0, String::new());
         for _ in 0..5 {
-            let (rate, f) = run(&stream);
+            let (rate, f, s) = run(&stream);
             rates.push(rate);
-            found = f;
+            (found, size) = (f, s);
         }
         rates.sort_by(f64::total_cmp);
         assert_eq!(found > 0, expect_races, "{name}: {found} races");
         println!(
-            "{name}: median {:.2}M events/s (min {:.2}, max {:.2}), {found} races",
+            "{name}: median {:.2}M events/s (min {:.2}, max {:.2}), {found} races; at the end {size}",
             rates[2] / 1e6,
             rates[0] / 1e6,
             rates[4] / 1e6

@@ -88,14 +88,13 @@ impl VectorClock {
     }
 
     /// Whether it holds no entry.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    /// Keeps only the entries of goroutines `keep` accepts.
-    pub fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
-        self.0.retain(|&(g, _)| keep(g));
+    /// Keeps only the entries (goroutine, tick) `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(u64, Tick) -> bool) {
+        self.0.retain(|&(g, t)| keep(g, t));
     }
 }
 
@@ -116,7 +115,7 @@ mod tests {
         let before = b.clone();
         b.join(&a);
         assert_eq!(b, before);
-        a.retain(|g| g != 1);
+        a.retain(|g, _| g != 1);
         assert!(a.is_empty());
     }
 }

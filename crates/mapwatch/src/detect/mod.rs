@@ -7,5 +7,6 @@ pub mod clock;
 pub mod conflict;
 pub mod findings;
 pub mod maps;
+pub mod objects;
 pub mod race;
 pub mod racewatch;

@@ -18,13 +18,14 @@
 //! a race, never invent one. An operation whose object could not be recovered synchronises
 //! with everything.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use gotarget::{MapOp, SyncKind};
 
 use super::chan::{self, ChanSync};
 use super::clock::{Tick, VectorClock};
 use super::conflict::Describer;
+use super::objects::{Key, Objects};
 use crate::event::{MapEvent, SyncEvent};
 use crate::report::{Access, Finding, FindingKind};
 
@@ -36,9 +37,9 @@ const READERS_PER_MAP: usize = 16;
 /// Maps tracked per detector; past this, tracking starts over for new maps (silence, not
 /// false alarms, for the forgotten ones).
 const MAX_MAPS: usize = 1 << 20;
-/// Goroutine exits between sweeps of dead goroutines out of the clocks (or as many as there
-/// are live goroutines, if more): clocks stay near the live count, sweeps stay amortised.
-const SWEEP_EVERY: usize = 64;
+/// Sync events between two sweeps of clock entries no access can be compared against (or as
+/// many as the sweep walks, if more: it stays amortised).
+const SWEEP_EVERY: usize = 4096;
 
 /// One access as remembered for the race check and the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,7 +94,7 @@ enum Class {
     Value,
 }
 
-type ObjectKey = (u32, Class, u64);
+type ObjectKey = Key<Class>;
 
 #[derive(Default)]
 struct Goroutine {
@@ -131,16 +132,18 @@ pub struct DetectorSize {
 #[derive(Default)]
 pub struct RaceDetector {
     goroutines: HashMap<(u32, u64), Goroutine, Hasher>,
-    objects: HashMap<ObjectKey, VectorClock, Hasher>,
+    objects: Objects<Class>,
     maps: HashMap<(u32, u64), MapState, Hasher>,
     /// Per process: every release joined, for acquires of unknown objects.
     everything: HashMap<u32, VectorClock, Hasher>,
     /// Per process: every release by an atomic whose loads are invisible, and how many there
     /// were; every map access acquires it first (the access may follow an unseen load).
     unpaired: HashMap<u32, (u64, VectorClock), Hasher>,
-    /// Goroutines that exited, still named by some map's access epochs.
-    exited: HashSet<(u32, u64), Hasher>,
-    exits_since_sweep: usize,
+    /// Per goroutine, the earliest tick of its accesses that maps remember (at most: it is
+    /// exact after a sweep, and accesses since only add to it). Clock entries are kept only
+    /// where they can order one of those (see [`RaceDetector::sweep`]).
+    remembered: HashMap<(u32, u64), Tick, Hasher>,
+    syncs_since_sweep: usize,
     /// The watch began while the process ran (attach): goroutines may predate it.
     joined_late: bool,
 }
@@ -160,6 +163,15 @@ impl RaceDetector {
 
     /// Applies a synchronisation operation.
     pub fn sync(&mut self, ev: &SyncEvent) {
+        self.apply_sync(ev);
+        self.syncs_since_sweep += 1;
+        let walked = self.objects.len() + self.goroutines.len() + self.maps.len();
+        if self.syncs_since_sweep >= SWEEP_EVERY.max(walked) {
+            self.sweep();
+        }
+    }
+
+    fn apply_sync(&mut self, ev: &SyncEvent) {
         let pid = ev.pid;
         match ev.kind {
             SyncKind::GoStart => {
@@ -179,11 +191,6 @@ impl RaceDetector {
             SyncKind::GoExit => {
                 self.settled(pid, ev.goid);
                 self.goroutines.remove(&(pid, ev.goid));
-                self.exited.insert((pid, ev.goid));
-                self.exits_since_sweep += 1;
-                if self.exits_since_sweep >= SWEEP_EVERY.max(self.goroutines.len()) {
-                    self.sweep();
-                }
                 return;
             }
             _ => {}
@@ -249,11 +256,8 @@ impl RaceDetector {
             ),
             ChanSync::ClosedEmpty => self.apply(ev, &[], &[Class::ChanClosed]),
             ChanSync::Barrier => {
-                if let Some(all) = self.objects.get(&(pid, Class::Chan, c)).cloned() {
-                    self.objects
-                        .entry((pid, Class::ChanBase, c))
-                        .or_default()
-                        .join(&all);
+                if let Some(all) = self.objects.get((pid, Class::Chan, c)).cloned() {
+                    self.objects.release((pid, Class::ChanBase, c), &all);
                 }
             }
             ChanSync::Nothing => {}
@@ -285,11 +289,13 @@ impl RaceDetector {
                 .get_mut(&(pid, ev.goid))
                 .expect("goroutine() creates it");
             g.select_ts = (ev.kind == SyncKind::Select).then_some(ev.ts);
+            // Only what can order a remembered access travels: clocks stay as wide as the
+            // goroutines whose accesses maps remember, not as all the goroutines there were.
+            let remembered = &self.remembered;
+            g.clock
+                .retain(|x, t| x == ev.goid || can_order(remembered, pid, x, t));
             for &class in releases {
-                self.objects
-                    .entry((pid, class, ev.object))
-                    .or_default()
-                    .join(&g.clock);
+                self.objects.release((pid, class, ev.object), &g.clock);
             }
             if let Some(all) = self.everything.get_mut(&pid) {
                 all.join(&g.clock);
@@ -344,6 +350,7 @@ impl RaceDetector {
             tid: ev.tid,
             ts: ev.ts,
         };
+        self.remembered.entry((pid, ev.goid)).or_insert(record.tick);
         let unordered = |a: &AccessRecord| a.goid != record.goid && a.tick > clock.get(a.goid);
         let state = self.maps.entry((pid, ev.map)).or_default();
         let mut report = |earlier: &AccessRecord| {
@@ -381,8 +388,8 @@ impl RaceDetector {
                 .goroutines
                 .values()
                 .map(|g| g.clock.len())
-                .chain(self.objects.values().map(VectorClock::len))
-                .sum(),
+                .sum::<usize>()
+                + self.objects.entries(),
         }
     }
 
@@ -394,7 +401,7 @@ impl RaceDetector {
             .get_mut(&(pid, goid))
             .expect("goroutine() creates it");
         for key in g.pending.drain(..) {
-            if let Some(c) = self.objects.get(&key) {
+            if let Some(c) = self.objects.acquire(key) {
                 g.clock.join(c);
             }
         }
@@ -413,10 +420,8 @@ impl RaceDetector {
             // receive or a Wait whose probe fired before the watch began. Everything released
             // since then may be what it waited for.
             let mut clock = VectorClock::start(goid);
-            for (&(p, _, _), c) in &self.objects {
-                if p == pid {
-                    clock.join(c);
-                }
+            for c in self.objects.of_process(pid) {
+                clock.join(c);
             }
             self.goroutines.insert(
                 (pid, goid),
@@ -434,8 +439,6 @@ impl RaceDetector {
             })
     }
 
-    /// A release on an unknown object: from now on every release is remembered in one
-    /// clock that acquires of unknown objects take.
     /// Goroutine `goid` releases to every later access of the process (before the release
     /// `apply` makes, which ticks its clock).
     fn release_unpaired(&mut self, pid: u32, goid: u64) {
@@ -460,14 +463,14 @@ impl RaceDetector {
         }
     }
 
+    /// A release on an unknown object: from now on every release is remembered in one
+    /// clock that acquires of unknown objects take.
     fn release_everything(&mut self, pid: u32, goid: u64) {
         let everything = self.everything.entry(pid).or_insert_with(|| {
             // Everything released so far, too.
             let mut all = VectorClock::default();
-            for (&(p, _, _), c) in &self.objects {
-                if p == pid {
-                    all.join(c);
-                }
+            for c in self.objects.of_process(pid) {
+                all.join(c);
             }
             all
         });
@@ -477,29 +480,49 @@ impl RaceDetector {
         }
     }
 
-    /// Drops exited goroutines that no map remembers an access of from every clock: nothing
-    /// can be compared against their ticks any more. Keeps memory bounded under churn.
+    /// Drops every clock entry no access can be compared against, and the objects left with
+    /// none: memory stays bounded under goroutine and object churn (a service makes locks,
+    /// contexts and goroutines per request).
+    ///
+    /// An entry (g, t) outside g's own clock came from a release of g's, after which g's
+    /// tick passed t: every access g makes from then on has a later tick, so the entry only
+    /// ever orders the accesses of g at or before t that some map remembers now. Without
+    /// one, it can go from every clock but g's own, for good.
     fn sweep(&mut self) {
-        self.exits_since_sweep = 0;
-        let mut named: HashSet<(u32, u64), Hasher> = HashSet::default();
+        self.syncs_since_sweep = 0;
+        let earliest = &mut self.remembered;
+        earliest.clear();
         for (&(pid, _), m) in &self.maps {
             for a in m.write.iter().chain(&m.reads) {
-                named.insert((pid, a.goid));
+                let t = earliest.entry((pid, a.goid)).or_insert(a.tick);
+                *t = (*t).min(a.tick);
             }
         }
-        let exited = std::mem::take(&mut self.exited);
-        let gone = |pid: u32, g: u64| exited.contains(&(pid, g)) && !named.contains(&(pid, g));
-        for (&(pid, _), g) in self.goroutines.iter_mut() {
-            g.clock.retain(|x| !gone(pid, x));
+        let useful = |pid: u32, g: u64, t: Tick| can_order(earliest, pid, g, t);
+        for (&(pid, goid), g) in self.goroutines.iter_mut() {
+            g.clock.retain(|x, t| x == goid || useful(pid, x, t));
         }
-        for (&(pid, _, _), c) in self.objects.iter_mut() {
-            c.retain(|x| !gone(pid, x));
-        }
+        self.objects.prune(useful);
         for (&pid, c) in self.everything.iter_mut() {
-            c.retain(|x| !gone(pid, x));
+            c.retain(|x, t| useful(pid, x, t));
         }
-        self.exited = exited.into_iter().filter(|k| named.contains(k)).collect();
+        for (&pid, (_, c)) in self.unpaired.iter_mut() {
+            c.retain(|x, t| useful(pid, x, t));
+        }
     }
+}
+
+/// Whether clock entry (`goroutine`, `tick`) of process `pid` can order an access `remembered`
+/// holds.
+fn can_order(
+    remembered: &HashMap<(u32, u64), Tick, Hasher>,
+    pid: u32,
+    goroutine: u64,
+    tick: Tick,
+) -> bool {
+    remembered
+        .get(&(pid, goroutine))
+        .is_some_and(|&earliest| earliest <= tick)
 }
 
 /// The finding for `race`, found at access `ev` (the later one).
@@ -884,6 +907,42 @@ mod tests {
         }
         let size = d.size();
         assert!(size.goroutines <= 2, "{size:?}");
-        assert!(size.clock_entries < 2 * SWEEP_EVERY + 10, "{size:?}");
+        assert!(size.clock_entries <= SWEEP_EVERY, "{size:?}");
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_object_churn() {
+        let mut d = RaceDetector::new();
+        for g in 2..6 {
+            spawn(&mut d, 1, g);
+        }
+        for i in 0..200_000u64 {
+            let g = 2 + i % 4;
+            let per_request = 0x10_0000 + i * 64;
+            d.sync(&sync(g, SyncKind::MutexLock, per_request));
+            assert!(races(&mut d, op(g, MapOp::Read)).is_empty());
+            d.sync(&sync(g, SyncKind::MutexUnlock, per_request));
+        }
+        let size = d.size();
+        assert!(size.objects < 2 * SWEEP_EVERY, "{size:?}");
+        assert!(size.clock_entries < 16 * SWEEP_EVERY, "{size:?}");
+    }
+
+    #[test]
+    fn entries_an_access_is_compared_against_survive_sweeps() {
+        let mut d = RaceDetector::new();
+        let mu = 0xd000;
+        for g in 2..=4 {
+            spawn(&mut d, 1, g);
+        }
+        assert!(races(&mut d, op(2, MapOp::Write)).is_empty());
+        d.sync(&sync(2, SyncKind::MutexUnlock, mu));
+        d.sync(&sync(2, SyncKind::GoExit, 0));
+        for i in 0..4 * SWEEP_EVERY as u64 {
+            d.sync(&sync(1, SyncKind::MutexUnlock, 0x10_0000 + i * 64));
+        }
+        d.sync(&sync(3, SyncKind::MutexLock, mu));
+        assert!(races(&mut d, op(3, MapOp::Read)).is_empty());
+        assert_eq!(races(&mut d, op(4, MapOp::Read)).len(), 1);
     }
 }
