@@ -36,6 +36,7 @@ mod pclntab;
 mod plan;
 mod prologue;
 mod rtype;
+mod sitecheck;
 mod stdlib;
 mod symbolize;
 mod sync;

@@ -159,6 +159,28 @@ fn probe_sites_are_push_rbp_after_the_stack_check() {
     eprintln!("push rbp offsets seen: {seen_offsets:x?}");
 }
 
+/// Every site mapwatch plans (map entry points and their returns, calls from the program,
+/// synchronisation) passes the check made before anything is attached.
+#[test]
+fn every_planned_site_checks_out_against_the_code() {
+    for f in allops() {
+        let bin = open(f);
+        let mut sites = Vec::new();
+        for p in bin.map_probe_plan() {
+            if p.op == MapOp::Make {
+                sites.extend(bin.return_sites(&p.function).unwrap());
+            }
+            sites.push(p.site);
+        }
+        let calls = bin.map_call_sites();
+        assert!(!calls.is_empty(), "{}", f.label());
+        sites.extend(calls.into_iter().map(|c| c.site));
+        sites.extend(bin.sync_probe_plan().probes.into_iter().map(|p| p.site));
+        bin.check_probe_sites(&sites)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.label()));
+    }
+}
+
 #[test]
 fn runtime_offsets_match_the_table() {
     for f in allops() {

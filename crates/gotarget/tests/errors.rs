@@ -188,3 +188,89 @@ fn no_such_function() {
     };
     assert!(one_line(&e, &f.path).ends_with("no function main.nope"));
 }
+
+/// A copy of stripped allops (Go 1.25) whose `.gopclntab` puts `function` one byte past its
+/// real entry, and that entry.
+fn shift_entry_in_pclntab(function: &str) -> (std::path::PathBuf, u64) {
+    use object::{Object, ObjectSection};
+    let f = build("1.25.5", "allops", true, false);
+    let entry = GoBinary::open(&f.path)
+        .unwrap()
+        .function(function)
+        .unwrap()
+        .addr;
+    let mut bytes = std::fs::read(&f.path).unwrap();
+    let (off, _) = object::File::parse(&*bytes)
+        .unwrap()
+        .section_by_name(".gopclntab")
+        .unwrap()
+        .file_range()
+        .unwrap();
+    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    // Go 1.20+ header: nfunc at 8, textStart at 24, the function table's offset at 64; the
+    // table holds (entry offset, _func offset) u32 pairs.
+    let pcln = off as usize;
+    let (nfunc, text) = (word(&bytes, pcln + 8), word(&bytes, pcln + 24));
+    let ftab = pcln + word(&bytes, pcln + 64) as usize;
+    let target = u32::try_from(entry - text).unwrap();
+    let slot = (0..nfunc as usize)
+        .map(|i| ftab + i * 8)
+        .find(|&at| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) == target)
+        .expect("the function's entry in the table");
+    bytes[slot..slot + 4].copy_from_slice(&(target + 1).to_le_bytes());
+    let out = scratch(&format!("shifted-{function}"));
+    std::fs::write(&out, &bytes).unwrap();
+    (out, entry)
+}
+
+/// A probe is never planned off the code: sites are checked against the instructions before
+/// anything is attached.
+#[test]
+fn probe_sites_off_the_code_are_refused() {
+    let f = build("1.25.5", "allops", false, false);
+    let bin = GoBinary::open(&f.path).unwrap();
+    let plan = bin.map_probe_plan();
+    let push = plan[0].site.clone();
+    bin.check_probe_sites([&push]).unwrap();
+    // `push rbp` (1 byte), then `mov rbp,rsp` (3): one byte on is another instruction, two
+    // bytes on the middle of one.
+    let moved = |by: u64| gotarget::ProbeSite {
+        addr: push.addr + by,
+        file_offset: push.file_offset + by,
+        ..push.clone()
+    };
+    let msg = one_line(&bin.check_probe_sites([&moved(1)]).unwrap_err(), &f.path);
+    assert!(msg.contains("the code there is `mov rbp,rsp`"), "{msg}");
+    let msg = one_line(&bin.check_probe_sites([&moved(2)]).unwrap_err(), &f.path);
+    assert!(msg.contains("not at an instruction boundary"), "{msg}");
+    let wrong_offset = gotarget::ProbeSite {
+        file_offset: push.file_offset + 1,
+        ..push.clone()
+    };
+    let msg = one_line(
+        &bin.check_probe_sites([&wrong_offset]).unwrap_err(),
+        &f.path,
+    );
+    assert!(msg.contains("file offset"), "{msg}");
+
+    let call = bin.map_call_sites().remove(0).site;
+    bin.check_probe_sites([&call]).unwrap();
+    let elsewhere = gotarget::ProbeSite {
+        placement: gotarget::Placement::Call { callee: push.addr },
+        ..call
+    };
+    let msg = one_line(&bin.check_probe_sites([&elsewhere]).unwrap_err(), &f.path);
+    assert!(msg.contains("is not a call to"), "{msg}");
+
+    // A table that lies about where a function starts: its sites are refused.
+    let (path, entry) = shift_entry_in_pclntab("runtime.mapaccess2_fast64");
+    let bin = GoBinary::open(&path).unwrap();
+    let lied = bin
+        .map_probe_plan()
+        .into_iter()
+        .find(|p| p.function.name == "runtime.mapaccess2_fast64")
+        .unwrap();
+    assert_eq!(lied.function.addr, entry + 1);
+    let msg = one_line(&bin.check_probe_sites([&lied.site]).unwrap_err(), &path);
+    assert!(msg.contains("does not end at its entry"), "{msg}");
+}

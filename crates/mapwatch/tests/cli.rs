@@ -290,6 +290,45 @@ fn bad_input_gets_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A binary whose symbol table lies about where a map function starts: the probe planned
+/// there would sit inside an instruction, so nothing is attached and the program never runs.
+#[test]
+fn a_symbol_table_that_lies_gets_no_probe() {
+    use object::{Object, ObjectSection};
+    let bin = go_binary("1.25.5", "allops");
+    let f = gotarget::GoBinary::open(&bin)
+        .unwrap()
+        .function("runtime.mapaccess2_fast64")
+        .unwrap();
+    let mut bytes = std::fs::read(&bin).unwrap();
+    let (off, len) = object::File::parse(&*bytes)
+        .unwrap()
+        .section_by_name(".symtab")
+        .unwrap()
+        .file_range()
+        .unwrap();
+    // Elf64_Sym: name u32, info u8, other u8, shndx u16, value u64, size u64.
+    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let sym = (off as usize..(off + len) as usize)
+        .step_by(24)
+        .find(|&s| word(&bytes, s + 8) == f.addr && word(&bytes, s + 16) == f.size)
+        .expect("the function's symbol");
+    bytes[sym + 8..sym + 16].copy_from_slice(&(f.addr + 2).to_le_bytes());
+    let lying = scratch("lying-symtab").join("allops");
+    std::fs::write(&lying, &bytes).unwrap();
+    std::fs::set_permissions(&lying, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let out = run_mapwatch(&["run", "--all-maps", "--", lying.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nothing was attached"), "{stderr}");
+    assert!(
+        stderr.contains(".gopclntab puts runtime.mapaccess2_fast64 at"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "the program ran");
+}
+
 #[test]
 fn not_root_is_refused_clearly() {
     let bin = go_binary(TEST_VERSIONS[0], "allops");

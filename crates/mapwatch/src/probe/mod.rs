@@ -438,6 +438,11 @@ impl Probes {
                 });
             }
         }
+        // A probe off an instruction boundary would corrupt the target's code: nothing goes
+        // in unless every site checks out against the code.
+        binary
+            .check_probe_sites(sites.iter().map(|s| &s.site))
+            .context("nothing was attached")?;
         self.attach_sites(&sites, exe, pid)?;
         self.planned.extend(sites);
         self.target = Some((exe.to_path_buf(), pid));
