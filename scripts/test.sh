@@ -3,8 +3,15 @@
 # integration tests (real eBPF on the real kernel, real Go binaries from Go 1.21 to 1.27),
 # and the library's loom models, Miri and ThreadSanitizer runs. Needs root (the eBPF tests
 # load programs).
+#
+# --soak: the long soak (1000 attach/detach cycles against a busy service) instead of the
+# short one every run makes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--soak" ]; then
+    export MAPWATCH_SOAK_CYCLES=1000
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "test: the eBPF integration tests need root: run $0 as root" >&2

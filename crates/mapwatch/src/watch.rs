@@ -121,6 +121,8 @@ pub struct Watch {
     barrier_pending: bool,
     /// What a probe hit costs here (calibrated for an overhead budget).
     hit_cost: Option<HitCost>,
+    /// When the watch ends (`--duration`).
+    deadline: Option<Instant>,
 }
 
 /// Inspects process `pid`'s binary, attaches the probes and opens the sinks.
@@ -180,6 +182,7 @@ pub fn prepare(pid: i32, opts: WatchOptions) -> Result<Watch> {
         sampler: None,
         barrier_pending: false,
         hit_cost,
+        deadline: None,
     })
 }
 
@@ -193,6 +196,7 @@ impl Watch {
         }
         let mut reader = self.probes.reader()?;
         let start = Instant::now();
+        self.deadline = self.opts.duration.map(|d| start + d);
         let mut last_tick = start;
         let mut last_counters = Counters::default();
         let mut exit = None;
@@ -209,7 +213,7 @@ impl Watch {
             if target.ended(&mut exit)? {
                 break;
             }
-            if self.opts.duration.is_some_and(|d| start.elapsed() >= d) {
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
             if last_tick.elapsed() >= TICK {
@@ -294,6 +298,10 @@ impl Watch {
     /// target does not keep the probes on past their time. A pause is a barrier, applied
     /// once everything recorded before it is analysed (see [`Watch::read`]).
     fn follow_schedule(&mut self) -> Result<()> {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            // The watch is over: no more switching (it takes time).
+            return Ok(());
+        }
         let Some(mut sampler) = self.sampler.take() else {
             return Ok(());
         };
@@ -331,6 +339,18 @@ impl Watch {
     /// the lost ones lie somewhere before the end of the next read, which starts after the
     /// drop was seen and reads up to the ring buffer's head.
     fn read(&mut self, reader: &mut EventReader, wait: Duration) -> Result<usize> {
+        let n = self.read_once(reader, wait)?;
+        if self.barrier_pending {
+            // The probes came off during this read: what they recorded before is in the ring.
+            // They stay off until the barrier (see `follow_schedule`), so this ends.
+            while self.read_once(reader, Duration::ZERO)? == BATCH {}
+            self.analysis.barrier();
+            self.barrier_pending = false;
+        }
+        Ok(n)
+    }
+
+    fn read_once(&mut self, reader: &mut EventReader, wait: Duration) -> Result<usize> {
         let mut records = std::mem::take(&mut self.records);
         let n = reader.drain(wait, &mut records)?;
         let drops = self.probes.counters()?.drops;
@@ -344,12 +364,6 @@ impl Watch {
         if self.blind_reads > 0 {
             self.blind_reads -= 1;
             self.analysis.set_blind(self.blind_reads > 0);
-        }
-        if self.barrier_pending {
-            // The probes came off during this read: what they recorded before is in the ring.
-            self.barrier_pending = false;
-            while self.read(reader, Duration::ZERO)? == BATCH {}
-            self.analysis.barrier();
         }
         Ok(n)
     }
