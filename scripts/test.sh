@@ -4,8 +4,8 @@
 # and the library's loom models, Miri and ThreadSanitizer runs. Needs root (the eBPF tests
 # load programs).
 #
-# --soak: the long soak (1000 attach/detach cycles against a busy service) instead of the
-# short one every run makes.
+# --soak: the long soaks (1000 attach/detach cycles against a busy service, 1000 processes
+# through the daemon) instead of the short ones every run makes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -208,6 +208,48 @@ fn daemon_picks_up_new_processes_and_drops_ended_ones() {
     bystander.wait().unwrap();
 }
 
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Processes coming and going leave nothing behind in the daemon: its open files (the BPF
+/// objects, links and ring buffers of each watch among them) and memory stay where they were.
+/// `MAPWATCH_SOAK_CYCLES` processes (10 by default; `scripts/test.sh --soak` sees 1000).
+#[test]
+fn daemon_resources_stay_bounded_as_processes_come_and_go() {
+    let cycles = common::soak_cycles();
+    let dir = scratch("daemon-resources");
+    let bin = named_copy(&go_binary(TEST_VERSIONS[1], "longrun"), &dir, "come-and-go");
+    let pattern = format!("^{}$", bin.display());
+    let daemon = Daemon::start(&["--match", &pattern, "--poll-ms", "100"]);
+    let daemon_pid = daemon.child.id();
+    let mut baseline = None;
+    for i in 0..cycles + 2 {
+        let (mut target, _out) = start(&bin, "100000", "5");
+        daemon.wait_for_line(&format!("watching pid {}", target.id()));
+        target.kill().unwrap();
+        target.wait().unwrap();
+        daemon.wait_for_line(&format!("pid {} is no longer watched", target.id()));
+        if i == 1 {
+            // After two watches: everything made once is made.
+            baseline = Some((open_fds(daemon_pid), common::rss_kib(daemon_pid)));
+        }
+    }
+    let (fds, rss) = baseline.unwrap();
+    let (fds_after, rss_after) = (open_fds(daemon_pid), common::rss_kib(daemon_pid));
+    eprintln!(
+        "daemon after {cycles} processes: {fds} -> {fds_after} fds, {rss} -> {rss_after} KiB"
+    );
+    assert_eq!(fds_after, fds, "open files grew");
+    assert!(
+        rss_after < rss + 16 * 1024,
+        "RSS {rss} KiB -> {rss_after} KiB"
+    );
+    daemon.stop();
+}
+
 #[test]
 fn daemon_with_a_pid_list_ends_when_they_have() {
     let bin = go_binary(TEST_VERSIONS[0], "longrun");

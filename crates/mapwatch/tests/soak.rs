@@ -89,12 +89,6 @@ fn load(addr: String, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
     })
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Every site mapwatch may probe in `binary`.
 fn probe_sites(binary: &GoBinary) -> Vec<ProbeSite> {
     let mut sites = Vec::new();
@@ -140,10 +134,7 @@ fn mapwatch_attach(pid: u32, args: &[&str]) {
 }
 
 fn soak(version: &str) {
-    let cycles: u32 = std::env::var("MAPWATCH_SOAK_CYCLES")
-        .ok()
-        .map(|v| v.parse().expect("MAPWATCH_SOAK_CYCLES is a number"))
-        .unwrap_or(10);
+    let cycles = common::soak_cycles();
     let exe = common::go_binary(version, "service");
     let dir = common::scratch(&format!("soak-{version}"));
     let addr_file = dir.join("addr");
@@ -169,7 +160,7 @@ fn soak(version: &str) {
         .collect();
     clients.push(load(addr.clone(), Arc::clone(&stop)));
     std::thread::sleep(Duration::from_secs(1));
-    let rss_before = rss_kib(pid);
+    let rss_before = common::rss_kib(pid);
 
     for _ in 0..cycles {
         mapwatch_attach(pid, &["--duration", "0.2"]);
@@ -193,7 +184,7 @@ fn soak(version: &str) {
         service.try_wait().unwrap().is_none(),
         "the service died under watch"
     );
-    let rss_after = rss_kib(pid);
+    let rss_after = common::rss_kib(pid);
     let altered = altered_sites(pid, &exe, &probe_sites(&GoBinary::open(&exe).unwrap()));
     let _ = service.kill();
     let _ = service.wait();
@@ -201,7 +192,7 @@ fn soak(version: &str) {
         "Go {version}: {cycles} attach/detach cycles, {round_trips} round trips, \
          RSS {rss_before} KiB -> {rss_after} KiB"
     );
-    assert!(round_trips > u64::from(cycles), "the clients stalled");
+    assert!(round_trips > cycles as u64, "the clients stalled");
     assert!(
         altered.is_empty(),
         "probes left in the code at {altered:x?}"

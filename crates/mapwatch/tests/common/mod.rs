@@ -66,3 +66,19 @@ pub fn ops_in_summary(stderr: &str) -> u64 {
     let before = line.split(" map ops (").next().unwrap();
     before.rsplit(' ').next().unwrap().parse().unwrap()
 }
+
+/// Resident memory of process `pid`, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// How many rounds the soak tests run: `MAPWATCH_SOAK_CYCLES`, 10 by default
+/// (`scripts/test.sh --soak` sets 1000).
+pub fn soak_cycles() -> usize {
+    std::env::var("MAPWATCH_SOAK_CYCLES")
+        .ok()
+        .map(|v| v.parse().expect("MAPWATCH_SOAK_CYCLES is a number"))
+        .unwrap_or(10)
+}
