@@ -213,7 +213,7 @@ impl Watch {
             if target.ended(&mut exit)? {
                 break;
             }
-            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            if self.past_deadline() {
                 break;
             }
             if last_tick.elapsed() >= TICK {
@@ -298,7 +298,7 @@ impl Watch {
     /// target does not keep the probes on past their time. A pause is a barrier, applied
     /// once everything recorded before it is analysed (see [`Watch::read`]).
     fn follow_schedule(&mut self) -> Result<()> {
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if self.past_deadline() {
             // The watch is over: no more switching (it takes time).
             return Ok(());
         }
@@ -321,6 +321,10 @@ impl Watch {
         self.sampled_share = sampler.on_fraction();
         self.sampler = Some(sampler);
         switched
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     fn switch_probes(&mut self, on: bool) -> Result<()> {
