@@ -18,16 +18,12 @@ const MAX_RSS_MIB: u64 = 256;
 /// the kernel's rusage of a child counts the target it waits for too).
 fn run_measured(cmd: &mut Command) -> (Option<i32>, u64) {
     let mut child = cmd.spawn().expect("mapwatch runs");
-    let status_file = format!("/proc/{}/status", child.id());
     let mut peak = 0;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return (status.code(), peak);
         }
-        let status = std::fs::read_to_string(&status_file).unwrap_or_default();
-        if let Some(hwm) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
-            peak = hwm.trim().trim_end_matches(" kB").parse().unwrap();
-        }
+        peak = common::status_kib(child.id(), "VmHWM").unwrap_or(peak);
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -120,17 +120,9 @@ fn altered_sites(pid: u32, exe: &Path, sites: &[ProbeSite]) -> Vec<u64> {
 }
 
 fn mapwatch_attach(pid: u32, args: &[&str]) {
-    let out = common::mapwatch()
-        .args(["attach", "--quiet", "-p", &pid.to_string()])
-        .args(args)
-        .stdout(Stdio::null())
-        .output()
-        .expect("mapwatch runs");
-    assert!(
-        out.status.success(),
-        "mapwatch attach {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let pid = pid.to_string();
+    let out = common::run_mapwatch(&[&["attach", "--quiet", "-p", &pid], args].concat());
+    assert!(out.status.success(), "mapwatch attach {args:?} failed");
 }
 
 fn soak(version: &str) {

@@ -32,6 +32,22 @@ func (s *store) add(k, v int) {
 	s.mu.Unlock()
 }
 
+// inWaves runs work(i) for every i in [0, n) on its own goroutine, wave goroutines at a time,
+// each wave waited for.
+func inWaves(n, wave int, work func(i int)) {
+	for start := 0; start < n; start += wave {
+		var wg sync.WaitGroup
+		for i := start; i < start+wave && i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				work(i)
+			}(i)
+		}
+		wg.Wait()
+	}
+}
+
 func main() {
 	goroutines := flag.Int("goroutines", 200000, "goroutines to start and end")
 	threads := flag.Int("threads", 2000, "OS threads to start and end")
@@ -47,45 +63,19 @@ func main() {
 			log.Fatal(err)
 		}
 		fmt.Println("ready")
-		for i := 0; ; i++ {
-			var wg sync.WaitGroup
-			for g := 0; g < 64; g++ {
-				wg.Add(1)
-				go func(g int) {
-					defer wg.Done()
-					s.add(i+g, 1)
-				}(g)
-			}
-			wg.Wait()
+		for round := 0; ; round++ {
+			inWaves(64, 64, func(i int) { s.add(round+i, 1) })
 		}
 	}
 
 	// Goroutines, in waves so that a few thousand live at a time.
-	for done := 0; done < *goroutines; done += 5000 {
-		var wg sync.WaitGroup
-		for g := 0; g < 5000; g++ {
-			wg.Add(1)
-			go func(g int) {
-				defer wg.Done()
-				s.add(done+g, 1)
-			}(g)
-		}
-		wg.Wait()
-	}
+	inWaves(*goroutines, 5000, func(i int) { s.add(i, 1) })
 
 	// Threads: each goroutine exits locked to its thread, which then ends.
-	for done := 0; done < *threads; done += 100 {
-		var wg sync.WaitGroup
-		for t := 0; t < 100; t++ {
-			wg.Add(1)
-			go func(t int) {
-				defer wg.Done()
-				runtime.LockOSThread()
-				s.add(done+t, 2)
-			}(t)
-		}
-		wg.Wait()
-	}
+	inWaves(*threads, 100, func(i int) {
+		runtime.LockOSThread()
+		s.add(i, 2)
+	})
 
 	// Fork and exec.
 	for i := 0; i < *execs; i++ {

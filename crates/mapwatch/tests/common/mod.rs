@@ -67,11 +67,19 @@ pub fn ops_in_summary(stderr: &str) -> u64 {
     before.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
+/// A size field of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...), KiB; `None` once the process
+/// is gone.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    value.split_whitespace().next()?.parse().ok()
+}
+
 /// Resident memory of process `pid`, KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    status_kib(pid, "VmRSS").expect("the process runs")
 }
 
 /// How many rounds the soak tests run: `MAPWATCH_SOAK_CYCLES`, 10 by default
