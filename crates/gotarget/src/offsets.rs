@@ -61,6 +61,8 @@ pub struct RuntimeOffsets {
     pub parent_goid: u32,
     /// `runtime.g.m`.
     pub m: u32,
+    /// `runtime.g.coroarg` (the coroutine a switch is about; Go 1.22+).
+    pub coroarg: Option<u32>,
     /// The map header's write-in-progress flag.
     pub write_flag: WriteFlag,
     /// The map header's hash seed, random per map (`hmap.hash0` / `maps.Map.seed`): a map
@@ -127,10 +129,17 @@ pub(crate) fn table(version: &GoVersion, abi: MapAbi) -> RuntimeOffsets {
         25 => (152, 272),
         _ => (152, 280),
     };
+    let coroarg = match version.minor.min(LATEST_TESTED_MINOR) {
+        ..=21 => None,
+        22 => Some(368),
+        25 => Some(376),
+        _ => Some(384),
+    };
     RuntimeOffsets {
         goid,
         parent_goid,
         m: 48,
+        coroarg,
         write_flag: default_write_flag(abi),
         seed: MapSeed::of(abi),
         iter_map_offset: 24,
@@ -194,6 +203,9 @@ pub(crate) fn from_dwarf(
     let goid = get("runtime.g", "goid");
     let parent_goid = get("runtime.g", "parentGoid");
     let m = get("runtime.g", "m");
+    let coroarg = idx
+        .member("runtime.g", "coroarg")
+        .and_then(|v| u32::try_from(v).ok());
     let flag = get(map_struct, flag_member);
     let seed = get(map_struct, seed_member);
     let iter_map_offset = get(iter_struct, iter_member);
@@ -204,6 +216,7 @@ pub(crate) fn from_dwarf(
         goid,
         parent_goid,
         m,
+        coroarg,
         write_flag: WriteFlag {
             offset: flag,
             mask: default_write_flag(abi).mask,

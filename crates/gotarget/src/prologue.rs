@@ -14,7 +14,8 @@
 //! 0xf, ...) and must be decoded.
 
 use iced_x86::{
-    Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, Mnemonic, OpKind, Register,
+    Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter, Mnemonic, OpKind,
+    Register,
 };
 
 /// Where a probe on a function goes.
@@ -191,6 +192,47 @@ pub(crate) fn direct_calls(code: &[u8], addr: u64) -> Vec<DirectCall> {
         }
     }
     out
+}
+
+/// The code from `at` on, in `code` (a whole function starting at `addr`), when it runs
+/// straight into a direct call within `limit` instructions (no jump, return or other branch
+/// before it): the addresses of the instructions before the call, and the call.
+pub(crate) fn straight_to_call(
+    code: &[u8],
+    addr: u64,
+    at: u64,
+    limit: usize,
+) -> Option<(Vec<u64>, DirectCall)> {
+    let start = usize::try_from(at.checked_sub(addr)?).ok()?;
+    let mut decoder = Decoder::with_ip(64, code.get(start..)?, at, DecoderOptions::NONE);
+    let mut ins = Instruction::default();
+    let mut before = Vec::new();
+    while decoder.can_decode() && before.len() < limit {
+        decoder.decode_out(&mut ins);
+        match ins.flow_control() {
+            FlowControl::Next => before.push(ins.ip()),
+            FlowControl::Call
+                if ins.op0_kind() == OpKind::NearBranch64
+                    && ins.len() as u64 == DirectCall::LEN =>
+            {
+                let call = DirectCall {
+                    at: ins.ip(),
+                    target: ins.near_branch_target(),
+                };
+                return Some((before, call));
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The instruction at `at` in `code` (a whole function starting at `addr`).
+pub(crate) fn instruction_at(code: &[u8], addr: u64, at: u64) -> Option<Instruction> {
+    let start = usize::try_from(at.checked_sub(addr)?).ok()?;
+    let mut decoder = Decoder::with_ip(64, code.get(start..)?, at, DecoderOptions::NONE);
+    let ins = decoder.decode();
+    (!ins.is_invalid()).then_some(ins)
 }
 
 /// Targets of the jumps in `code` (a whole function starting at `addr`).

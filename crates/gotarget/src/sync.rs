@@ -8,8 +8,9 @@
 
 use std::fmt;
 
+use crate::prologue::{self, DirectCall};
 use crate::syncsite::{FunctionCode, KeyInstruction, ObjectAddr, Reg};
-use crate::{Function, GoBinary, Placement, ProbeSite};
+use crate::{Function, GoBinary, InspectError, Placement, ProbeSite};
 
 /// A synchronisation operation, as carried in a BPF event's op byte (map operations use
 /// 1-7; these start at 16).
@@ -22,7 +23,8 @@ use crate::{Function, GoBinary, Placement, ProbeSite};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum SyncKind {
-    /// A goroutine was created (`newproc1` returned): parent and child.
+    /// A goroutine was created (`newproc1` returned, before the goroutine can run): parent
+    /// and child.
     GoStart = 16,
     /// A goroutine is exiting (`goexit1`).
     GoExit = 17,
@@ -72,11 +74,15 @@ pub enum SyncKind {
     /// `ValueSwap` does, and also to every later access of every goroutine (which may have
     /// loaded it unseen).
     AtomicUnpaired = 36,
+    /// A coroutine switch (`coroswitch`, `coroexit`: `iter.Pull`'s next, yield and stop),
+    /// seen in `coroswitch_m`, which does them all: what the switching goroutine did happens
+    /// before what the goroutine it resumes does next (that one is parked until then).
+    CoroSwitch = 37,
 }
 
 impl SyncKind {
     /// Every kind, in discriminant order.
-    pub const ALL: [SyncKind; 21] = [
+    pub const ALL: [SyncKind; 22] = [
         SyncKind::GoStart,
         SyncKind::GoExit,
         SyncKind::ChanSend,
@@ -98,6 +104,7 @@ impl SyncKind {
         SyncKind::ChanHandoff,
         SyncKind::ChanPoll,
         SyncKind::AtomicUnpaired,
+        SyncKind::CoroSwitch,
     ];
 
     /// The kind with discriminant `v`.
@@ -122,8 +129,17 @@ pub enum SyncObject {
     LockedChannel(ObjectAddr),
     /// `selectgo`'s cases: the `scase` array in AX, `nsends` in DI, `nrecvs` in SI.
     SelectCases,
-    /// `newproc1`'s result: the new goroutine's `g` in AX (its goid and parentGoid).
-    NewGoroutine,
+    /// A new goroutine's `g` (its goid and parentGoid) in a register: `newproc1`'s result.
+    NewGoroutine(Reg),
+    /// A coroutine switch in `coroswitch_m(gp)`, on the system stack: the switching
+    /// goroutine's `g` in register `g`, the coroutine at `g + coroarg`, and the goroutine it
+    /// resumes its `gp` (the first field of `runtime.coro` in Go 1.22-1.27).
+    CoroutineSwitch {
+        /// Holds the switching goroutine's `g`.
+        g: Reg,
+        /// `runtime.g.coroarg`.
+        coroarg: u32,
+    },
     /// No object (goroutine exit).
     None,
 }
@@ -366,6 +382,21 @@ impl GoBinary {
             self.function("runtime.goexit1")
                 .map(|f| (f, SyncKind::GoExit, SyncObject::None)),
         );
+        if let Some(f) = self.function("runtime.coroswitch_m") {
+            match self.runtime_offsets().coroarg {
+                Some(coroarg) => calls.push((
+                    f,
+                    SyncKind::CoroSwitch,
+                    SyncObject::CoroutineSwitch {
+                        g: Reg::Rax,
+                        coroarg,
+                    },
+                )),
+                None => plan
+                    .unobservable
+                    .push("coroutine switches: no offset for runtime.g.coroarg".into()),
+            }
+        }
         calls.extend(
             self.function("runtime.selectgo")
                 .map(|f| (f, SyncKind::Select, SyncObject::SelectCases)),
@@ -383,14 +414,16 @@ impl GoBinary {
             }
         }
         match self.function("runtime.newproc1") {
-            Some(f) => match self.return_sites(&f) {
-                Ok(sites) => plan.probes.extend(sites.into_iter().map(|site| SyncProbe {
-                    kind: SyncKind::GoStart,
-                    function: f.name.clone(),
-                    call_site: String::new(),
-                    site,
-                    object: SyncObject::NewGoroutine,
-                })),
+            Some(f) => match self.goroutine_start_sites(&f) {
+                Ok(sites) => plan
+                    .probes
+                    .extend(sites.into_iter().map(|(function, site, reg)| SyncProbe {
+                        kind: SyncKind::GoStart,
+                        function,
+                        call_site: String::new(),
+                        site,
+                        object: SyncObject::NewGoroutine(reg),
+                    })),
                 Err(e) => plan.unobservable.push(format!("goroutine creation: {e}")),
             },
             None => plan
@@ -399,6 +432,99 @@ impl GoBinary {
         }
         self.plan_inlined(&mut plan);
         plan
+    }
+
+    /// Where goroutine creations are probed, with the register holding the new `g` there:
+    /// after `newproc1` has given it its goid, before it can run. Each call of `newproc1`
+    /// is followed: in `newproc`'s closure the code runs straight into `runqput(pp, newg,
+    /// next)`, a `call` the kernel emulates, the new g its second argument (BX); the other
+    /// callers (coroutines, debugger calls, synctest: rare) are probed on the instruction
+    /// the call returns to, the new g in AX. If a call fits neither (its return address is
+    /// also a jump target), `newproc1`'s returns are probed instead: single-stepped, about
+    /// ten times the cost of an emulated hit, once per goroutine.
+    fn goroutine_start_sites(
+        &self,
+        newproc1: &Function,
+    ) -> Result<Vec<(String, ProbeSite, Reg)>, InspectError> {
+        /// Instructions between `newproc1`'s return and the `runqput` call (five in Go
+        /// 1.21-1.27: find the P, move the arguments).
+        const TO_RUNQPUT: usize = 12;
+        let runqput = self.function("runtime.runqput").map(|f| f.addr);
+        let mut sites = Vec::new();
+        for caller in self.functions_where(|name| name.starts_with("runtime.")) {
+            let Some(code) = self.code(&caller) else {
+                continue;
+            };
+            let calls: Vec<DirectCall> = prologue::direct_calls(code, caller.addr)
+                .into_iter()
+                .filter(|c| c.target == newproc1.addr)
+                .collect();
+            if calls.is_empty() {
+                continue;
+            }
+            let jump_targets = prologue::jump_targets(code, caller.addr);
+            for call in calls {
+                let after = call.at + DirectCall::LEN;
+                let entered_only_by_the_call =
+                    |addrs: &[u64]| !addrs.iter().any(|a| jump_targets.contains(a));
+                let (addr, placement, instruction, emulated, reg) =
+                    match prologue::straight_to_call(code, caller.addr, after, TO_RUNQPUT) {
+                        Some((before, next))
+                            if Some(next.target) == runqput
+                                && entered_only_by_the_call(&before)
+                                && !jump_targets.contains(&next.at) =>
+                        {
+                            let placement = Placement::Call {
+                                callee: next.target,
+                            };
+                            let text = "call runtime.runqput".to_string();
+                            (next.at, placement, text, true, Reg::Rbx)
+                        }
+                        _ if !jump_targets.contains(&after) => {
+                            let Some(ins) = prologue::instruction_at(code, caller.addr, after)
+                            else {
+                                return self.newproc1_returns(newproc1);
+                            };
+                            let placement = Placement::AfterCall {
+                                callee: newproc1.addr,
+                            };
+                            let emulated = crate::syncsite::is_emulated(&ins);
+                            (after, placement, prologue::format(&ins), emulated, Reg::Rax)
+                        }
+                        _ => return self.newproc1_returns(newproc1),
+                    };
+                let file_offset =
+                    self.file_offset(addr)
+                        .ok_or_else(|| InspectError::Malformed {
+                            path: self.path().to_path_buf(),
+                            reason: format!("{addr:#x} is not in a loadable segment"),
+                        })?;
+                let site = ProbeSite {
+                    addr,
+                    file_offset,
+                    placement,
+                    instruction,
+                    emulated,
+                };
+                sites.push((caller.name.clone(), site, reg));
+            }
+        }
+        if sites.is_empty() {
+            return self.newproc1_returns(newproc1);
+        }
+        Ok(sites)
+    }
+
+    /// `newproc1`'s returns, the new g in AX.
+    fn newproc1_returns(
+        &self,
+        newproc1: &Function,
+    ) -> Result<Vec<(String, ProbeSite, Reg)>, InspectError> {
+        Ok(self
+            .return_sites(newproc1)?
+            .into_iter()
+            .map(|site| (newproc1.name.clone(), site, Reg::Rax))
+            .collect())
     }
 
     /// Probes inside `chansend` and `chanrecv` once they hold the channel's lock, and on

@@ -703,7 +703,7 @@ fn memory_operand(ins: &Instruction) -> ObjectAddr {
 
 /// The kernel emulates `nop`, `push reg` and relative `jcc`, `jmp` and `call` instead of
 /// single-stepping them (arch/x86/kernel/uprobes.c).
-fn is_emulated(ins: &Instruction) -> bool {
+pub(crate) fn is_emulated(ins: &Instruction) -> bool {
     match ins.mnemonic() {
         Mnemonic::Nop => ins.len() == 1,
         Mnemonic::Push => ins.op0_kind() == OpKind::Register,

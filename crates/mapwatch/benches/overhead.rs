@@ -3,14 +3,17 @@
 //! kernel single-steps); a program that does nothing at mapwatch's placement (the kernel's own
 //! cost there: the floor under any program); and mapwatch with full events, in the map
 //! functions (`--all-maps`) and on the program's calls to them (the default). The Go
-//! program times its own loop, so process start-up and attach time don't count. Needs root.
+//! program times its own loop, so process start-up and attach time don't count. Then the
+//! programs' own run time per hit from the kernel's statistics (separate runs, as the
+//! statistics cost every hit two clock reads): mapwatch's work over the empty program's, as a
+//! share of the kernel's floor. Needs root.
 //!
 //! cargo bench -p mapwatch --bench mapwatch-overhead [-- ROUNDS]
 
 use std::process::Command;
 
-use mapwatch::capture;
 use mapwatch::SitePolicy;
+use mapwatch::{capture, capture_measured};
 
 /// Ops per run; the entry probe is several times dearer per op, so it gets fewer.
 const OPS: u64 = 1_000_000;
@@ -81,6 +84,13 @@ fn run(bin: &std::path::Path, op: &str, probe: Probe) -> (f64, u64, u64) {
     }
 }
 
+/// The programs' mean run time per hit over one run of `mapbench OP` (kernel statistics).
+fn program_ns_per_hit(bin: &std::path::Path, op: &str, policy: SitePolicy) -> f64 {
+    let mut cmd = Command::new(bin);
+    cmd.args([op, &OPS.to_string()]);
+    capture_measured(cmd, policy).unwrap().runs.ns_per_hit()
+}
+
 fn main() {
     let rounds: usize = std::env::args()
         .filter_map(|a| a.parse().ok())
@@ -99,6 +109,7 @@ fn main() {
     let mut last_line = String::new();
     for op in ["read", "write"] {
         let mut samples = vec![Vec::new(); PROBES.len()];
+        let (mut empty_program, mut mapwatch_program) = (Vec::new(), Vec::new());
         let (mut events, mut drops) = (0, 0);
         for round in 1..=rounds {
             let mut line = format!("{op} round {round}/{rounds}:");
@@ -109,6 +120,8 @@ fn main() {
                 drops += d;
                 line += &format!(" {ns:.1}");
             }
+            empty_program.push(program_ns_per_hit(&bin, op, SitePolicy::PlannedEmpty));
+            mapwatch_program.push(program_ns_per_hit(&bin, op, SitePolicy::Calls));
             eprintln!("{line} ns/op");
         }
         let ns: Vec<f64> = samples.into_iter().map(median).collect();
@@ -132,6 +145,13 @@ fn main() {
             "  mapwatch's program adds {:.2} µs to the kernel's {:.2} µs per probe (same sites)",
             (in_functions - floor) / 1000.0,
             floor / 1000.0
+        );
+        let (empty, work) = (median(empty_program), median(mapwatch_program));
+        println!(
+            "  run time per hit (kernel statistics): mapwatch on the calls {work:.0} ns, the empty \
+             program {empty:.0} ns: mapwatch's work {:.0} ns, {:.0} % of the floor",
+            work - empty,
+            100.0 * (work - empty) / floor
         );
         last_line += &format!(
             "{op}: mapwatch {:.2} µs/op on the program's calls, {:.1}x cheaper than the entry probe; ",

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use gotarget::GoBinary;
 
 use crate::event::Record;
-use crate::probe::{Counters, Probes, SitePolicy};
+use crate::probe::{Counters, Probes, ProgramRuns, SitePolicy};
 use crate::process::{exe_of, StoppedChild};
 
 /// What a captured run produced.
@@ -22,16 +22,31 @@ pub struct Capture {
     pub status: ExitStatus,
     /// BPF counters at the end.
     pub counters: Counters,
+    /// The programs' hits and run time (the kernel's statistics): zero unless measured.
+    pub runs: ProgramRuns,
 }
 
 /// Runs `cmd` (its stdout is captured) with map probes placed by `policy`.
-pub fn capture(mut cmd: Command, policy: SitePolicy) -> Result<Capture> {
+pub fn capture(cmd: Command, policy: SitePolicy) -> Result<Capture> {
+    capture_with(cmd, policy, false)
+}
+
+/// [`capture`], with the kernel's statistics of the programs' run time on (they cost each hit
+/// two clock reads).
+pub fn capture_measured(cmd: Command, policy: SitePolicy) -> Result<Capture> {
+    capture_with(cmd, policy, true)
+}
+
+fn capture_with(mut cmd: Command, policy: SitePolicy, measured: bool) -> Result<Capture> {
     cmd.stdout(Stdio::piped());
     let stopped = StoppedChild::spawn_command(cmd)?;
     let pid = stopped.pid();
     let exe = exe_of(pid)?;
     let binary = GoBinary::open(&exe)?;
     let mut probes = Probes::load(&binary, true)?;
+    if measured {
+        probes.enable_run_stats()?;
+    }
     probes.attach(&binary, &exe, pid, policy)?;
     let mut reader = probes.reader()?;
     let mut child = stopped.resume()?;
@@ -51,11 +66,13 @@ pub fn capture(mut cmd: Command, policy: SitePolicy) -> Result<Capture> {
     };
     reader.drain_all(&mut records)?;
     let counters = probes.counters()?;
+    let runs = probes.all_runs()?;
     let stdout = stdout.join().unwrap_or_default();
     Ok(Capture {
         records,
         stdout,
         status,
         counters,
+        runs,
     })
 }

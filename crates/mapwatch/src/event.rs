@@ -137,7 +137,8 @@ pub struct SyncEvent {
     pub object: u64,
     /// Goroutine id (for `GoStart`, the parent).
     pub goid: u64,
-    /// For `GoStart`, the new goroutine's id.
+    /// For `GoStart`, the new goroutine's id; for `CoroSwitch`, the resumed one's (0 if
+    /// unknown).
     pub child: u64,
     /// The caller (real calls) or the probed instruction (inlined operations).
     pub pc: u64,

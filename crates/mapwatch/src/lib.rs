@@ -25,12 +25,12 @@ mod sink;
 mod stacks;
 mod watch;
 
-pub use capture::capture;
+pub use capture::{capture, capture_measured};
 pub use cli::main;
 pub use detect::race::RaceDetector;
 pub use event::{ChanState, MapEvent, Record, SyncEvent};
 pub use export::audit::{read_all as read_audit_log, AuditRecord};
 pub use export::metrics::Metrics;
 pub use opcount::{SiteOps, UNKNOWN_SITE};
-pub use probe::{Counters, SitePolicy};
+pub use probe::{Counters, ProgramRuns, SitePolicy};
 pub use report::{jsonl, Access, Finding, FindingKind};

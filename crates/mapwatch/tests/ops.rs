@@ -95,6 +95,21 @@ fn check_all_ops(version: &str, policy: SitePolicy) {
         run.maps["other"].1, run.maps["ints"].1,
         "the other goroutine has its own goid"
     );
+    // Goroutines that take over one another's g (each writes its own goid as the key) are
+    // told apart.
+    let relay = run.maps["relay"].0;
+    let relayed: Vec<&MapEvent> = run
+        .events
+        .iter()
+        .filter(|e| e.map == relay && e.op == MapOp::Write)
+        .collect();
+    assert!(relayed.len() as u64 >= N, "{} relay writes", relayed.len());
+    for e in relayed {
+        assert_eq!(
+            e.goid, e.key,
+            "a relay write carries another goroutine's goid"
+        );
+    }
 
     // makemap's return (maps.clone's, for a clone) hands over the new map's address.
     for name in ["ints", "strs", "other", "clone"] {
@@ -162,4 +177,42 @@ fn every_op_class_fires_in_the_entry_points_of_classic_maps() {
 #[test]
 fn every_op_class_fires_in_the_entry_points_of_swiss_maps() {
     check_all_ops("1.25.5", SitePolicy::Planned);
+}
+
+/// When the runtime itself stops a conflicting operation, its fatal error is tied to the
+/// thread's last map operation, so both sides can be named before the process dies.
+fn runtime_fatal_names_its_map(version: &str) {
+    let bin = common::go_binary(version, "conflict");
+    // The overlap is timing-dependent; a few tries make a miss vanishingly unlikely.
+    for attempt in 1..=3 {
+        let run = capture(Command::new(&bin), SitePolicy::Calls).unwrap();
+        if run.status.code() != Some(2) {
+            eprintln!("attempt {attempt}: no crash this time");
+            continue;
+        }
+        let fatal: Vec<&MapEvent> = run
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Op(e) | Record::Conflict { access: e, .. } if e.runtime_fatal => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            fatal.iter().any(|e| e.map != 0),
+            "the runtime's fatal error was not tied to a map: {fatal:?}"
+        );
+        return;
+    }
+    panic!("the racy program never crashed in 3 runs");
+}
+
+#[test]
+fn the_runtimes_fatal_error_names_its_map_on_classic_maps() {
+    runtime_fatal_names_its_map("1.22.10");
+}
+
+#[test]
+fn the_runtimes_fatal_error_names_its_map_on_swiss_maps() {
+    runtime_fatal_names_its_map("1.25.5");
 }

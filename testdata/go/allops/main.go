@@ -1,12 +1,14 @@
 // allops performs every class of map operation a known number of times on maps whose runtime
 // addresses it prints first (%p of a map is its header pointer), so tests can match probe events
-// against Go's own view: "map NAME 0xADDR goid N" lines, then the operations, then "done".
+// against Go's own view: "map NAME 0xADDR goid N" lines, then the operations, then "done". The
+// map "relay" is written by short-lived goroutines one after another, each with its goid as key.
 package main
 
 import (
 	"fmt"
 	"maps"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 
@@ -85,6 +87,25 @@ func main() {
 			other[i] = i
 		}
 	}()
+	wg.Wait()
+
+	// Goroutines one after another, each writing its own goid as the key: each takes over
+	// the g its predecessor left, and must not be taken for it. The loop yields to each new
+	// goroutine (which runs next on this thread) and synchronises with none of them, so that
+	// nothing runs between one's accesses and the next one's but their creation.
+	relay := make(map[uint64]int)
+	report("relay", relay, g)
+	var mu sync.Mutex
+	wg.Add(n)
+	for i := 0; i < n; i++ {
+		go func() {
+			defer wg.Done()
+			mu.Lock()
+			relay[goid.Get()] = i
+			mu.Unlock()
+		}()
+		runtime.Gosched()
+	}
 	wg.Wait()
 	fmt.Printf("done %d\n", sink)
 }

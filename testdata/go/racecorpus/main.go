@@ -19,7 +19,8 @@
 // goroutines, and ends in well under a second. Cases are grouped by theme: the map tests of Go's
 // own race detector (gorace.go), goroutine creation and channels (channels.go), sync primitives
 // (locks.go), publication patterns (publish.go), the clear, delete and make op classes (ops.go),
-// deferred unlocks (defer.go), sync/atomic (atomics.go) and other idioms of real code (idioms.go).
+// deferred unlocks (defer.go), sync/atomic (atomics.go), other idioms of real code (idioms.go) and,
+// built by Go 1.23 and later, coroutines (coroutines.go).
 package main
 
 import (

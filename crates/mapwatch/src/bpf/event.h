@@ -19,9 +19,10 @@ enum map_op {
 };
 
 /* Synchronisation operations (gotarget::SyncKind) use op values from 16 up: GoStart 16 ...
- * ValueSwap 33. Their records are a struct event with map = the object (channel, lock,
- * WaitGroup, Value; 0 when unknown), key = the child's goid for GoStart, ret = the caller
- * (real calls) or the probed instruction (inlined operations). */
+ * CoroSwitch 37. Their records are a struct event with map = the object (channel, lock,
+ * WaitGroup, Value, coroutine; 0 when unknown), key = the child's goid for GoStart and the
+ * resumed goroutine's for CoroSwitch, ret = the caller (real calls) or the probed instruction
+ * (inlined operations). */
 #define OP_SYNC_FIRST 16
 #define OP_GO_START 16
 
@@ -32,8 +33,10 @@ enum addr_form {
 	ADDR_LOADED = 2,     /* *(base + slot) + disp */
 	ADDR_UNKNOWN = 3,    /* not recoverable: reported as object 0 */
 	ADDR_SELECT = 4,     /* selectgo: scase array in AX, nsends DI, nrecvs SI */
-	ADDR_NEW_G = 5,      /* newproc1's result in AX: parent and child goids */
+	ADDR_NEW_G = 5,      /* a new g in register base (newproc1's result): parent and child goids */
 	ADDR_NONE = 6,       /* no object (goroutine exit) */
+	ADDR_CORO = 7,       /* coroswitch_m: the switching g in base, the coroutine at g + slot; key =
+			      * the goid of the g it resumes (the coroutine's gp) */
 };
 
 /* Registers by number (gotarget::Reg). */
@@ -134,20 +137,27 @@ struct writers {
 	struct writer slot[WRITER_SLOTS];
 };
 
-/* The map operation a thread began last, for the runtime's fatal error to name its map. */
+/* The map operation a thread began last, for the runtime's fatal error to name its map: the
+ * runtime stops the operation on the same thread moments later. A cache line each, so that
+ * threads do not contend for one. */
 struct last_op {
 	__u64 map;
 	__u64 ret; /* the call's return address, to tell it is this operation the runtime stops */
+	__u32 tid;
 	__u8 op;
-	__u8 pad[7];
+	__u8 pad[43];
 };
 
-/* Per CPU: counters. */
+/* Per CPU: counters, and what the programs remember between hits on the CPU. */
 struct cpu_state {
 	__u64 ops[OP_SLOTS]; /* operations seen, by op */
 	__u64 drops;         /* records lost to a full ring buffer */
 	__u64 events;        /* records sent (paces the reader's wake-ups) */
 	__u64 sync;          /* synchronisation operations seen */
+	/* The goroutine last seen here: its g (R14), its goid, and the g_epoch the goid was read in. */
+	__u64 g;
+	__u64 goid;
+	__u64 g_epoch;
 };
 
 /* Frames per stack in a conflict: the probe address, the direct caller, then the
@@ -210,6 +220,8 @@ struct config {
 	struct chan_layout chan; /* runtime.hchan */
 	__u32 n_forwarders;
 	__u32 site_stacks; /* send a struct stack_event for each new call site (race analysis) */
+	__u32 goid_cache;  /* goroutine creation is probed: goids may be cached per CPU */
+	__u32 pad2;
 	struct code_range forwarders[FORWARDERS];
 };
 

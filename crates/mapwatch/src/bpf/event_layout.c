@@ -113,6 +113,7 @@ int main(void)
 	U8("ADDR_SELECT", ADDR_SELECT);
 	U8("ADDR_NEW_G", ADDR_NEW_G);
 	U8("ADDR_NONE", ADDR_NONE);
+	U8("ADDR_CORO", ADDR_CORO);
 	U8("REG_NONE", REG_NONE);
 
 	OFFSET("CPU_STATE_OPS", struct cpu_state, ops);

@@ -4,9 +4,12 @@
  * point's stack check (the `push rbp` the kernel emulates, instead of the entry instruction it
  * would single-step at ~10x the cost). Never a uretprobe: they crash Go.
  *
- * The hot path (every map operation) is a per-CPU and a per-thread lookup, three user-memory
- * reads and a 64-byte ring buffer record; a write adds a hash lookup. Stacks are walked only on a conflict:
- * the access's own, and the in-progress writer's from the frame pointer it recorded. */
+ * The hot path (every map operation) is two user-memory reads (the caller's frame, the map's
+ * header), a per-CPU and an array lookup and an 80-byte ring buffer record; the goid is read
+ * only when the CPU runs another goroutine than at its last hit, and a write adds a hash
+ * lookup. Each user-memory read or hash lookup costs about a tenth of the uprobe itself.
+ * Stacks are walked only on a conflict (the access's own, and the in-progress writer's from
+ * the frame pointer it recorded) and once per new call site. */
 #include <linux/bpf.h>
 #include <linux/ptrace.h>
 #include <bpf/bpf_helpers.h>
@@ -45,29 +48,43 @@ struct {
 	__type(value, struct cpu_state);
 } cpu_states SEC(".maps");
 
-/* Call sites (return address, caller) whose stack has been sent: each is sent once (again
- * after eviction), so a race's sides can show the stack above the accessing line. */
+/* Call sites (return address, caller) whose stack has been sent, so that a race's sides can
+ * show the stack above the accessing line: a direct-mapped cache (an array lookup, a fraction
+ * of a hash lookup's cost); a site whose slot another took is sent again, never missed. */
 struct site_key {
 	__u64 ret;
 	__u64 caller;
 };
+#define SITE_SLOTS 65536
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct site_key);
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SITE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct site_key);
 } stacked_sites SEC(".maps");
 
-/* Per thread: the map operation it began last, so a probe on the runtime's fatal error (same
- * thread, moments later) knows which map it is about. Other threads' operations can't push it
- * out, whatever CPU they share. */
-struct task_struct;
+/* Per thread, in slot tid mod THREAD_SLOTS: the map operation it began last (an array lookup,
+ * a fraction of task storage's cost). Threads of one process share a slot only when their tids
+ * are THREAD_SLOTS apart; the tid in the slot tells them apart, so sharing can lose a map's
+ * name, never give a wrong one. */
+#define THREAD_SLOTS 4096
 struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, THREAD_SLOTS);
+	__type(key, __u32);
 	__type(value, struct last_op);
 } last_ops SEC(".maps");
+
+static __always_inline struct last_op *thread_slot(__u32 tid)
+{
+	__u32 i = tid & (THREAD_SLOTS - 1);
+	return bpf_map_lookup_elem(&last_ops, &i);
+}
+
+/* Changes at every goroutine creation (once newproc1 is done), and when mapwatch switches the
+ * probes back on after a pause: the only moments a g can start to stand for another goroutine.
+ * A goid cached under an older epoch is read again. */
+__u64 g_epoch = 0;
 
 static __always_inline struct cpu_state *this_cpu(void)
 {
@@ -89,6 +106,23 @@ static __always_inline __u64 head_field(const __u8 *head, __u32 len, __u32 off, 
 	if (off <= len - 8) /* for the verifier */
 		__builtin_memcpy(&v, head + off, 8);
 	return size == 8 ? v : v & ((1ULL << (size * 8)) - 1);
+}
+
+/* The running goroutine's id: g is in R14 in Go code. Cached per CPU while no goroutine was
+ * created since it was read (a g is reused, with a new goid, only by a creation). */
+static __always_inline __u64 current_goid(struct pt_regs *ctx, struct cpu_state *st)
+{
+	__u64 g = ctx->r14;
+	if (!cfg.goid_cache)
+		return read_u64(g + cfg.goid_offset);
+	__u64 epoch = *(volatile __u64 *)&g_epoch;
+	if (st->g == g && st->g_epoch == epoch)
+		return st->goid;
+	__u64 goid = read_u64(g + cfg.goid_offset);
+	st->g = g;
+	st->goid = goid;
+	st->g_epoch = epoch; /* read before the goid: a creation since leaves the entry stale */
+	return goid;
 }
 
 static __always_inline __u64 read_key(struct pt_regs *ctx, __u8 mode)
@@ -181,8 +215,9 @@ static __always_inline void remember_writer(__u64 map, const struct writer *self
 
 struct access {
 	/* ip: in the map function (the probe, or the entry of the function a call site calls);
-	 * own_ret: the return address of the map function's own frame (a forwarder's, if any). */
-	__u64 map, type, goid, ip, own_ret, ret, caller, fp, key, seed, now, pid_tgid;
+	 * own_ret: the return address of the map function's own frame (a forwarder's, if any);
+	 * frame_ret: the return address in the frame RBP points to at the probe. */
+	__u64 map, type, goid, ip, own_ret, ret, caller, fp, frame_ret, key, seed, now, pid_tgid;
 	__u8 op, flags;
 };
 
@@ -252,6 +287,7 @@ static __always_inline void access_site(struct pt_regs *ctx, __u64 cookie, struc
 	__u64 frame[2] = {}; /* saved frame pointer, return address */
 	__u64 fp = ctx->rbp;
 	bpf_probe_read_user(frame, sizeof(frame), (const void *)fp);
+	a->frame_ret = frame[1];
 	if (COOKIE_AT_CALL(cookie) || COOKIE_AFTER_CALL(cookie)) {
 		a->ret = COOKIE_AT_CALL(cookie) ? ctx->rip + CALL_LEN : ctx->rip;
 		a->own_ret = a->ret;
@@ -282,12 +318,16 @@ static __always_inline void access_site(struct pt_regs *ctx, __u64 cookie, struc
  * when it sent the record (in place of the plain event). */
 static __always_inline int emit_new_site(struct cpu_state *st, const struct access *a)
 {
-	struct site_key key = { .ret = a->ret, .caller = a->caller };
-	__u8 one = 1;
-	if (bpf_map_lookup_elem(&stacked_sites, &key))
+	/* Fibonacci hashing of both addresses to a slot. */
+	__u32 idx = ((a->ret ^ (a->caller * 0x9e3779b97f4a7c15ULL)) * 0x9e3779b97f4a7c15ULL) >> 48;
+	struct site_key *sent = bpf_map_lookup_elem(&stacked_sites, &idx);
+	if (!sent)
 		return 0;
-	if (bpf_map_update_elem(&stacked_sites, &key, &one, BPF_NOEXIST))
-		return 0; /* another CPU sends it */
+	if (sent->ret == a->ret && sent->caller == a->caller)
+		return 0;
+	/* Two CPUs may both send a new site: the reader keeps one. */
+	sent->ret = a->ret;
+	sent->caller = a->caller;
 	struct stack_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		st->drops++;
@@ -311,7 +351,7 @@ static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, un
 	struct access a = {
 		.map = map,
 		.type = type,
-		.goid = read_u64(ctx->r14 + cfg.goid_offset),
+		.goid = current_goid(ctx, st),
 		.key = read_key(ctx, COOKIE_KEY_MODE(cookie)),
 		.now = bpf_ktime_get_ns(),
 		.pid_tgid = bpf_get_current_pid_tgid(),
@@ -319,11 +359,11 @@ static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, un
 	};
 	access_site(ctx, cookie, &a);
 	st->ops[a.op & (OP_SLOTS - 1)]++;
-	struct last_op *last = bpf_task_storage_get(&last_ops, bpf_get_current_task_btf(), 0,
-						    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct last_op *last = thread_slot((__u32)a.pid_tgid);
 	if (last) {
 		last->map = map;
 		last->ret = a.ret;
+		last->tid = (__u32)a.pid_tgid;
 		last->op = a.op;
 	}
 	if (!map)
@@ -352,7 +392,7 @@ static __always_inline int record(struct pt_regs *ctx, __u64 map, __u64 type, un
 			.ip = a.ip,
 			.ret = a.ret,
 			.fp = ctx->rbp,
-			.caller_ret = read_u64(ctx->rbp + 8),
+			.caller_ret = a.frame_ret,
 			.ts = a.now,
 			.tid = (__u32)a.pid_tgid,
 			.op = a.op,
@@ -446,8 +486,11 @@ int on_fatal(struct pt_regs *ctx)
 			return 0;
 
 	struct cpu_state *st = this_cpu();
-	struct last_op *last = bpf_task_storage_get(&last_ops, bpf_get_current_task_btf(), 0, 0);
-	if (!st || !last || !last->map || !on_stack(ctx, last->ret))
+	if (!st)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct last_op *last = thread_slot((__u32)pid_tgid);
+	if (!last || last->tid != (__u32)pid_tgid || !last->map || !on_stack(ctx, last->ret))
 		return 0;
 	__u64 map = last->map;
 	last->map = 0; /* report once: maps.fatal calls runtime.fatal, and both may be probed */
@@ -458,7 +501,7 @@ int on_fatal(struct pt_regs *ctx)
 		.own_ret = read_u64(ctx->rsp),
 		.ret = read_u64(ctx->rsp),
 		.now = bpf_ktime_get_ns(),
-		.pid_tgid = bpf_get_current_pid_tgid(),
+		.pid_tgid = pid_tgid,
 		.op = last->op,
 		.flags = EVENT_F_RUNTIME,
 	};
@@ -538,7 +581,8 @@ static __always_inline int sync_op(struct pt_regs *ctx)
 		return 0;
 	st->sync++;
 	struct access a = {
-		.goid = read_u64(ctx->r14 + cfg.goid_offset),
+		/* R14 is g0 at the probes on the system stack: the case below names the goroutine. */
+		.goid = s->form == ADDR_NEW_G || s->form == ADDR_CORO ? 0 : current_goid(ctx, st),
 		.ret = s->at_call ? read_u64(ctx->rsp) : ctx->rip,
 		.now = bpf_ktime_get_ns(),
 		.pid_tgid = bpf_get_current_pid_tgid(),
@@ -558,11 +602,24 @@ static __always_inline int sync_op(struct pt_regs *ctx)
 		if (a.map)
 			a.map += s->disp;
 		break;
-	case ADDR_NEW_G:
-		/* On the system stack (R14 is g0): the new g names both goroutines. */
-		a.goid = read_u64(ctx->rax + cfg.parent_goid_offset);
-		a.key = read_u64(ctx->rax + cfg.goid_offset);
+	case ADDR_NEW_G: {
+		/* On the system stack (R14 is g0): the new g names both goroutines. It may be a
+		 * reused g: goids cached for it are stale from now on. */
+		__u64 newg = reg_value(ctx, s->base);
+		__sync_fetch_and_add(&g_epoch, 1);
+		a.goid = read_u64(newg + cfg.parent_goid_offset);
+		a.key = read_u64(newg + cfg.goid_offset);
 		break;
+	}
+	case ADDR_CORO: {
+		/* On the system stack too: the switching g names the goroutine. */
+		__u64 g = reg_value(ctx, s->base);
+		a.goid = read_u64(g + cfg.goid_offset);
+		a.map = read_u64(g + s->slot);
+		__u64 resumed = a.map ? read_u64(a.map) : 0; /* coro.gp */
+		a.key = resumed ? read_u64(resumed + cfg.goid_offset) : 0;
+		break;
+	}
 	case ADDR_SELECT: {
 		__u64 n = ctx->rdi + ctx->rsi;
 		for (int i = 0; i < SELECT_CASES; i++) {

@@ -193,6 +193,14 @@ impl RaceDetector {
                 self.goroutines.remove(&(pid, ev.goid));
                 return;
             }
+            SyncKind::CoroSwitch if ev.child != 0 => {
+                // The resumed goroutine is parked until now: it simply learns the switcher's
+                // past.
+                let from = self.settled(pid, ev.goid).clock.clone();
+                self.goroutine(pid, ev.child).clock.join(&from);
+                self.settled(pid, ev.goid).clock.tick(ev.goid);
+                return;
+            }
             _ => {}
         }
         if ev.object == 0 {
@@ -226,7 +234,9 @@ impl RaceDetector {
             SyncKind::ValueLoad => (&[], &[Class::Value]),
             SyncKind::ValueStore => (&[Class::Value], &[]),
             SyncKind::ValueSwap => (&[Class::Value], &[Class::Value]),
-            SyncKind::AtomicUnpaired => {
+            // A coroutine switch lands here when the resumed goroutine could not be read: like
+            // an unpaired atomic, ordered before every goroutine's later accesses.
+            SyncKind::AtomicUnpaired | SyncKind::CoroSwitch => {
                 self.release_unpaired(pid, ev.goid);
                 (&[Class::Value], &[Class::Value])
             }

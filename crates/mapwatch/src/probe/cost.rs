@@ -92,7 +92,7 @@ impl RunStats {
     }
 }
 
-/// Hits and run time of the sampled BPF programs, summed.
+/// Hits and run time of BPF programs, summed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProgramRuns {
     /// Hits on instructions the kernel emulates.
@@ -101,6 +101,18 @@ pub struct ProgramRuns {
     pub stepped: u64,
     /// Time spent in the programs, ns.
     pub run_ns: u64,
+}
+
+impl ProgramRuns {
+    /// Mean time in the programs per hit, ns (0 without hits).
+    pub fn ns_per_hit(&self) -> f64 {
+        let hits = self.emulated + self.stepped;
+        if hits == 0 {
+            0.0
+        } else {
+            self.run_ns as f64 / hits as f64
+        }
+    }
 }
 
 /// The kernel's cost of one probe hit, by how it handles the probed instruction.
@@ -154,8 +166,17 @@ impl Probes {
     /// Runs and run time so far of the programs duty cycling switches (map accesses and
     /// synchronisation); zero until [`Probes::enable_run_stats`].
     pub fn sampled_runs(&self) -> Result<ProgramRuns> {
+        self.runs_of(&BpfProgram::SAMPLED)
+    }
+
+    /// Runs and run time so far of every program; zero until [`Probes::enable_run_stats`].
+    pub fn all_runs(&self) -> Result<ProgramRuns> {
+        self.runs_of(&BpfProgram::ALL)
+    }
+
+    fn runs_of(&self, programs: &[BpfProgram]) -> Result<ProgramRuns> {
         let mut total = ProgramRuns::default();
-        for program in BpfProgram::SAMPLED {
+        for &program in programs {
             let fd = self.program(program).as_fd();
             let mut info = libbpf_sys::bpf_prog_info::default();
             let mut len = std::mem::size_of_val(&info) as u32;

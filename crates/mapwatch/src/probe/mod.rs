@@ -4,9 +4,10 @@
 mod cost;
 mod ringbuf;
 
-pub use cost::HitCost;
+pub use cost::{HitCost, ProgramRuns};
 use std::mem::MaybeUninit;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{anyhow, Context, Result};
 use gotarget::{GoBinary, MapOp, ObjectAddr, Placement, SyncObject, SyncPlan};
@@ -104,6 +105,19 @@ impl BpfProgram {
         BpfProgram::SyncStepped,
     ];
 
+    const ALL: [BpfProgram; 10] = [
+        BpfProgram::Read,
+        BpfProgram::Write,
+        BpfProgram::IterStart,
+        BpfProgram::IterNext,
+        BpfProgram::MakeReturn,
+        BpfProgram::CloneReturn,
+        BpfProgram::Fatal,
+        BpfProgram::Sync,
+        BpfProgram::SyncStepped,
+        BpfProgram::Nothing,
+    ];
+
     fn is_sampled(self) -> bool {
         BpfProgram::SAMPLED.contains(&self)
     }
@@ -156,7 +170,10 @@ fn sync_site_bytes(p: &gotarget::SyncProbe) -> [u8; layout::SYNC_SITE_SIZE] {
             (ADDR_UNKNOWN, 0, REG_NONE, 0, 0, 0)
         }
         SyncObject::SelectCases => (ADDR_SELECT, 0, REG_NONE, 0, 0, 0),
-        SyncObject::NewGoroutine => (ADDR_NEW_G, 0, REG_NONE, 0, 0, 0),
+        SyncObject::NewGoroutine(reg) => (ADDR_NEW_G, reg as u8, REG_NONE, 0, 0, 0),
+        SyncObject::CoroutineSwitch { g, coroarg } => {
+            (ADDR_CORO, g as u8, REG_NONE, 0, 0, i64::from(coroarg))
+        }
         SyncObject::None => (ADDR_NONE, 0, REG_NONE, 0, 0, 0),
     };
     let at_call = matches!(
@@ -299,6 +316,14 @@ impl Probes {
         } else {
             SyncPlan::default()
         };
+        // A goid may be cached per CPU only while every goroutine creation (the only moment a
+        // g takes a new goid) reaches the programs.
+        cfg.goid_cache = u32::from(
+            sync_plan
+                .probes
+                .iter()
+                .any(|p| matches!(p.object, SyncObject::NewGoroutine(_))),
+        );
         open.maps
             .sync_sites
             .set_max_entries(sync_plan.probes.len().max(1) as u32)
@@ -453,16 +478,23 @@ impl Probes {
     fn attach_sites(&mut self, sites: &[PlannedSite], exe: &Path, pid: i32) -> Result<()> {
         let (sync, rest): (Vec<PlannedSite>, Vec<PlannedSite>) =
             sites.iter().cloned().partition(|s| s.program.is_sync());
-        for group in [sync, rest] {
-            if self.multi_links {
-                self.attach_grouped(&group, exe, pid)?;
-            } else {
-                group
-                    .iter()
-                    .try_for_each(|site| self.attach_single(site, exe, pid))?;
-            }
+        if !sync.is_empty() {
+            self.attach_group(&sync, exe, pid)?;
+            // Goroutines created before goroutine creation was probed went unseen: a goid
+            // cached before now may be stale.
+            self.new_goid_epoch();
         }
-        Ok(())
+        self.attach_group(&rest, exe, pid)
+    }
+
+    fn attach_group(&mut self, sites: &[PlannedSite], exe: &Path, pid: i32) -> Result<()> {
+        if self.multi_links {
+            self.attach_multi(sites, exe, pid)
+        } else {
+            sites
+                .iter()
+                .try_for_each(|site| self.attach_single(site, exe, pid))
+        }
     }
 
     /// Switches the map-operation and synchronisation probes off (`false`) or back on (maps
@@ -493,6 +525,16 @@ impl Probes {
         self.attach_sites(&sites, &exe, pid)
     }
 
+    /// Makes the programs read every goid afresh.
+    fn new_goid_epoch(&mut self) {
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            // SAFETY: an aligned u64 in the BPF object's mapped data, which the programs
+            // also change atomically.
+            let epoch = unsafe { AtomicU64::from_ptr(&mut bss.g_epoch) };
+            epoch.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// Detaches the links of the programs `which` selects, all at once: each detach waits out
     /// an RCU grace period (tens of ms here) for its programs still running to finish, and
     /// the waits overlap.
@@ -517,7 +559,7 @@ impl Probes {
     /// One uprobe-multi link per program for all its sites. Removing a uprobe waits out an
     /// RCU grace period (~80 ms here), and the kernel does removals one at a time; a multi link
     /// waits once for all its uprobes, so detaching takes six waits instead of one per site.
-    fn attach_grouped(&mut self, sites: &[PlannedSite], exe: &Path, pid: i32) -> Result<()> {
+    fn attach_multi(&mut self, sites: &[PlannedSite], exe: &Path, pid: i32) -> Result<()> {
         let mut programs: Vec<BpfProgram> = sites.iter().map(|s| s.program).collect();
         programs.sort();
         programs.dedup();
