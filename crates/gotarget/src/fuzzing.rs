@@ -310,4 +310,49 @@ mod tests {
             assert_eq!(bin.pcln.file(&f, f.entry), small.file(&g, g.entry));
         }
     }
+
+    /// Code that runs off the end of the address space: its instruction addresses wrap.
+    #[test]
+    fn code_at_the_top_of_the_address_space() {
+        // cmp rsp,[r14+0x10]; jbe +2; push rbp; call rel32 0; lock cmpxchg [rsi+8],edi;
+        // jne -0x20; jmp +0; ret
+        let code = [
+            0x49, 0x3b, 0x66, 0x10, 0x76, 0x02, 0x55, 0xe8, 0, 0, 0, 0, 0xf0, 0x0f, 0xb1, 0x7e,
+            0x08, 0x75, 0xe0, 0xeb, 0x00, 0xc3,
+        ];
+        for back in 0..=code.len() as u64 + 40 {
+            let mut input = (u64::MAX - back).to_le_bytes().to_vec();
+            input.extend_from_slice(&code);
+            super::code(&input);
+        }
+    }
+
+    /// A header word addressed at the end of the address space.
+    const TOP: u64 = u64::MAX - 7;
+
+    #[test]
+    fn buildinfo_pointer_at_the_top_of_the_address_space() {
+        // Pre-1.18 pointer format, its version string header at the last 8 addressable bytes:
+        // the length word after it would be at 2^64.
+        let mut blob = b"\xff Go buildinf:\x08\x00".to_vec();
+        blob.extend_from_slice(&TOP.to_le_bytes());
+        blob.resize(32, 0);
+        let image = encode_image(&[(".go.buildinfo", 0x1000, &blob), ("x", TOP, &[0; 8])]);
+        buildinfo(&image);
+    }
+
+    #[test]
+    fn moduledata_at_the_top_of_the_address_space() {
+        // The pcHeader/funcnametab pair found in a section ending at 2^64: its fields would
+        // lie past it.
+        let (pcln, names) = (0x4b_0348u64, 0x4b_0390u64);
+        let mut input = vec![21];
+        input.extend_from_slice(&pcln.to_le_bytes());
+        input.extend_from_slice(&(names - pcln).to_le_bytes());
+        let mut words = pcln.to_le_bytes().to_vec();
+        words.extend_from_slice(&names.to_le_bytes());
+        words.resize(24, 0);
+        input.extend(encode_image(&[(".go.module", u64::MAX - 23, &words)]));
+        moduledata(&input);
+    }
 }

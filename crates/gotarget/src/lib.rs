@@ -307,7 +307,13 @@ impl GoBinary {
                 reason: format!("code of {} at {:#x} is not in the file", f.name, f.addr),
             })?;
         let d = prologue::decode(code, f.addr);
-        let addr = f.addr + d.offset;
+        let addr = f
+            .addr
+            .checked_add(d.offset)
+            .ok_or_else(|| InspectError::Malformed {
+                path: self.path.clone(),
+                reason: format!("code of {} runs past the end of the address space", f.name),
+            })?;
         let file_offset = self
             .file_offset(addr)
             .ok_or_else(|| InspectError::Malformed {

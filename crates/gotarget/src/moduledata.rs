@@ -79,8 +79,8 @@ pub(crate) fn locate(
             le_u64(bytes, off) == Some(pcln_addr) && le_u64(bytes, off + 8) == Some(want_names)
         });
         if let Some(off) = found {
-            let addr = sec.addr + off as u64;
-            let field = |at: u64| elf.read_u64(addr + at);
+            let addr = sec.addr.checked_add(off as u64)?;
+            let field = |at: u64| elf.read_u64(addr.checked_add(at)?);
             let md = ModuleData {
                 addr,
                 text: field(l.text)?,

@@ -657,7 +657,7 @@ impl GoBinary {
                     KeyInstruction::Atomic,
                     0,
                     Body {
-                        range: ip..ip + 1,
+                        range: ip..ip.saturating_add(1),
                         call_site: frame
                             .map(|fr| format!("{}:{}", short_path(&fr.file), fr.line))
                             .unwrap_or_default(),
@@ -697,7 +697,7 @@ impl Body {
     /// The one instruction at `ip` of this code.
     fn at(self, ip: u64) -> Body {
         Body {
-            range: ip..ip + 1,
+            range: ip..ip.saturating_add(1),
             ..self
         }
     }
@@ -705,7 +705,7 @@ impl Body {
     /// The operation's own function, called through an interface or a method value.
     fn out_of_line(f: &Function) -> Body {
         Body {
-            range: f.addr..f.addr + f.size,
+            range: f.addr..f.addr.saturating_add(f.size),
             call_site: String::new(),
             call: None,
         }
