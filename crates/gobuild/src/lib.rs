@@ -89,6 +89,7 @@ pub struct Build {
     version: String,
     package: String,
     stripped: bool,
+    raw_dwarf: bool,
     race: bool,
     experiment: Option<String>,
 }
@@ -100,6 +101,7 @@ impl Build {
             version: version.to_string(),
             package: package.to_string(),
             stripped: false,
+            raw_dwarf: false,
             race: false,
             experiment: None,
         }
@@ -108,6 +110,13 @@ impl Build {
     /// Strip symbols and DWARF (`-ldflags=-s -w`), as many production builds do.
     pub fn stripped(mut self, yes: bool) -> Self {
         self.stripped = yes;
+        self
+    }
+
+    /// Leave DWARF uncompressed (`-ldflags=-compressdwarf=false`; Go compresses it with zlib),
+    /// so its bytes are the DWARF itself (the fuzz seeds).
+    pub fn raw_dwarf(mut self, yes: bool) -> Self {
+        self.raw_dwarf = yes;
         self
     }
 
@@ -125,11 +134,15 @@ impl Build {
         self
     }
 
-    /// The path the binary is written to: `target/go/<version>/[race/]<package>[-stripped][-<experiment>]`.
+    /// The path the binary is written to:
+    /// `target/go/<version>/[race/]<package>[-stripped][-rawdwarf][-<experiment>]`.
     pub fn output_path(&self) -> PathBuf {
         let mut name = self.package.replace('/', "_");
         if self.stripped {
             name.push_str("-stripped");
+        }
+        if self.raw_dwarf {
+            name.push_str("-rawdwarf");
         }
         if let Some(exp) = &self.experiment {
             name.push('-');
@@ -160,9 +173,11 @@ impl Build {
         if self.race {
             cmd.arg("-race");
         }
-        if self.stripped {
-            cmd.arg("-ldflags=-s -w");
-        }
+        match (self.stripped, self.raw_dwarf) {
+            (true, _) => cmd.arg("-ldflags=-s -w"),
+            (false, true) => cmd.arg("-ldflags=-compressdwarf=false"),
+            (false, false) => &mut cmd,
+        };
         if let Some(exp) = &self.experiment {
             cmd.env("GOEXPERIMENT", exp);
         }

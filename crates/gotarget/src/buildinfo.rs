@@ -56,8 +56,9 @@ pub(crate) fn read(elf: &Elf) -> Result<Option<BuildInfo>, String> {
         let data = elf
             .read_u64(ptr)
             .ok_or("bad version pointer in .go.buildinfo")?;
-        let len = elf
-            .read_u64(ptr + 8)
+        let len = ptr
+            .checked_add(8)
+            .and_then(|p| elf.read_u64(p))
             .ok_or("bad version pointer in .go.buildinfo")?;
         let len = usize::try_from(len).map_err(|_| "bad version length")?;
         let bytes = elf

@@ -139,6 +139,37 @@ impl Elf {
         })
     }
 
+    /// An ELF view of loose sections, `(name, address, bytes)`, each also a loadable segment:
+    /// what the fuzz targets hand the parsers that read through an `Elf`.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn from_sections(sections: &[(String, u64, &[u8])]) -> Elf {
+        let mut data = Vec::new();
+        let mut headers = Vec::new();
+        let mut segments = Vec::new();
+        for (name, addr, bytes) in sections {
+            let offset = data.len() as u64;
+            let len = bytes.len() as u64;
+            data.extend_from_slice(bytes);
+            headers.push(Section {
+                name: name.clone(),
+                addr: *addr,
+                file_range: Some((offset, len)),
+            });
+            segments.push(Segment {
+                vaddr: *addr,
+                offset,
+                filesz: len,
+            });
+        }
+        Elf {
+            data: Arc::from(data),
+            sections: headers,
+            segments,
+            symbols: HashMap::new(),
+            dwarf_sections: HashMap::new(),
+        }
+    }
+
     /// The section called `name`.
     pub fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.name == name)

@@ -30,6 +30,9 @@ mod buildinfo;
 mod dwarf;
 mod elf;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod moduledata;
 mod offsets;
 mod pclntab;
@@ -128,7 +131,16 @@ impl GoBinary {
         Self::from_bytes(path, Arc::from(data))
     }
 
-    fn from_bytes(path: &Path, data: Arc<[u8]>) -> Result<GoBinary, InspectError> {
+    /// Like [`open`](Self::open), for a binary already in memory: `data` is the whole file
+    /// and `path` names it in errors and [`path`](Self::path) (nothing is read from it).
+    /// Any bytes are accepted: what is not an x86_64 Go ELF of Go 1.21 or later is an error.
+    ///
+    /// ```no_run
+    /// # let bytes: Vec<u8> = std::fs::read("./server").unwrap();
+    /// let bin = gotarget::GoBinary::from_bytes(std::path::Path::new("server"), bytes.into())?;
+    /// # Ok::<(), gotarget::InspectError>(())
+    /// ```
+    pub fn from_bytes(path: &Path, data: Arc<[u8]>) -> Result<GoBinary, InspectError> {
         let p = || path.to_path_buf();
         let malformed = |reason: String| InspectError::Malformed { path: p(), reason };
         let elf = Elf::parse(data).map_err(|e| match e {
@@ -171,7 +183,7 @@ impl GoBinary {
             text_addr,
         )
         .map_err(malformed)?;
-        let moduledata = moduledata::locate(&elf, &pcln, version.minor);
+        let moduledata = moduledata::locate(&elf, pcln.addr, pcln.funcname_offset(), version.minor);
         // Go 1.26+ leaves pcHeader.textStart 0: take moduledata.text (PIE files may hold 0
         // there too, relocated at load time: keep .text then).
         if let Some(md) = moduledata.as_ref().filter(|md| md.text != 0) {
@@ -295,7 +307,13 @@ impl GoBinary {
                 reason: format!("code of {} at {:#x} is not in the file", f.name, f.addr),
             })?;
         let d = prologue::decode(code, f.addr);
-        let addr = f.addr + d.offset;
+        let addr = f
+            .addr
+            .checked_add(d.offset)
+            .ok_or_else(|| InspectError::Malformed {
+                path: self.path.clone(),
+                reason: format!("code of {} runs past the end of the address space", f.name),
+            })?;
         let file_offset = self
             .file_offset(addr)
             .ok_or_else(|| InspectError::Malformed {

@@ -10,7 +10,7 @@
 //! `runtime.moduledata` for every version.
 
 use crate::elf::Elf;
-use crate::pclntab::{le_u64, Pclntab};
+use crate::pclntab::le_u64;
 
 /// Offsets of moduledata fields (amd64).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,10 +56,16 @@ pub(crate) struct ModuleData {
     pub gofunc: u64,
 }
 
-/// Finds moduledata by its first two words; `None` if not found or implausible.
-pub(crate) fn locate(elf: &Elf, pcln: &Pclntab, minor: u32) -> Option<ModuleData> {
+/// Finds moduledata by its first two words, the address of `.gopclntab` (`pcln_addr`) and of
+/// its function names (`funcname_offset` bytes further); `None` if not found or implausible.
+pub(crate) fn locate(
+    elf: &Elf,
+    pcln_addr: u64,
+    funcname_offset: usize,
+    minor: u32,
+) -> Option<ModuleData> {
     let l = layout(minor);
-    let want_names = pcln.addr.checked_add(pcln.funcname_offset() as u64)?;
+    let want_names = pcln_addr.checked_add(u64::try_from(funcname_offset).ok()?)?;
     const LIKELY: [&str; 3] = [".go.module", ".noptrdata", ".data"];
     // Likely sections first, then any other (a relinked or unusual layout).
     let likely = LIKELY.iter().filter_map(|n| elf.section(n));
@@ -70,16 +76,17 @@ pub(crate) fn locate(elf: &Elf, pcln: &Pclntab, minor: u32) -> Option<ModuleData
     for sec in likely.chain(others) {
         let bytes = elf.section_data(sec);
         let found = (0..bytes.len().saturating_sub(16)).step_by(8).find(|&off| {
-            le_u64(bytes, off) == Some(pcln.addr) && le_u64(bytes, off + 8) == Some(want_names)
+            le_u64(bytes, off) == Some(pcln_addr) && le_u64(bytes, off + 8) == Some(want_names)
         });
         if let Some(off) = found {
-            let addr = sec.addr + off as u64;
+            let addr = sec.addr.checked_add(off as u64)?;
+            let field = |at: u64| elf.read_u64(addr.checked_add(at)?);
             let md = ModuleData {
                 addr,
-                text: elf.read_u64(addr + l.text)?,
-                types: elf.read_u64(addr + l.types)?,
-                etypes: elf.read_u64(addr + l.etypes)?,
-                gofunc: elf.read_u64(addr + l.gofunc)?,
+                text: field(l.text)?,
+                types: field(l.types)?,
+                etypes: field(l.etypes)?,
+                gofunc: field(l.gofunc)?,
             };
             // types..etypes and gofunc lie in read-only data backed by the file.
             let sane = md.types < md.etypes

@@ -175,6 +175,76 @@ impl Pclntab {
         self.func(lo)
     }
 
+    /// A table of this one's first `n` functions only, for fuzzing seeds: the name and
+    /// pc-value tables cut after what those use (a pc-value table may be cut short), the
+    /// compilation unit and file tables kept. Assumes the order Go writes: header, names,
+    /// compilation units, files, pc-value tables, function table.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn shrunk(&self, n: usize) -> Option<Vec<u8>> {
+        /// Kept past the start of the last pc-value table a function uses.
+        const PC_SLACK: usize = 1024;
+        let funcs: Vec<FuncRecord> = (0..n.min(self.nfunc)).map_while(|i| self.func(i)).collect();
+        let record_len = |f: &FuncRecord| -> Option<usize> {
+            let npcdata = self.field_u32(f, 28)? as usize;
+            let nfuncdata = usize::from(*self.data.get(f.off + 43)?);
+            Some(FUNC_FIXED + 4 * (npcdata + nfuncdata))
+        };
+        let mut names_end = 0;
+        let mut pc_end = 0;
+        for f in &funcs {
+            let name_off = self.field_u32(f, 4)? as usize;
+            names_end = names_end.max(name_off + self.func_name(f)?.len() + 1);
+            let npcdata = self.field_u32(f, 28)? as usize;
+            let tables = [16, 20, 24]
+                .into_iter()
+                .chain((0..npcdata).map(|i| FUNC_FIXED + 4 * i));
+            for at in tables {
+                pc_end = pc_end.max(self.field_u32(f, at)? as usize + PC_SLACK);
+            }
+        }
+        let d = &self.data;
+        let names = d.get(self.funcname_off..self.cu_off)?;
+        let pctab = d.get(self.pctab_off..self.pcln_off)?;
+        let mut out = d.get(..self.funcname_off)?.to_vec();
+        let mut put = |bytes: &[u8]| {
+            let at = out.len();
+            out.extend_from_slice(bytes);
+            at
+        };
+        let funcname_off = put(&names[..names_end.min(names.len())]);
+        let cu_off = put(d.get(self.cu_off..self.filetab_off)?);
+        let filetab_off = put(d.get(self.filetab_off..self.pctab_off)?);
+        let pctab_off = put(&pctab[..pc_end.min(pctab.len())]);
+        out.resize(out.len().next_multiple_of(8), 0);
+        let pcln_off = out.len();
+        let mut records = Vec::new();
+        let mut ftab = Vec::new();
+        let ftab_len = 8 * (funcs.len() + 1);
+        for f in &funcs {
+            let (entryoff, _) = self.ftab_entry(f.index)?;
+            ftab.extend_from_slice(&entryoff.to_le_bytes());
+            ftab.extend_from_slice(&u32::try_from(ftab_len + records.len()).ok()?.to_le_bytes());
+            records.extend_from_slice(d.get(f.off..f.off + record_len(f)?)?);
+        }
+        let (end, _) = self.ftab_entry(funcs.len())?;
+        ftab.extend_from_slice(&end.to_le_bytes());
+        ftab.extend_from_slice(&0u32.to_le_bytes());
+        out.extend(ftab);
+        out.extend(records);
+        let words = [
+            funcs.len(),
+            funcname_off,
+            cu_off,
+            filetab_off,
+            pctab_off,
+            pcln_off,
+        ];
+        for (i, v) in [0, 3, 4, 5, 6, 7].into_iter().zip(words) {
+            out[8 + 8 * i..16 + 8 * i].copy_from_slice(&(v as u64).to_le_bytes());
+        }
+        Some(out)
+    }
+
     fn field_u32(&self, f: &FuncRecord, at: usize) -> Option<u32> {
         le_u32(&self.data, f.off + at)
     }

@@ -198,7 +198,9 @@ impl GoBinary {
                     continue;
                 };
                 let (addr, placement) = if *op == MapOp::Make {
-                    let after = call.at + DirectCall::LEN;
+                    let Some(after) = call.at.checked_add(DirectCall::LEN) else {
+                        continue;
+                    };
                     let targets = jump_targets
                         .get_or_insert_with(|| prologue::jump_targets(code, caller.addr));
                     if targets.contains(&after) {

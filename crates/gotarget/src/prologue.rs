@@ -122,7 +122,7 @@ pub(crate) fn decode(code: &[u8], addr: u64) -> Decoded {
         if saw_jbe {
             if is_push_rbp(&ins) {
                 return Decoded {
-                    offset: ins.ip() - addr,
+                    offset: ins.ip().wrapping_sub(addr),
                     placement: Placement::AfterStackCheck,
                     instruction: text,
                 };

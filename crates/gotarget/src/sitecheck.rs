@@ -116,7 +116,11 @@ impl GoBinary {
         let Some(before) = before else {
             return Ok(());
         };
-        let len = usize::try_from(f.addr - before.entry).map_err(|e| e.to_string())?;
+        let len = f
+            .addr
+            .checked_sub(before.entry)
+            .and_then(|l| usize::try_from(l).ok())
+            .ok_or_else(|| format!(".gopclntab puts the function before {} after it", f.name))?;
         let code = self
             .elf
             .read(before.entry, len)

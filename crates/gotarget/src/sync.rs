@@ -464,7 +464,9 @@ impl GoBinary {
             }
             let jump_targets = prologue::jump_targets(code, caller.addr);
             for call in calls {
-                let after = call.at + DirectCall::LEN;
+                let Some(after) = call.at.checked_add(DirectCall::LEN) else {
+                    continue;
+                };
                 let entered_only_by_the_call =
                     |addrs: &[u64]| !addrs.iter().any(|a| jump_targets.contains(a));
                 let (addr, placement, instruction, emulated, reg) =
@@ -783,7 +785,7 @@ impl GoBinary {
                     KeyInstruction::Atomic,
                     0,
                     Body {
-                        range: ip..ip + 1,
+                        range: ip..ip.saturating_add(1),
                         call_site: frame
                             .map(|fr| format!("{}:{}", short_path(&fr.file), fr.line))
                             .unwrap_or_default(),
@@ -823,7 +825,7 @@ impl Body {
     /// The one instruction at `ip` of this code.
     fn at(self, ip: u64) -> Body {
         Body {
-            range: ip..ip + 1,
+            range: ip..ip.saturating_add(1),
             ..self
         }
     }
@@ -831,7 +833,7 @@ impl Body {
     /// The operation's own function, called through an interface or a method value.
     fn out_of_line(f: &Function) -> Body {
         Body {
-            range: f.addr..f.addr + f.size,
+            range: f.addr..f.addr.saturating_add(f.size),
             call_site: String::new(),
             call: None,
         }

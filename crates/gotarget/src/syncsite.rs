@@ -257,7 +257,7 @@ impl FunctionCode {
             };
             // BACK joins nothing but the detour: a walk back may go on past it.
             let detour = instructions[at + 2].near_branch_target();
-            let in_detour = |ip: &u64| (detour..detour + 32).contains(ip);
+            let in_detour = |ip: &u64| (detour..detour.saturating_add(32)).contains(ip);
             if sources.get(&back).is_some_and(|s| s.iter().all(in_detour)) {
                 sources.remove(&back);
                 wrapper_checks.insert(jne);

@@ -28,7 +28,7 @@ mod watch;
 pub use capture::{capture, capture_measured};
 pub use cli::main;
 pub use detect::race::RaceDetector;
-pub use event::{ChanState, MapEvent, Record, SyncEvent};
+pub use event::{decode as decode_record, ChanState, DecodeError, MapEvent, Record, SyncEvent};
 pub use export::audit::{read_all as read_audit_log, AuditRecord};
 pub use export::metrics::Metrics;
 pub use opcount::{SiteOps, UNKNOWN_SITE};

@@ -64,12 +64,32 @@ impl JsonlReport {
 pub fn read(path: &Path) -> Result<Vec<Finding>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the report {}", path.display()))?;
+    parse(&text, &path.display().to_string())
+}
+
+/// The findings of a report's text, one JSON object per non-blank line; `origin` names the
+/// text in errors (`origin:line: not a finding`).
+pub fn parse(text: &str, origin: &str) -> Result<Vec<Finding>> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_str(l)
-                .with_context(|| format!("{}:{}: not a finding", path.display(), i + 1))
+            serde_json::from_str(l).with_context(|| format!("{origin}:{}: not a finding", i + 1))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_skips_blank_lines_and_names_the_bad_one() {
+        let seed = include_str!("../../../../fuzz/seeds/report/two-findings.jsonl");
+        let findings = parse(seed, "seed").unwrap();
+        assert_eq!(findings.len(), 2);
+        assert_eq!(findings[1].notes, ["sampled 1 in 10 operations"]);
+        let e = parse(&format!("{seed}\n{{}}\n"), "r.jsonl").unwrap_err();
+        assert_eq!(e.to_string(), "r.jsonl:3: not a finding");
+    }
 }
