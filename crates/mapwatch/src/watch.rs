@@ -344,9 +344,9 @@ impl Watch {
     /// drop was seen and reads up to the ring buffer's head.
     fn read(&mut self, reader: &mut EventReader, wait: Duration) -> Result<usize> {
         let n = self.read_once(reader, wait)?;
-        if self.barrier_pending {
-            // The probes came off during this read: what they recorded before is in the ring.
-            // They stay off until the barrier (see `follow_schedule`), so this ends.
+        if self.barrier_pending && self.probes.sampled_probes_settled() {
+            // The probes are off: what they recorded is in the ring. They stay off until the
+            // barrier (see `follow_schedule`), so this ends.
             while self.read_once(reader, Duration::ZERO)? == BATCH {}
             self.analysis.barrier();
             self.barrier_pending = false;

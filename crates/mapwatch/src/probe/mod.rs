@@ -238,6 +238,8 @@ pub struct Probes {
     target: Option<(std::path::PathBuf, i32)>,
     /// Keeps the kernel's BPF run-time statistics on (see [`Probes::enable_run_stats`]).
     run_stats: Option<cost::RunStats>,
+    /// The sampled probes coming off (see [`Probes::set_sampled_probes`]).
+    detaching: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Probes {
@@ -365,6 +367,7 @@ impl Probes {
             planned: Vec::new(),
             target: None,
             run_stats: None,
+            detaching: None,
         })
     }
 
@@ -498,8 +501,11 @@ impl Probes {
     }
 
     /// Switches the map-operation and synchronisation probes off (`false`) or back on (maps
-    /// made meanwhile are told apart by their seeds). Returns once every probe switched off
-    /// has finished: what they recorded is in the ring buffer.
+    /// made meanwhile are told apart by their seeds). Switching off goes on in the
+    /// background, since removing probes waits out RCU grace periods (tens of ms) in which
+    /// they still record: the caller keeps reading the ring buffer meanwhile, and
+    /// [`Probes::sampled_probes_settled`] says when all they recorded is in it. Switching on
+    /// waits for that first.
     ///
     /// Synchronisation is watched over the whole time map accesses are: its probes go on
     /// before the map-access probes and come off after them, so no access is judged without
@@ -509,10 +515,19 @@ impl Probes {
             return Ok(());
         }
         if !on {
-            self.detach_where(|p| p.is_sampled() && !p.is_sync());
-            self.detach_where(BpfProgram::is_sync);
+            let (sampled, kept) = std::mem::take(&mut self.links)
+                .into_iter()
+                .partition(|(p, _)| p.is_sampled());
+            self.links = kept;
+            let (sync, maps): (Vec<_>, Vec<_>) =
+                sampled.into_iter().partition(|(p, _)| p.is_sync());
+            self.detaching = Some(std::thread::spawn(move || {
+                detach_all(maps);
+                detach_all(sync);
+            }));
             return Ok(());
         }
+        self.wait_detached();
         let Some((exe, pid)) = self.target.clone() else {
             return Ok(());
         };
@@ -535,25 +550,22 @@ impl Probes {
         }
     }
 
-    /// Detaches the links of the programs `which` selects, all at once: each detach waits out
-    /// an RCU grace period (tens of ms here) for its programs still running to finish, and
-    /// the waits overlap.
-    fn detach_where(&mut self, which: impl Fn(BpfProgram) -> bool) {
-        let (gone, kept) = std::mem::take(&mut self.links)
-            .into_iter()
-            .partition(|(p, _)| which(*p));
-        self.links = kept;
-        let gone: Vec<(BpfProgram, Link)> = gone;
-        std::thread::scope(|s| {
-            for link in gone {
-                s.spawn(move || drop(link));
-            }
-        });
-    }
-
-    /// Whether the map-access and synchronisation probes are attached now.
+    /// Whether the map-access and synchronisation probes are attached now (or coming off).
     pub fn sampled_probes_on(&self) -> bool {
         self.links.iter().any(|(p, _)| p.is_sampled())
+    }
+
+    /// Whether the probes last switched off have finished: everything they recorded is in the
+    /// ring buffer.
+    pub fn sampled_probes_settled(&self) -> bool {
+        self.detaching.as_ref().is_none_or(|d| d.is_finished())
+    }
+
+    fn wait_detached(&mut self) {
+        if let Some(detaching) = self.detaching.take() {
+            // Dropping links does not panic; if it did, the links are gone all the same.
+            let _ = detaching.join();
+        }
     }
 
     /// One uprobe-multi link per program for all its sites. Removing a uprobe waits out an
@@ -618,7 +630,8 @@ impl Probes {
 
     /// Removes every uprobe; the target runs on as if never watched.
     pub fn detach(&mut self) {
-        self.detach_where(|_| true);
+        detach_all(std::mem::take(&mut self.links));
+        self.wait_detached();
     }
 
     /// How many probes were attached, and how many of them on instructions the kernel
@@ -657,6 +670,16 @@ impl CounterReader {
 }
 
 /// Sums `struct cpu_state` (event.h) over CPUs.
+/// Detaches `links` all at once: each detach waits out an RCU grace period (tens of ms here)
+/// for its programs still running to finish, and the waits overlap.
+fn detach_all(links: Vec<(BpfProgram, Link)>) {
+    std::thread::scope(|s| {
+        for link in links {
+            s.spawn(move || drop(link));
+        }
+    });
+}
+
 fn read_counters(cpu_states: &dyn MapCore) -> Result<Counters> {
     let per_cpu = cpu_states
         .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
