@@ -32,7 +32,6 @@ use crate::api::{impl_concurrent_map, Compute, Conflict, WouldBlock};
 use crate::iter::Iter;
 use crate::loader::{Backing, SingleFlight};
 use crate::reentry::{self, Entered};
-use crate::telemetry::recorder::Probe;
 use crate::telemetry::MapStats;
 use crate::DefaultHashBuilder;
 
@@ -64,7 +63,10 @@ reentry::name_ops!("ShardedMap");
 pub struct ShardedMap<K, V, S = DefaultHashBuilder> {
     /// Shared (not boxed) so the Prometheus collector can hold a weak reference.
     pub(crate) shards: Arc<[CachePadded<Shard<K, V>>]>,
-    shard_bits: u32,
+    /// A key's shard is `(hash >> shard_shift) & shard_mask`: the same bits
+    /// as [`shard_index`], with the shift and mask worked out once.
+    shard_shift: u32,
+    shard_mask: u64,
     hasher: S,
     id: u64,
     telemetry: bool,
@@ -124,7 +126,8 @@ impl<K, V, S> ShardedMap<K, V, S> {
             shards: (0..shards)
                 .map(|_| CachePadded::new(Shard::with_capacity(per_shard)))
                 .collect(),
-            shard_bits: shards.trailing_zeros(),
+            shard_shift: 57 - shards.trailing_zeros(),
+            shard_mask: shards as u64 - 1,
             hasher,
             id: reentry::next_map_id(),
             telemetry,
@@ -186,16 +189,9 @@ impl<K, V, S> ShardedMap<K, V, S> {
         stats_of(&self.shards)
     }
 
+    #[inline]
     fn shard_index(&self, hash: u64) -> usize {
-        shard_index(hash, self.shard_bits)
-    }
-
-    fn probe(&self, entered: &Entered, hash: Option<u64>) -> Probe {
-        Probe {
-            telemetry: self.telemetry,
-            sampled: entered.sampled,
-            hash,
-        }
+        ((hash >> self.shard_shift) & self.shard_mask) as usize
     }
 }
 
@@ -223,6 +219,7 @@ where
     /// let map: mapguard::ShardedMap<u32, u32> = mapguard::ShardedMap::new();
     /// assert_eq!(map.hash_of(&5), map.hash_of(&5));
     /// ```
+    #[inline]
     pub fn hash_of<Q>(&self, key: &Q) -> u64
     where
         K: Borrow<Q>,
@@ -231,11 +228,15 @@ where
         self.hasher.hash_one(key)
     }
 
+    #[inline]
     fn shard_of(&self, hash: u64) -> &Shard<K, V> {
         &self.shards[self.shard_index(hash)]
     }
 
-    /// Runs `f` on the key's slot under the shard's read lock.
+    /// Runs `f` on the key's slot under the shard's read lock. `f` must run no
+    /// closure of the caller's: the thread is only checked for re-entry, not
+    /// recorded as inside the map (see [`with_slot_entered`](Self::with_slot_entered)).
+    #[inline]
     fn with_slot<Q, R>(
         &self,
         op: &'static str,
@@ -246,17 +247,40 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let entered = Entered::blocking(self.id, op);
+        reentry::check(self.id, op);
         let hash = self.hash_of(key);
-        self.shard_of(hash)
-            .read(self.probe(&entered, Some(hash)), |t| {
-                f(t.slots.find(hash, |s| s.key.borrow() == key))
-            })
+        self.shard_of(hash).read(self.telemetry, Some(hash), |t| {
+            f(t.slots.find(hash, |s| s.key.borrow() == key))
+        })
     }
 
+    /// [`with_slot`](Self::with_slot) for an `f` that runs a closure of the
+    /// caller's: the thread is recorded as inside the map while it runs.
+    #[inline]
+    fn with_slot_entered<Q, R>(
+        &self,
+        op: &'static str,
+        key: &Q,
+        f: impl FnOnce(Option<&Slot<K, V>>) -> R,
+    ) -> R
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let _entered = Entered::blocking(self.id, op);
+        let hash = self.hash_of(key);
+        self.shard_of(hash).read(self.telemetry, Some(hash), |t| {
+            f(t.slots.find(hash, |s| s.key.borrow() == key))
+        })
+    }
+
+    /// [`with_slot`](Self::with_slot) without waiting. A non-blocking call
+    /// can't deadlock, so it is never refused; `entered` records the thread as
+    /// inside the map, for an `f` that runs a closure of the caller's.
     fn try_with_slot<Q, R>(
         &self,
         op: &'static str,
+        entered: bool,
         key: &Q,
         f: impl FnOnce(Option<&Slot<K, V>>) -> R,
     ) -> Result<R, WouldBlock>
@@ -264,34 +288,51 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let entered = Entered::non_blocking(self.id, op);
+        let _entered = entered.then(|| Entered::non_blocking(self.id, op));
         let hash = self.hash_of(key);
         self.shard_of(hash)
-            .try_read(self.probe(&entered, Some(hash)), |t| {
+            .try_read(self.telemetry, Some(hash), |t| {
                 f(t.slots.find(hash, |s| s.key.borrow() == key))
             })
     }
 
+    /// Runs `f` on the table of `hash`'s shard under its write lock. Like
+    /// [`with_slot`](Self::with_slot), `f` must run no closure of the caller's.
+    #[inline]
     fn with_table<R>(
         &self,
         op: &'static str,
         hash: u64,
         f: impl FnOnce(&mut Table<K, V>) -> R,
     ) -> R {
-        let entered = Entered::blocking(self.id, op);
-        self.shard_of(hash)
-            .write(self.probe(&entered, Some(hash)), f)
+        reentry::check(self.id, op);
+        self.shard_of(hash).write(self.telemetry, Some(hash), f)
     }
 
-    fn try_with_table<R>(
+    /// [`with_table`](Self::with_table) for an `f` that runs a closure of the
+    /// caller's.
+    #[inline]
+    fn with_table_entered<R>(
         &self,
         op: &'static str,
         hash: u64,
         f: impl FnOnce(&mut Table<K, V>) -> R,
+    ) -> R {
+        let _entered = Entered::blocking(self.id, op);
+        self.shard_of(hash).write(self.telemetry, Some(hash), f)
+    }
+
+    /// [`with_table`](Self::with_table) without waiting (see
+    /// [`try_with_slot`](Self::try_with_slot) for `entered`).
+    fn try_with_table<R>(
+        &self,
+        op: &'static str,
+        entered: bool,
+        hash: u64,
+        f: impl FnOnce(&mut Table<K, V>) -> R,
     ) -> Result<R, WouldBlock> {
-        let entered = Entered::non_blocking(self.id, op);
-        self.shard_of(hash)
-            .try_write(self.probe(&entered, Some(hash)), f)
+        let _entered = entered.then(|| Entered::non_blocking(self.id, op));
+        self.shard_of(hash).try_write(self.telemetry, Some(hash), f)
     }
 
     /// Runs `f` on the value under the shard's read lock; `None` when absent.
@@ -304,12 +345,13 @@ where
     /// assert_eq!(map.read(&1, |s| s.len()), Some(5));
     /// assert_eq!(map.read(&2, |s| s.len()), None);
     /// ```
+    #[inline]
     pub fn read<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.with_slot(op!(read), key, |s| s.map(|s| f(&s.value)))
+        self.with_slot_entered(op!(read), key, |s| s.map(|s| f(&s.value)))
     }
 
     /// Like [`read`](Self::read), but returns [`WouldBlock`] instead of waiting
@@ -325,7 +367,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.try_with_slot(op!(try_read), key, |s| s.map(|s| f(&s.value)))
+        self.try_with_slot(op!(try_read), true, key, |s| s.map(|s| f(&s.value)))
     }
 
     /// A clone of the value (for cheap values: numbers, `Arc`s, short strings).
@@ -335,6 +377,7 @@ where
     /// map.insert("a", 1);
     /// assert_eq!(map.get_cloned("a"), Some(1));
     /// ```
+    #[inline]
     pub fn get_cloned<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -356,7 +399,9 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        self.try_with_slot(op!(try_get_cloned), key, |s| s.map(|s| s.value.clone()))
+        self.try_with_slot(op!(try_get_cloned), false, key, |s| {
+            s.map(|s| s.value.clone())
+        })
     }
 
     /// Whether the key is present.
@@ -365,6 +410,7 @@ where
     /// let map: mapguard::ShardedMap<u8, u8> = [(1, 1)].into_iter().collect();
     /// assert!(map.contains_key(&1) && !map.contains_key(&2));
     /// ```
+    #[inline]
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -408,7 +454,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.with_slot(op!(read_versioned), key, |s| {
+        self.with_slot_entered(op!(read_versioned), key, |s| {
             s.map(|s| (f(&s.value), s.version))
         })
     }
@@ -438,9 +484,10 @@ where
     /// assert_eq!(map.insert(1, 1), None);
     /// assert_eq!(map.insert(1, 2), Some(1));
     /// ```
+    #[inline]
     pub fn insert(&self, key: K, value: V) -> Option<V> {
         let hash = self.hash_of(&key);
-        self.with_table(op!(insert), hash, |t| {
+        self.with_table(op!(insert), hash, move |t| {
             self.flights.invalidate(&key);
             insert_slot(t, hash, key, value)
         })
@@ -455,7 +502,7 @@ where
     /// ```
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, WouldBlock> {
         let hash = self.hash_of(&key);
-        self.try_with_table(op!(try_insert), hash, |t| {
+        self.try_with_table(op!(try_insert), false, hash, |t| {
             self.flights.try_invalidate(&key)?;
             Ok(insert_slot(t, hash, key, value))
         })?
@@ -469,13 +516,14 @@ where
     /// assert_eq!(map.remove(&1), Some(1));
     /// assert_eq!(map.remove(&1), None);
     /// ```
+    #[inline]
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table(op!(remove), hash, |t| {
+        self.with_table(op!(remove), hash, move |t| {
             self.flights.invalidate(key);
             remove_slot(t, hash, key)
         })
@@ -493,7 +541,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.try_with_table(op!(try_remove), hash, |t| {
+        self.try_with_table(op!(try_remove), false, hash, |t| {
             self.flights.try_invalidate(key)?;
             Ok(remove_slot(t, hash, key))
         })?
@@ -510,13 +558,14 @@ where
     /// assert_eq!(map.update("q", |q| { q.push(1); q.len() }), Some(1));
     /// assert_eq!(map.update("nope", |q| q.len()), None);
     /// ```
+    #[inline]
     pub fn update<Q, R>(&self, key: &Q, f: impl FnOnce(&mut V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table(op!(update), hash, |t| {
+        self.with_table_entered(op!(update), hash, |t| {
             self.flights.invalidate(key);
             update_slot(t, hash, key, f)
         })
@@ -538,7 +587,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.try_with_table(op!(try_update), hash, |t| {
+        self.try_with_table(op!(try_update), true, hash, |t| {
             self.flights.try_invalidate(key)?;
             Ok(update_slot(t, hash, key, f))
         })?
@@ -555,7 +604,7 @@ where
     /// ```
     pub fn compute(&self, key: K, f: impl FnOnce(Option<&V>) -> Compute<V>) -> Option<V> {
         let hash = self.hash_of(&key);
-        self.with_table(op!(compute), hash, |t| {
+        self.with_table_entered(op!(compute), hash, |t| {
             self.flights.invalidate(&key);
             compute_slot(t, hash, key, f)
         })
@@ -575,7 +624,7 @@ where
         f: impl FnOnce(Option<&V>) -> Compute<V>,
     ) -> Result<Option<V>, WouldBlock> {
         let hash = self.hash_of(&key);
-        self.try_with_table(op!(try_compute), hash, |t| {
+        self.try_with_table(op!(try_compute), true, hash, |t| {
             self.flights.try_invalidate(&key)?;
             Ok(compute_slot(t, hash, key, f))
         })?
@@ -602,7 +651,7 @@ where
             return value;
         }
         let hash = self.hash_of(&key);
-        self.with_table(op!(get_or_insert_with), hash, |t| {
+        self.with_table_entered(op!(get_or_insert_with), hash, |t| {
             fill_slot(t, hash, key, f)
         })
     }
@@ -634,7 +683,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table(op!(compare_and_update), hash, |t| {
+        self.with_table_entered(op!(compare_and_update), hash, |t| {
             self.flights.invalidate(key);
             let Table { slots, clock, .. } = t;
             match slots.find_mut(hash, |s| s.key.borrow() == key) {
@@ -663,8 +712,8 @@ where
     /// ```
     pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, op!(retain));
-            let removed: Vec<Slot<K, V>> = shard.write(self.probe(&entered, None), |t| {
+            let _entered = Entered::blocking(self.id, op!(retain));
+            let removed: Vec<Slot<K, V>> = shard.write(self.telemetry, None, |t| {
                 self.flights.invalidate_all();
                 let removed = t.slots.extract_if(|s| !f(&s.key, &s.value)).collect();
                 t.maybe_shrink();
@@ -683,8 +732,8 @@ where
         mut wipe: impl FnMut(&mut V),
     ) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, op!(retain_zeroizing));
-            shard.write(self.probe(&entered, None), |t| {
+            let _entered = Entered::blocking(self.id, op!(retain_zeroizing));
+            shard.write(self.telemetry, None, |t| {
                 self.flights.invalidate_all();
                 t.slots.retain(|s| {
                     let keep = f(&s.key, &s.value);
@@ -706,7 +755,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table(op!(remove_zeroized), hash, |t| {
+        self.with_table_entered(op!(remove_zeroized), hash, |t| {
             self.flights.invalidate(key);
             let Ok(mut entry) = t.slots.find_entry(hash, |s| s.key.borrow() == key) else {
                 return false;
@@ -722,7 +771,7 @@ where
     #[cfg(feature = "zeroize")]
     pub(crate) fn insert_wiping(&self, key: K, value: V, wipe: impl FnOnce(&mut V)) -> bool {
         let hash = self.hash_of(&key);
-        self.with_table(op!(insert_zeroizing), hash, |t| {
+        self.with_table_entered(op!(insert_zeroizing), hash, |t| {
             self.flights.invalidate(&key);
             let Table { slots, clock, .. } = t;
             *clock += 1;
@@ -757,8 +806,8 @@ where
     /// ```
     pub fn clear(&self) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, op!(clear));
-            let old = shard.write(self.probe(&entered, None), |t| {
+            reentry::check(self.id, op!(clear));
+            let old = shard.write(self.telemetry, None, |t| {
                 self.flights.invalidate_all();
                 mem::take(&mut t.slots)
             });
@@ -777,10 +826,8 @@ where
     /// ```
     pub fn shrink_to_fit(&self) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, op!(shrink_to_fit));
-            shard.write(self.probe(&entered, None), |t| {
-                t.slots.shrink_to_fit(slot_hash)
-            });
+            reentry::check(self.id, op!(shrink_to_fit));
+            shard.write(self.telemetry, None, |t| t.slots.shrink_to_fit(slot_hash));
         }
     }
 
@@ -832,8 +879,8 @@ where
         K: Clone,
         V: Clone,
     {
-        let entered = Entered::blocking(self.id, op!(iter));
-        self.shards[index].read(self.probe(&entered, None), |t| {
+        reentry::check(self.id, op!(iter));
+        self.shards[index].read(self.telemetry, None, |t| {
             t.slots
                 .iter()
                 .map(|s| (s.key.clone(), s.value.clone()))
@@ -977,6 +1024,7 @@ where
     }
 }
 
+#[inline]
 fn insert_slot<K: Eq, V>(t: &mut Table<K, V>, hash: u64, key: K, value: V) -> Option<V> {
     let version = t.next_version();
     match t.slots.entry(hash, |s| s.key == key, slot_hash) {
@@ -997,6 +1045,7 @@ fn insert_slot<K: Eq, V>(t: &mut Table<K, V>, hash: u64, key: K, value: V) -> Op
     }
 }
 
+#[inline]
 fn remove_slot<K, V, Q>(t: &mut Table<K, V>, hash: u64, key: &Q) -> Option<V>
 where
     K: Borrow<Q>,
@@ -1013,6 +1062,7 @@ where
     removed
 }
 
+#[inline]
 fn update_slot<K, V, Q, R>(
     t: &mut Table<K, V>,
     hash: u64,
@@ -1032,6 +1082,7 @@ where
     Some(f(&mut slot.value))
 }
 
+#[inline]
 fn compute_slot<K: Eq, V>(
     t: &mut Table<K, V>,
     hash: u64,
@@ -1069,6 +1120,7 @@ fn compute_slot<K: Eq, V>(
     }
 }
 
+#[inline]
 fn fill_slot<K: Eq, V: Clone>(t: &mut Table<K, V>, hash: u64, key: K, f: impl FnOnce() -> V) -> V {
     let Table { slots, clock, .. } = t;
     match slots.entry(hash, |s| s.key == key, slot_hash) {
