@@ -18,8 +18,8 @@
 //! another, which may itself run a closure) spill to a vector in a second
 //! thread-local, touched only at that depth.
 //!
-//! The telemetry sampling tick is a thread-local of its own, built the same
-//! way: a countdown, one decrement and a branch per sampled-for operation.
+//! The telemetry sampling tick lives in the same thread-local: a countdown,
+//! one decrement and a branch per operation it samples for.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,16 +30,25 @@ pub(crate) const SAMPLE_EVERY: u32 = 256;
 
 /// The innermost map this thread is inside (`0`: none) and the operation
 /// whose closure runs there.
+///
+/// It also holds the telemetry sampling tick: a `u8` counting down wraps from
+/// 0 to 255, so every `SAMPLE_EVERY`-th decrement reaches 0 with no reset to
+/// write. (In the same thread-local as the record, the two are reached from
+/// one address: an operation checks the one and counts down the other.)
 struct ThreadState {
     map: Cell<u64>,
     op: Cell<&'static str>,
+    tick: Cell<u8>,
 }
+
+const _: () = assert!(SAMPLE_EVERY == u8::MAX as u32 + 1);
 
 impl ThreadState {
     const fn new() -> ThreadState {
         ThreadState {
             map: Cell::new(0),
             op: Cell::new(""),
+            tick: Cell::new(0),
         }
     }
 }
@@ -56,20 +65,6 @@ loom::thread_local! {
     static STATE: ThreadState = ThreadState::new();
     static SPILLED: RefCell<Vec<(u64, &'static str)>> = RefCell::new(Vec::new());
 }
-
-// A `u8` counting down wraps from 0 to 255: every `SAMPLE_EVERY`-th
-// decrement reaches 0 with no reset to write.
-#[cfg(not(loom))]
-std::thread_local! {
-    static TICK: Cell<u8> = const { Cell::new(0) };
-}
-
-#[cfg(loom)]
-loom::thread_local! {
-    static TICK: Cell<u8> = Cell::new(0);
-}
-
-const _: () = assert!(SAMPLE_EVERY == u8::MAX as u32 + 1);
 
 /// A process-unique identity for a map, used as its key in the record.
 pub(crate) fn next_map_id() -> u64 {
@@ -200,11 +195,18 @@ impl Drop for Entered {
 /// thread, counted down.
 #[inline]
 pub(crate) fn sample() -> bool {
-    TICK.with(|tick| {
-        let left = tick.get().wrapping_sub(1);
-        tick.set(left);
+    STATE.with(|state| {
+        let left = state.tick.get().wrapping_sub(1);
+        state.tick.set(left);
         left == 0
     })
+}
+
+/// Whether the last [`sample`] on this thread said yes and none has been
+/// drawn since.
+#[inline]
+pub(crate) fn ticked() -> bool {
+    STATE.with(|state| state.tick.get() == 0)
 }
 
 /// Defines `op!(method)` in the calling engine's module: the name re-entry

@@ -124,7 +124,7 @@ impl<K, V, S> ShardedMap<K, V, S> {
         let per_shard = capacity.div_ceil(shards);
         ShardedMap {
             shards: (0..shards)
-                .map(|_| CachePadded::new(Shard::with_capacity(per_shard)))
+                .map(|_| CachePadded::new(Shard::with_capacity(per_shard, telemetry)))
                 .collect(),
             shard_shift: 57 - shards.trailing_zeros(),
             shard_mask: shards as u64 - 1,
@@ -303,10 +303,10 @@ where
         &self,
         op: &'static str,
         hash: u64,
-        f: impl FnOnce(&mut Table<K, V>) -> R,
+        f: impl FnOnce(&mut Table<K, V>, u64) -> R,
     ) -> R {
         reentry::check(self.id, op);
-        self.shard_of(hash).write(self.telemetry, Some(hash), f)
+        self.shard_of(hash).write(Some(hash), f)
     }
 
     /// [`with_table`](Self::with_table) for an `f` that runs a closure of the
@@ -316,10 +316,10 @@ where
         &self,
         op: &'static str,
         hash: u64,
-        f: impl FnOnce(&mut Table<K, V>) -> R,
+        f: impl FnOnce(&mut Table<K, V>, u64) -> R,
     ) -> R {
         let _entered = Entered::blocking(self.id, op);
-        self.shard_of(hash).write(self.telemetry, Some(hash), f)
+        self.shard_of(hash).write(Some(hash), f)
     }
 
     /// [`with_table`](Self::with_table) without waiting (see
@@ -329,10 +329,10 @@ where
         op: &'static str,
         entered: bool,
         hash: u64,
-        f: impl FnOnce(&mut Table<K, V>) -> R,
+        f: impl FnOnce(&mut Table<K, V>, u64) -> R,
     ) -> Result<R, WouldBlock> {
         let _entered = entered.then(|| Entered::non_blocking(self.id, op));
-        self.shard_of(hash).try_write(self.telemetry, Some(hash), f)
+        self.shard_of(hash).try_write(Some(hash), f)
     }
 
     /// Runs `f` on the value under the shard's read lock; `None` when absent.
@@ -486,10 +486,34 @@ where
     /// ```
     #[inline]
     pub fn insert(&self, key: K, value: V) -> Option<V> {
+        reentry::check(self.id, op!(insert));
         let hash = self.hash_of(&key);
-        self.with_table(op!(insert), hash, move |t| {
-            self.flights.invalidate(&key);
-            insert_slot(t, hash, key, value)
+        // The one write in `SAMPLE_EVERY` that telemetry times takes a copy of
+        // this path out of line: the common one then tests the tick once.
+        if reentry::sample() {
+            return self.insert_sampled(hash, key, value);
+        }
+        self.insert_in::<false>(hash, key, value)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert_sampled(&self, hash: u64, key: K, value: V) -> Option<V> {
+        self.insert_in::<true>(hash, key, value)
+    }
+
+    #[inline]
+    fn insert_in<const SAMPLED: bool>(&self, hash: u64, key: K, value: V) -> Option<V> {
+        let shard = self.shard_of(hash);
+        shard.write_exact::<SAMPLED, _>(Some(hash), move |t, version| {
+            let key = self.flights.invalidate_owned(key);
+            // `entry` would grow a full table before it looks, whatever it
+            // finds: grow it here, refreshing the capacity mirror, so that a
+            // replacement never changes the table's length or capacity.
+            if t.slots.len() == t.slots.capacity() {
+                shard.grow(t);
+            }
+            insert_slot(t, hash, key, value, || version.get())
         })
     }
 
@@ -502,9 +526,9 @@ where
     /// ```
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, WouldBlock> {
         let hash = self.hash_of(&key);
-        self.try_with_table(op!(try_insert), false, hash, |t| {
+        self.try_with_table(op!(try_insert), false, hash, |t, version| {
             self.flights.try_invalidate(&key)?;
-            Ok(insert_slot(t, hash, key, value))
+            Ok(insert_slot(t, hash, key, value, || version).0)
         })?
     }
 
@@ -522,11 +546,35 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        reentry::check(self.id, op!(remove));
         let hash = self.hash_of(key);
-        self.with_table(op!(remove), hash, move |t| {
-            self.flights.invalidate(key);
-            remove_slot(t, hash, key)
-        })
+        if reentry::sample() {
+            return self.remove_sampled(hash, key);
+        }
+        self.remove_in::<false, Q>(hash, key)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn remove_sampled<Q>(&self, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove_in::<true, Q>(hash, key)
+    }
+
+    #[inline]
+    fn remove_in<const SAMPLED: bool, Q>(&self, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.shard_of(hash)
+            .write_exact::<SAMPLED, _>(Some(hash), move |t, _| {
+                self.flights.invalidate(key);
+                remove_slot(t, hash, key)
+            })
     }
 
     /// Like [`remove`](Self::remove), without waiting.
@@ -541,9 +589,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.try_with_table(op!(try_remove), false, hash, |t| {
+        self.try_with_table(op!(try_remove), false, hash, |t, _| {
             self.flights.try_invalidate(key)?;
-            Ok(remove_slot(t, hash, key))
+            Ok(remove_slot(t, hash, key).0)
         })?
     }
 
@@ -565,9 +613,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table_entered(op!(update), hash, |t| {
+        self.with_table_entered(op!(update), hash, |t, version| {
             self.flights.invalidate(key);
-            update_slot(t, hash, key, f)
+            update_slot(t, hash, key, version, f)
         })
     }
 
@@ -587,9 +635,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.try_with_table(op!(try_update), true, hash, |t| {
+        self.try_with_table(op!(try_update), true, hash, |t, version| {
             self.flights.try_invalidate(key)?;
-            Ok(update_slot(t, hash, key, f))
+            Ok(update_slot(t, hash, key, version, f))
         })?
     }
 
@@ -604,9 +652,9 @@ where
     /// ```
     pub fn compute(&self, key: K, f: impl FnOnce(Option<&V>) -> Compute<V>) -> Option<V> {
         let hash = self.hash_of(&key);
-        self.with_table_entered(op!(compute), hash, |t| {
-            self.flights.invalidate(&key);
-            compute_slot(t, hash, key, f)
+        self.with_table_entered(op!(compute), hash, |t, version| {
+            let key = self.flights.invalidate_owned(key);
+            compute_slot(t, hash, key, version, f)
         })
     }
 
@@ -624,9 +672,9 @@ where
         f: impl FnOnce(Option<&V>) -> Compute<V>,
     ) -> Result<Option<V>, WouldBlock> {
         let hash = self.hash_of(&key);
-        self.try_with_table(op!(try_compute), true, hash, |t| {
+        self.try_with_table(op!(try_compute), true, hash, |t, version| {
             self.flights.try_invalidate(&key)?;
-            Ok(compute_slot(t, hash, key, f))
+            Ok(compute_slot(t, hash, key, version, f))
         })?
     }
 
@@ -651,8 +699,8 @@ where
             return value;
         }
         let hash = self.hash_of(&key);
-        self.with_table_entered(op!(get_or_insert_with), hash, |t| {
-            fill_slot(t, hash, key, f)
+        self.with_table_entered(op!(get_or_insert_with), hash, |t, version| {
+            fill_slot(t, hash, key, version, f)
         })
     }
 
@@ -683,13 +731,11 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table_entered(op!(compare_and_update), hash, |t| {
+        self.with_table_entered(op!(compare_and_update), hash, |t, version| {
             self.flights.invalidate(key);
-            let Table { slots, clock, .. } = t;
-            match slots.find_mut(hash, |s| s.key.borrow() == key) {
+            match t.slots.find_mut(hash, |s| s.key.borrow() == key) {
                 Some(slot) if slot.version == seen => {
-                    *clock += 1;
-                    slot.version = *clock;
+                    slot.version = version;
                     f(&mut slot.value);
                     Ok(slot.version)
                 }
@@ -713,7 +759,7 @@ where
     pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
         for shard in self.shards.iter() {
             let _entered = Entered::blocking(self.id, op!(retain));
-            let removed: Vec<Slot<K, V>> = shard.write(self.telemetry, None, |t| {
+            let removed: Vec<Slot<K, V>> = shard.write(None, |t, _| {
                 self.flights.invalidate_all();
                 let removed = t.slots.extract_if(|s| !f(&s.key, &s.value)).collect();
                 t.maybe_shrink();
@@ -733,7 +779,7 @@ where
     ) {
         for shard in self.shards.iter() {
             let _entered = Entered::blocking(self.id, op!(retain_zeroizing));
-            shard.write(self.telemetry, None, |t| {
+            shard.write(None, |t, _| {
                 self.flights.invalidate_all();
                 t.slots.retain(|s| {
                     let keep = f(&s.key, &s.value);
@@ -755,7 +801,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table_entered(op!(remove_zeroized), hash, |t| {
+        self.with_table_entered(op!(remove_zeroized), hash, |t, _| {
             self.flights.invalidate(key);
             let Ok(mut entry) = t.slots.find_entry(hash, |s| s.key.borrow() == key) else {
                 return false;
@@ -771,16 +817,14 @@ where
     #[cfg(feature = "zeroize")]
     pub(crate) fn insert_wiping(&self, key: K, value: V, wipe: impl FnOnce(&mut V)) -> bool {
         let hash = self.hash_of(&key);
-        self.with_table_entered(op!(insert_zeroizing), hash, |t| {
+        self.with_table_entered(op!(insert_zeroizing), hash, |t, version| {
             self.flights.invalidate(&key);
-            let Table { slots, clock, .. } = t;
-            *clock += 1;
-            match slots.entry(hash, |s| s.key == key, slot_hash) {
+            match t.slots.entry(hash, |s| s.key == key, slot_hash) {
                 Entry::Occupied(mut e) => {
                     let slot = e.get_mut();
                     wipe(&mut slot.value);
                     slot.value = value;
-                    slot.version = *clock;
+                    slot.version = version;
                     true
                 }
                 Entry::Vacant(e) => {
@@ -788,7 +832,7 @@ where
                         hash,
                         key,
                         value,
-                        version: *clock,
+                        version,
                     });
                     false
                 }
@@ -807,7 +851,7 @@ where
     pub fn clear(&self) {
         for shard in self.shards.iter() {
             reentry::check(self.id, op!(clear));
-            let old = shard.write(self.telemetry, None, |t| {
+            let old = shard.write(None, |t, _| {
                 self.flights.invalidate_all();
                 mem::take(&mut t.slots)
             });
@@ -827,7 +871,7 @@ where
     pub fn shrink_to_fit(&self) {
         for shard in self.shards.iter() {
             reentry::check(self.id, op!(shrink_to_fit));
-            shard.write(self.telemetry, None, |t| t.slots.shrink_to_fit(slot_hash));
+            shard.write(None, |t, _| t.slots.shrink_to_fit(slot_hash));
         }
     }
 
@@ -1013,40 +1057,49 @@ where
 
     fn fill(&self, key: K, value: V, invalidated: &AtomicBool) -> V {
         let hash = self.hash_of(&key);
-        self.with_table(op!(get_or_load), hash, |t| {
+        self.with_table(op!(get_or_load), hash, |t, version| {
             // Checked under the shard lock the invalidating writers hold: an invalidated
             // load leaves the key absent (a value stored meanwhile still wins).
             if invalidated.load(Relaxed) && t.slots.find(hash, |s| s.key == key).is_none() {
                 return value;
             }
-            fill_slot(t, hash, key, || value)
+            fill_slot(t, hash, key, version, || value)
         })
     }
 }
 
+/// Inserts or replaces; also says whether the table's length changed (a new
+/// entry; a table that must grow for it may grow here too).
 #[inline]
-fn insert_slot<K: Eq, V>(t: &mut Table<K, V>, hash: u64, key: K, value: V) -> Option<V> {
-    let version = t.next_version();
+fn insert_slot<K: Eq, V>(
+    t: &mut Table<K, V>,
+    hash: u64,
+    key: K,
+    value: V,
+    version: impl FnOnce() -> u64,
+) -> (Option<V>, bool) {
     match t.slots.entry(hash, |s| s.key == key, slot_hash) {
         Entry::Occupied(mut e) => {
             let slot = e.get_mut();
-            slot.version = version;
-            Some(mem::replace(&mut slot.value, value))
+            slot.version = version();
+            (Some(mem::replace(&mut slot.value, value)), false)
         }
         Entry::Vacant(e) => {
             e.insert(Slot {
                 hash,
                 key,
                 value,
-                version,
+                version: version(),
             });
-            None
+            (None, true)
         }
     }
 }
 
+/// Removes `key`'s entry (shrinking a mostly empty table); also says whether
+/// it did.
 #[inline]
-fn remove_slot<K, V, Q>(t: &mut Table<K, V>, hash: u64, key: &Q) -> Option<V>
+fn remove_slot<K, V, Q>(t: &mut Table<K, V>, hash: u64, key: &Q) -> (Option<V>, bool)
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
@@ -1058,8 +1111,10 @@ where
         .map(|e| e.remove().0.value);
     if removed.is_some() {
         t.maybe_shrink();
+        (removed, true)
+    } else {
+        (None, false)
     }
-    removed
 }
 
 #[inline]
@@ -1067,18 +1122,17 @@ fn update_slot<K, V, Q, R>(
     t: &mut Table<K, V>,
     hash: u64,
     key: &Q,
+    version: u64,
     f: impl FnOnce(&mut V) -> R,
 ) -> Option<R>
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
-    let Table { slots, clock, .. } = t;
-    let slot = slots.find_mut(hash, |s| s.key.borrow() == key)?;
+    let slot = t.slots.find_mut(hash, |s| s.key.borrow() == key)?;
     // Versioned before `f` runs: if `f` panics halfway, the value may have
     // changed, and an optimistic writer holding the old version must conflict.
-    *clock += 1;
-    slot.version = *clock;
+    slot.version = version;
     Some(f(&mut slot.value))
 }
 
@@ -1087,15 +1141,14 @@ fn compute_slot<K: Eq, V>(
     t: &mut Table<K, V>,
     hash: u64,
     key: K,
+    version: u64,
     f: impl FnOnce(Option<&V>) -> Compute<V>,
 ) -> Option<V> {
-    let Table { slots, clock, .. } = t;
-    match slots.entry(hash, |s| s.key == key, slot_hash) {
+    match t.slots.entry(hash, |s| s.key == key, slot_hash) {
         Entry::Occupied(mut e) => match f(Some(&e.get().value)) {
             Compute::Set(value) => {
-                *clock += 1;
                 let slot = e.get_mut();
-                slot.version = *clock;
+                slot.version = version;
                 Some(mem::replace(&mut slot.value, value))
             }
             Compute::Remove => {
@@ -1107,12 +1160,11 @@ fn compute_slot<K: Eq, V>(
         },
         Entry::Vacant(e) => {
             if let Compute::Set(value) = f(None) {
-                *clock += 1;
                 e.insert(Slot {
                     hash,
                     key,
                     value,
-                    version: *clock,
+                    version,
                 });
             }
             None
@@ -1121,18 +1173,22 @@ fn compute_slot<K: Eq, V>(
 }
 
 #[inline]
-fn fill_slot<K: Eq, V: Clone>(t: &mut Table<K, V>, hash: u64, key: K, f: impl FnOnce() -> V) -> V {
-    let Table { slots, clock, .. } = t;
-    match slots.entry(hash, |s| s.key == key, slot_hash) {
+fn fill_slot<K: Eq, V: Clone>(
+    t: &mut Table<K, V>,
+    hash: u64,
+    key: K,
+    version: u64,
+    f: impl FnOnce() -> V,
+) -> V {
+    match t.slots.entry(hash, |s| s.key == key, slot_hash) {
         Entry::Occupied(e) => e.get().value.clone(),
         Entry::Vacant(e) => {
-            *clock += 1;
             let value = f();
             let slot = e.insert(Slot {
                 hash,
                 key,
                 value,
-                version: *clock,
+                version,
             });
             slot.get().value.clone()
         }
