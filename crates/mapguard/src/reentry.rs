@@ -7,16 +7,21 @@
 //! timing-dependent in other maps; here every re-entrant blocking call panics,
 //! deterministically, on its first execution, naming both calls.
 //!
-//! The record costs nothing outside user code. A thread outside every map (the
-//! usual case) has an empty record, so the check a blocking call makes is one
-//! load of a thread-local word and a branch ([`check`]). Only operations that
-//! run a caller's closure under a lock record themselves ([`Entered`]): the
+//! Only the operations that run a caller's closure under a lock record
+//! themselves ([`Entered`]); every blocking operation checks the record
+//! ([`check`]). A thread outside every map (the usual case) has an empty
+//! record, so the check is one load of a thread-local word and a branch. The
 //! innermost entry lives in two `Cell`s of a thread-local with a constant
 //! initializer and no destructor, which the compiler reaches with
-//! segment-relative moves, so entering is a load, a branch and two stores and
-//! leaving one store. Outer entries (a closure of one map calling into
-//! another, which may itself run a closure) spill to a vector in a second
-//! thread-local, touched only at that depth.
+//! segment-relative moves: entering is a load, a branch and the stores of the
+//! map and the operation, leaving one store. Outer entries (a closure of one
+//! map calling into another, which may itself run a closure) spill to a
+//! vector in a second thread-local, touched only at that depth.
+//!
+//! Plain operations (`get_cloned`, `insert`, `remove`, ...) run no closure of
+//! the caller's, only the key's `Eq` and the value's `Clone` under the lock;
+//! those are not recorded, so an `Eq` or `Clone` implementation that calls
+//! back into the same map is not caught (as with any map's guards).
 //!
 //! The telemetry sampling tick lives in the same thread-local: a countdown,
 //! one decrement and a branch per operation it samples for.

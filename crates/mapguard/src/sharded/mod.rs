@@ -6,11 +6,21 @@
 //! the entry, so the key is hashed once per operation and never again on resize.
 //! Every operation takes exactly one shard lock, and user closures run under it:
 //! the thread-local record in [`crate::reentry`] turns any blocking call back
-//! into the same map from such a closure into an immediate panic.
+//! into the same map from such a closure into an immediate panic. Operations
+//! that run no closure of the caller's only check that record
+//! ([`with_slot`](ShardedMap::with_slot), [`with_table`](ShardedMap::with_table));
+//! the others enter it (the `_entered` forms).
 //!
 //! Every write to a key also invalidates a load of that key in flight, inside
 //! the shard's write lock (see [`crate::loader`]): `self.flights.invalidate` in
 //! the write closures below. It costs one atomic load when nothing is loading.
+//!
+//! `get_cloned`, `insert` and `remove` cost about what dashmap's `get`, `insert`
+//! and `remove` do (the bench's callgrind count; `crates/bench/tests/instructions_ratio.rs`
+//! holds them within 1.1x): everything above is inlined, and what only some
+//! operations need is out of line: the sampled timing (`insert` and `remove`
+//! run a copy of themselves for the one operation in 256 a thread samples), a
+//! busy lock, a load in flight, a table that must grow.
 
 pub(crate) mod builder;
 mod shard;
