@@ -47,9 +47,10 @@ pub(crate) fn slot_hash<K, V>(slot: &Slot<K, V>) -> u64 {
 /// The data under a shard's lock.
 pub(crate) struct Table<K, V> {
     pub(crate) slots: HashTable<Slot<K, V>, TableAlloc>,
-    /// When a write the telemetry samples took the lock (its holder alone
-    /// sets and takes it).
-    sampled_since: Option<Instant>,
+    /// When a write the telemetry samples took the lock, with the version
+    /// that write gets (its holder alone sets and takes it; a start left by a
+    /// write that panicked has an older version and is ignored).
+    sampled_since: Option<(u64, Instant)>,
 }
 
 impl<K, V> Table<K, V> {
@@ -287,10 +288,10 @@ impl<K, V> Shard<K, V> {
     #[inline]
     fn unlock(&self, guard: RwLockWriteGuard<'_, Table<K, V>>) {
         // The tick is read again rather than kept across the write, which
-        // costs more (a register through the whole write). If the write did
+        // costs more (a register through the whole write). If the write ran
         // other operations on this thread the two reads may disagree: a hold
-        // then goes untimed, or `unlock_ticked` finds no start and times
-        // nothing.
+        // then goes untimed, or `unlock_ticked` finds no start of this write's
+        // and times nothing.
         if reentry::ticked() {
             self.unlock_ticked(guard);
         } else {
@@ -331,8 +332,15 @@ impl<K, V> Shard<K, V> {
             }
             None => self.telemetry.contended(probe, || self.lock.write()),
         };
-        guard.sampled_since = self.telemetry.held_since(probe);
+        self.note_hold_start(&mut guard, probe);
         guard
+    }
+
+    /// Notes in the table when the hold of a sampled write began, for
+    /// [`unlock_ticked`](Self::unlock_ticked).
+    fn note_hold_start(&self, table: &mut Table<K, V>, probe: Probe) {
+        let version = self.clock.load(Relaxed).wrapping_add(1);
+        table.sampled_since = self.telemetry.held_since(probe).map(|s| (version, s));
     }
 
     /// Releases a lock taken by [`lock_ticked`](Self::lock_ticked), timing
@@ -340,7 +348,12 @@ impl<K, V> Shard<K, V> {
     #[cold]
     #[inline(never)]
     fn unlock_ticked(&self, mut guard: RwLockWriteGuard<'_, Table<K, V>>) {
-        let since = guard.sampled_since.take();
+        let version = self.clock.load(Relaxed);
+        let since = guard
+            .sampled_since
+            .take()
+            .filter(|(v, _)| *v == version)
+            .map(|(_, s)| s);
         drop(guard);
         self.telemetry.record_hold(since);
     }
@@ -363,7 +376,7 @@ impl<K, V> Shard<K, V> {
             hash,
         };
         self.telemetry.uncontended(probe);
-        guard.sampled_since = self.telemetry.held_since(probe);
+        self.note_hold_start(&mut guard, probe);
         Ok(self.write_locked(guard, f))
     }
 
