@@ -179,8 +179,11 @@ macro_rules! direct_session {
     };
 }
 
+// `get_cloned`: a `u64` copied out, as dashmap's and the `RwLock` maps' gets copy it out of
+// their guards. (`read` runs a closure of the caller's under the lock, so it also records the
+// thread as inside the map for re-entry detection: ~11 instructions more.)
 direct_session!(ShardedMap<u64, u64, Hasher>, |m, k, v| {
-    get: m.read(&k, |v| black_box(*v)).is_some(),
+    get: black_box(m.get_cloned(&k)).is_some(),
     insert: m.insert(k, v),
     remove: m.remove(&k),
     update: m.update(&k, |v| *v += 1),

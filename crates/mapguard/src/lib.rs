@@ -52,9 +52,10 @@
 //! than a few thousand entries and regular writes, don't use [`SnapshotMap`] (a
 //! write costs O(n)). Between the other two: [`ReadMostlyMap`] when reads
 //! dominate and must never wait (its reads cost about what papaya's do: ~120
-//! instructions per get against papaya's ~125 and [`ShardedMap`]'s ~190, in the
-//! bench's callgrind count, and one cache miss, on the entry, against papaya's
-//! two or three; many reads through one [`ReadMostlyMap::pin`] ~96 each, and
+//! instructions per get against papaya's ~125, in the bench's callgrind count,
+//! and one cache miss, on the entry, against papaya's two or three; [`ShardedMap`]'s
+//! `get_cloned` costs ~97, dashmap's `get` ~104, but takes a shared lock: a
+//! write to the shard makes it wait; many reads through one [`ReadMostlyMap::pin`] ~96 each, and
 //! they borrow their values instead of cloning them), [`ShardedMap`] when
 //! writes are frequent or values are expensive to clone ([`ReadMostlyMap`]
 //! never changes an entry readers may hold: every write publishes a new one,
@@ -124,6 +125,11 @@
 //! `scripts/tsan.sh` runs the multi-threaded ones under ThreadSanitizer, with
 //! the standard library instrumented too. Both report nothing, with nothing
 //! suppressed.
+//!
+//! Re-entry is detected for the closures passed to a map. A key's `Eq` or a
+//! value's `Clone` also runs under a lock (a lookup compares keys, `get_cloned`
+//! clones), but such implementations are not expected to call into the map
+//! and are not checked: one that does can deadlock, as with any map.
 //!
 //! Locks are not poisoned: a panicking closure leaves the map usable (the
 //! value may be half-updated by the closure itself). Calling *another* map

@@ -231,6 +231,24 @@ impl<K: Hash + Eq, V> SingleFlight<K, V> {
         }
     }
 
+    /// [`invalidate`](Self::invalidate) for a write that owns its key: the key
+    /// goes in and out by value, so that a write that inlines this need not
+    /// keep the key in memory for the rare call.
+    #[inline]
+    pub(crate) fn invalidate_owned(&self, key: K) -> K {
+        if self.is_idle() {
+            key
+        } else {
+            self.invalidate_in_flight_owned(key)
+        }
+    }
+
+    #[cold]
+    fn invalidate_in_flight_owned(&self, key: K) -> K {
+        self.invalidate_in_flight(&key);
+        key
+    }
+
     /// [`invalidate`](Self::invalidate) for the `try_*` writes: [`WouldBlock`]
     /// instead of waiting for the flights table.
     pub(crate) fn try_invalidate<Q>(&self, key: &Q) -> Result<(), WouldBlock>

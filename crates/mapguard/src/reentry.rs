@@ -7,20 +7,24 @@
 //! timing-dependent in other maps; here every re-entrant blocking call panics,
 //! deterministically, on its first execution, naming both calls.
 //!
-//! The record is a tiny per-thread stack (nesting depth is the number of
-//! *different* maps a thread is inside, almost always 0 or 1), so the check is a
-//! thread-local access and a scan of an empty or one-element slice. The first
-//! [`INLINE`] entries live in plain `Cell`s of a thread-local with a constant
-//! initializer and no destructor, which the compiler reaches with one
-//! segment-relative access; deeper nesting spills to a vector in a second
-//! thread-local, touched only at that depth. (In the bench's callgrind count
-//! a `RefCell<Vec>` record costs ~105 instructions per get, a third of
-//! `ShardedMap::read`, and inline cells in a thread-local that also holds the
-//! spill vector, and so needs a destructor, ~70 per write, most of it the
-//! call through the lazily registered thread-local's accessor.)
+//! Only the operations that run a caller's closure under a lock record
+//! themselves ([`Entered`]); every blocking operation checks the record
+//! ([`check`]). A thread outside every map (the usual case) has an empty
+//! record, so the check is one load of a thread-local word and a branch. The
+//! innermost entry lives in two `Cell`s of a thread-local with a constant
+//! initializer and no destructor, which the compiler reaches with
+//! segment-relative moves: entering is a load, a branch and the stores of the
+//! map and the operation, leaving one store. Outer entries (a closure of one
+//! map calling into another, which may itself run a closure) spill to a
+//! vector in a second thread-local, touched only at that depth.
 //!
-//! The telemetry sampling tick is a thread-local of its own, built the same
-//! way (the read-mostly engine's reads use it and nothing else from here).
+//! Plain operations (`get_cloned`, `insert`, `remove`, ...) run no closure of
+//! the caller's, only the key's `Eq` and the value's `Clone` under the lock;
+//! those are not recorded, so an `Eq` or `Clone` implementation that calls
+//! back into the same map is not caught (as with any map's guards).
+//!
+//! The telemetry sampling tick lives in the same thread-local: a countdown,
+//! one decrement and a branch per operation it samples for.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,109 +33,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// cost of `Instant::now()` and the hot-key sketch well under the budget.
 pub(crate) const SAMPLE_EVERY: u32 = 256;
 
-/// Entries held without touching the spill vector.
-const INLINE: usize = 4;
-
-/// Entries `0..min(depth, INLINE)` of this thread's record, and its depth.
+/// The innermost map this thread is inside (`0`: none) and the operation
+/// whose closure runs there.
+///
+/// It also holds the telemetry sampling tick: a `u8` counting down wraps from
+/// 0 to 255, so every `SAMPLE_EVERY`-th decrement reaches 0 with no reset to
+/// write. (In the same thread-local as the record, the two are reached from
+/// one address: an operation checks the one and counts down the other.)
 struct ThreadState {
-    inline: [Cell<Held>; INLINE],
-    depth: Cell<usize>,
+    map: Cell<u64>,
+    op: Cell<&'static str>,
+    tick: Cell<u8>,
 }
 
-#[derive(Clone, Copy)]
-struct Held {
-    map: u64,
-    op: &'static str,
-}
-
-const EMPTY: Held = Held { map: 0, op: "" };
+const _: () = assert!(SAMPLE_EVERY == u8::MAX as u32 + 1);
 
 impl ThreadState {
     const fn new() -> ThreadState {
         ThreadState {
-            inline: [
-                Cell::new(EMPTY),
-                Cell::new(EMPTY),
-                Cell::new(EMPTY),
-                Cell::new(EMPTY),
-            ],
-            depth: Cell::new(0),
-        }
-    }
-
-    fn get(&self, i: usize) -> Held {
-        match self.inline.get(i) {
-            Some(cell) => cell.get(),
-            None => SPILLED.with(|spilled| spilled.borrow()[i - INLINE]),
-        }
-    }
-
-    fn set(&self, i: usize, held: Held) {
-        match self.inline.get(i) {
-            Some(cell) => cell.set(held),
-            // `SPILLED` holds exactly the entries past `INLINE`: `i` is one of
-            // them, or the next.
-            None => SPILLED.with(|spilled| {
-                let mut spilled = spilled.borrow_mut();
-                match spilled.get_mut(i - INLINE) {
-                    Some(slot) => *slot = held,
-                    None => spilled.push(held),
-                }
-            }),
-        }
-    }
-
-    /// The innermost entry for `map`, if this thread is inside it.
-    fn find(&self, map: u64) -> Option<Held> {
-        let depth = self.depth.get();
-        if depth == 0 {
-            return None;
-        }
-        (0..depth).rev().map(|i| self.get(i)).find(|h| h.map == map)
-    }
-
-    #[inline]
-    fn push(&self, held: Held) {
-        let depth = self.depth.get();
-        match self.inline.get(depth) {
-            Some(cell) => cell.set(held),
-            None => self.spill(depth, held),
-        }
-        self.depth.set(depth + 1);
-    }
-
-    #[cold]
-    fn spill(&self, depth: usize, held: Held) {
-        self.set(depth, held);
-    }
-
-    /// Removes the innermost entry for `map` (the last one, unless guards were
-    /// dropped out of order).
-    #[inline]
-    fn remove(&self, map: u64) {
-        let depth = self.depth.get();
-        // The usual case: the entry on top, inline.
-        if let Some(top) = depth.checked_sub(1).and_then(|i| self.inline.get(i)) {
-            if top.get().map == map {
-                self.depth.set(depth - 1);
-                return;
-            }
-        }
-        self.remove_slow(map);
-    }
-
-    #[cold]
-    fn remove_slow(&self, map: u64) {
-        let depth = self.depth.get();
-        let Some(pos) = (0..depth).rev().find(|&i| self.get(i).map == map) else {
-            return;
-        };
-        for i in pos..depth - 1 {
-            self.set(i, self.get(i + 1));
-        }
-        self.depth.set(depth - 1);
-        if depth > INLINE {
-            SPILLED.with(|spilled| spilled.borrow_mut().truncate(depth - 1 - INLINE));
+            map: Cell::new(0),
+            op: Cell::new(""),
+            tick: Cell::new(0),
         }
     }
 }
@@ -139,23 +61,14 @@ impl ThreadState {
 #[cfg(not(loom))]
 std::thread_local! {
     static STATE: ThreadState = const { ThreadState::new() };
-    static SPILLED: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
+    /// The entries outside the innermost one, outermost first.
+    static SPILLED: RefCell<Vec<(u64, &'static str)>> = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(loom)]
 loom::thread_local! {
     static STATE: ThreadState = ThreadState::new();
-    static SPILLED: RefCell<Vec<Held>> = RefCell::new(Vec::new());
-}
-
-#[cfg(not(loom))]
-std::thread_local! {
-    static TICK: Cell<u32> = const { Cell::new(0) };
-}
-
-#[cfg(loom)]
-loom::thread_local! {
-    static TICK: Cell<u32> = Cell::new(0);
+    static SPILLED: RefCell<Vec<(u64, &'static str)>> = RefCell::new(Vec::new());
 }
 
 /// A process-unique identity for a map, used as its key in the record.
@@ -164,10 +77,32 @@ pub(crate) fn next_map_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Proof that this thread recorded itself as inside `map`; dropping it (also
-/// during unwinding out of a panicking closure) erases the record.
+/// Panics when this thread is inside a closure of `map`: what a blocking
+/// operation that runs no closure of the caller's does before it takes a lock.
+#[inline]
+pub(crate) fn check(map: u64, op: &'static str) {
+    if STATE.with(|state| state.map.get()) != 0 {
+        check_nested(map, op);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn check_nested(map: u64, op: &'static str) {
+    if let Some(outer) = is_inside(map) {
+        reentry_panic(op, outer);
+    }
+}
+
+/// Proof that this thread recorded itself as inside `map`, for an operation
+/// that runs a caller's closure under one of the map's locks; dropping it
+/// (also during unwinding out of a panicking closure) erases the record.
+/// Records are erased in the reverse order of their making: each is a local
+/// of the operation that made it.
 pub(crate) struct Entered {
-    map: u64,
+    /// Whether the thread was inside another map already (the entry before
+    /// this one is in `SPILLED`).
+    nested: bool,
     /// Whether telemetry should time this operation.
     pub(crate) sampled: bool,
 }
@@ -175,20 +110,19 @@ pub(crate) struct Entered {
 impl Entered {
     #[inline]
     fn record(map: u64, op: &'static str, check: bool) -> Entered {
-        // Separate small accesses: one closure holding all of this is
-        // compiled out of line, and each call would then reach the
-        // thread-local through a function pointer (~30 instructions more per
-        // operation, callgrind).
-        // Outside every map (the usual case) there is nothing to scan.
-        if check && STATE.with(|state| state.depth.get()) != 0 {
-            if let Some(outer) = STATE.with(|state| state.find(map)) {
-                reentry_panic(op, outer.op);
-            }
-        }
-        STATE.with(|state| state.push(Held { map, op }));
+        let nested = if STATE.with(|state| state.map.get()) != 0 {
+            enter_nested(map, op, check);
+            true
+        } else {
+            STATE.with(|state| {
+                state.map.set(map);
+                state.op.set(op);
+            });
+            false
+        };
         Entered {
-            map,
-            sampled: sample(),
+            nested,
+            sampled: false,
         }
     }
 
@@ -205,25 +139,79 @@ impl Entered {
     pub(crate) fn non_blocking(map: u64, op: &'static str) -> Entered {
         Self::record(map, op, false)
     }
+
+    /// [`blocking`](Self::blocking), also drawing the telemetry sample.
+    #[inline]
+    pub(crate) fn blocking_sampled(map: u64, op: &'static str) -> Entered {
+        let mut entered = Self::blocking(map, op);
+        entered.sampled = sample();
+        entered
+    }
+
+    /// [`non_blocking`](Self::non_blocking), also drawing the telemetry sample.
+    #[inline]
+    pub(crate) fn non_blocking_sampled(map: u64, op: &'static str) -> Entered {
+        let mut entered = Self::non_blocking(map, op);
+        entered.sampled = sample();
+        entered
+    }
+}
+
+/// Enters `map` from inside another map's closure: checks the whole record
+/// when `check`, and moves the innermost entry out to `SPILLED`.
+#[cold]
+#[inline(never)]
+fn enter_nested(map: u64, op: &'static str, check: bool) {
+    if check {
+        check_nested(map, op);
+    }
+    let outer = STATE.with(|state| (state.map.replace(map), state.op.replace(op)));
+    SPILLED.with(|spilled| spilled.borrow_mut().push(outer));
+}
+
+/// Leaves the innermost entry, making the one before it innermost again.
+#[cold]
+#[inline(never)]
+fn leave_nested() {
+    // `try_with`: during thread teardown the spill vector may already be gone.
+    let outer = SPILLED
+        .try_with(|spilled| spilled.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or((0, ""));
+    STATE.with(|state| {
+        state.map.set(outer.0);
+        state.op.set(outer.1);
+    });
 }
 
 impl Drop for Entered {
     #[inline]
     fn drop(&mut self) {
-        // `try_with`: during thread teardown the record may already be gone.
-        let _ = STATE.try_with(|state| state.remove(self.map));
+        if self.nested {
+            leave_nested();
+        } else {
+            STATE.with(|state| state.map.set(0));
+        }
     }
 }
 
-/// For operations that never block and so record nothing (the read-mostly
-/// engine's reads): whether telemetry should sample this one.
+/// Whether telemetry should sample this operation: one in [`SAMPLE_EVERY`] per
+/// thread, counted down.
 #[inline]
 pub(crate) fn sample() -> bool {
-    TICK.with(|tick| {
-        let next = tick.get().wrapping_add(1);
-        tick.set(next);
-        next % SAMPLE_EVERY == 0
+    STATE.with(|state| {
+        let left = state.tick.get().wrapping_sub(1);
+        state.tick.set(left);
+        left == 0
     })
+}
+
+/// Whether the last [`sample`] on this thread said yes and none has been
+/// drawn since.
+#[inline]
+pub(crate) fn ticked() -> bool {
+    STATE.with(|state| state.tick.get() == 0)
 }
 
 /// Defines `op!(method)` in the calling engine's module: the name re-entry
@@ -244,14 +232,25 @@ pub(crate) use name_ops;
 /// that wait without taking one of the map's locks (a single-flight load).
 #[inline]
 pub(crate) fn forbid_reentry(map: u64, op: &'static str) {
-    if let Some(outer) = is_inside(map) {
-        reentry_panic(op, outer);
-    }
+    check(map, op);
 }
 
 /// Whether this thread is inside a closure of `map` (any operation).
 pub(crate) fn is_inside(map: u64) -> Option<&'static str> {
-    STATE.with(|state| state.find(map).map(|h| h.op))
+    let (top, op) = STATE.with(|state| (state.map.get(), state.op.get()));
+    if top == 0 {
+        return None;
+    }
+    if top == map {
+        return Some(op);
+    }
+    SPILLED
+        .try_with(|spilled| {
+            let spilled = spilled.borrow();
+            spilled.iter().rev().find(|h| h.0 == map).map(|h| h.1)
+        })
+        .ok()
+        .flatten()
 }
 
 #[cold]
@@ -270,24 +269,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nesting_past_the_inline_entries_and_out_of_order_drops() {
-        let guards: Vec<Entered> = (1..=INLINE as u64 + 3)
-            .map(|m| Entered::blocking(m, "op"))
-            .collect();
-        for m in 1..=INLINE as u64 + 3 {
-            assert_eq!(is_inside(m), Some("op"));
+    fn nested_records_unwind_in_order() {
+        fn nest(maps: &[u64]) {
+            let Some((&map, inner)) = maps.split_first() else {
+                for m in 1..=5 {
+                    assert_eq!(is_inside(m), Some("op"));
+                }
+                assert_eq!(is_inside(99), None);
+                return;
+            };
+            let _entered = Entered::non_blocking(map, "op");
+            nest(inner);
+            assert_eq!(is_inside(map), Some("op"));
         }
-        assert_eq!(is_inside(99), None);
-        let mut guards = guards.into_iter();
-        let first = guards.next().unwrap();
-        drop(first); // out of order: the outermost first
-        assert_eq!(is_inside(1), None);
-        assert_eq!(is_inside(2), Some("op"));
-        drop(guards);
-        for m in 1..=INLINE as u64 + 3 {
+        nest(&[1, 2, 3, 4, 5]);
+        for m in 1..=5 {
             assert_eq!(is_inside(m), None);
         }
-        assert_eq!(STATE.with(|s| s.depth.get()), 0);
+        assert_eq!(STATE.with(|s| s.map.get()), 0);
         assert_eq!(SPILLED.with(|s| s.borrow().len()), 0);
+    }
+
+    #[test]
+    fn a_blocking_entry_into_an_outer_map_panics() {
+        let _a = Entered::blocking(1, "a");
+        let _b = Entered::blocking(2, "b");
+        check(3, "c");
+        let r = std::panic::catch_unwind(|| check(1, "inner"));
+        assert!(r.is_err());
+        let r = std::panic::catch_unwind(|| Entered::blocking(2, "inner"));
+        assert!(r.is_err());
+        // A panic while entering leaves the record as it was.
+        assert_eq!(is_inside(1), Some("a"));
+        assert_eq!(is_inside(2), Some("b"));
+    }
+
+    #[test]
+    fn sampling_is_one_in_sample_every() {
+        let sampled = (0..SAMPLE_EVERY * 4).filter(|_| sample()).count();
+        assert_eq!(sampled, 4);
     }
 }

@@ -13,7 +13,9 @@
 //! waits on `&mut guard`), emulated over loom's std-like one.
 
 #[cfg(not(loom))]
-pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockWriteGuard};
+pub(crate) use parking_lot::{
+    Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize};
 
@@ -24,7 +26,7 @@ pub(crate) fn current_thread_id() -> std::thread::ThreadId {
 
 #[cfg(loom)]
 pub(crate) use self::loom_shim::{
-    current_thread_id, Condvar, Mutex, MutexGuard, RwLock, RwLockWriteGuard,
+    current_thread_id, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize};
@@ -112,13 +114,13 @@ mod loom_shim {
             RwLock(loom::sync::RwLock::new(value))
         }
 
-        pub(crate) fn read(&self) -> loom::sync::RwLockReadGuard<'_, T> {
+        pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
             self.0
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
         }
 
-        pub(crate) fn try_read(&self) -> Option<loom::sync::RwLockReadGuard<'_, T>> {
+        pub(crate) fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
             match self.0.try_read() {
                 Ok(guard) => Some(guard),
                 Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
@@ -141,6 +143,7 @@ mod loom_shim {
         }
     }
 
+    pub(crate) type RwLockReadGuard<'a, T> = loom::sync::RwLockReadGuard<'a, T>;
     pub(crate) type RwLockWriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
 }
 

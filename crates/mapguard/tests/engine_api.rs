@@ -186,3 +186,60 @@ mod prometheus {
         registers_writes_and_entries::<mapguard::SnapshotMap<u64, u64>>();
     }
 }
+
+/// A replacement into a full table grows it (hashbrown grows before it looks):
+/// `capacity()` sees the growth at once.
+#[test]
+fn sharded_capacity_follows_a_growth_by_replacement() {
+    let map: ShardedMap<u64, u64> = ShardedMap::builder().shards(1).build();
+    let mut k = 0;
+    while map.len() < map.capacity() || map.is_empty() {
+        map.insert(k, k);
+        k += 1;
+    }
+    let full = map.capacity();
+    assert_eq!(map.len(), full);
+    assert_eq!(map.insert(0, 1), Some(0));
+    assert!(map.capacity() > full, "{} after {full}", map.capacity());
+    assert_eq!(map.stats().shards[0].capacity, map.capacity());
+    assert_eq!(map.len(), full);
+}
+
+/// Inserts and removes (their own code path) are counted exactly, bump
+/// versions, and are timed one in 256 per thread.
+#[test]
+fn sharded_inserts_and_removes_are_counted_versioned_and_sampled() {
+    let map: ShardedMap<u64, u64> = ShardedMap::builder().shards(1).build();
+    let n = 2_000;
+    for k in 0..n {
+        assert_eq!(map.insert(k, k), None);
+    }
+    let v1 = map.version(&1).unwrap();
+    assert_eq!(map.insert(1, 1), Some(1));
+    let v2 = map.version(&1).unwrap();
+    assert!(v2 > v1);
+    let inserted = map.stats();
+    assert_eq!(inserted.writes(), n + 1);
+    assert!(inserted.hold().count() >= n / 256, "{:?}", inserted.hold());
+    for k in 0..n {
+        assert_eq!(map.remove(&k), Some(k));
+    }
+    assert_eq!(map.remove(&0), None);
+    let removed = map.stats();
+    assert_eq!(removed.writes(), 2 * n + 2);
+    assert!(
+        removed.hold().count() >= 2 * n / 256,
+        "{:?}",
+        removed.hold()
+    );
+    assert!(map.is_empty());
+    // Removed and inserted again: a version never seen for the key.
+    map.insert(1, 1);
+    assert!(map.version(&1).unwrap() > v2);
+
+    let quiet: ShardedMap<u64, u64> = ShardedMap::builder().telemetry(false).build();
+    quiet.insert(1, 1);
+    quiet.remove(&1);
+    assert_eq!(quiet.stats().writes(), 0);
+    assert_eq!(quiet.stats().hold().count(), 0);
+}

@@ -149,6 +149,35 @@ fn another_map_inside_a_closure_is_fine() {
 }
 
 #[test]
+fn reentry_through_another_maps_closure_panics_naming_the_outer_call() {
+    // A's closure runs B's, which calls back into A: the record of A is below
+    // B's, and is still found.
+    expect_reentry_panic(
+        || {
+            let a: ShardedMap<u32, u32> = ShardedMap::new();
+            let b: ShardedMap<u32, u32> = ShardedMap::new();
+            a.insert(1, 1);
+            b.insert(1, 1);
+            a.update(&1, |_| b.read(&1, |_| a.get_cloned(&1)));
+        },
+        "ShardedMap::get_cloned",
+        "ShardedMap::update",
+    );
+    // And once out of both, each map is usable again, also after a panic
+    // in the inner closure.
+    let a: ShardedMap<u32, u32> = ShardedMap::new();
+    let b: ShardedMap<u32, u32> = ShardedMap::new();
+    a.insert(1, 1);
+    b.insert(1, 1);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        a.update(&1, |_| b.read(&1, |_| panic!("inner")));
+    }));
+    assert!(r.is_err());
+    assert_eq!(a.insert(1, 2), Some(1));
+    assert_eq!(b.update(&1, |v| a.insert(2, *v)), Some(None));
+}
+
+#[test]
 fn loader_may_use_the_map_but_not_wait_for_itself() {
     let map: ShardedMap<u32, u32> = ShardedMap::new();
     map.insert(1, 5);

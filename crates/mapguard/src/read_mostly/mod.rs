@@ -323,7 +323,7 @@ where
 
     fn write<R>(&self, op: &'static str, hash: u64, f: impl FnOnce(&mut Edit<'_, K, V>) -> R) -> R {
         let shard = self.shard_to_write(hash);
-        let entered = Entered::blocking(self.id, op);
+        let entered = Entered::blocking_sampled(self.id, op);
         shard.write(self.probe(&entered, Some(hash)), &|k| self.hash_of(k), f)
     }
 
@@ -334,14 +334,14 @@ where
         f: impl FnOnce(&mut Edit<'_, K, V>) -> R,
     ) -> Result<R, WouldBlock> {
         let shard = self.shard_to_write(hash);
-        let entered = Entered::non_blocking(self.id, op);
+        let entered = Entered::non_blocking_sampled(self.id, op);
         shard.try_write(self.probe(&entered, Some(hash)), &|k| self.hash_of(k), f)
     }
 
     /// Runs `f` on every shard under its writer lock, one at a time.
     fn write_each_shard(&self, op: &'static str, mut f: impl FnMut(&mut Edit<'_, K, V>)) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, op);
+            let entered = Entered::blocking_sampled(self.id, op);
             shard.write(self.probe(&entered, None), &|k| self.hash_of(k), &mut f);
         }
     }
@@ -776,7 +776,7 @@ where
     }
 
     pub(crate) fn snapshot_shard(&self, index: usize) -> Vec<(K, V)> {
-        let entered = Entered::blocking(self.id, op!(iter));
+        let entered = Entered::blocking_sampled(self.id, op!(iter));
         self.shards[index].write(self.probe(&entered, None), &|k| self.hash_of(k), |e| {
             let mut pairs = Vec::with_capacity(e.len());
             e.for_each(|entry| pairs.push((entry.key.clone(), entry.value.clone())));

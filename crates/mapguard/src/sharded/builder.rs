@@ -94,8 +94,10 @@ impl<K, V, S> ShardedMapBuilder<K, V, S> {
         self
     }
 
-    /// Turns the contention telemetry on (default) or off. Off, operations skip
-    /// even the per-shard counters and [`ShardedMap::stats`] reports zeros.
+    /// Turns the contention telemetry on (default) or off. Off, reads skip even
+    /// their per-shard counter, nothing is timed or sampled for hot keys, and
+    /// [`ShardedMap::stats`] reports zeros. (Writes are counted by their shard's
+    /// version clock, which they advance either way.)
     ///
     /// ```
     /// let map: mapguard::ShardedMap<u8, u8> = mapguard::ShardedMap::builder().telemetry(false).build();

@@ -6,11 +6,21 @@
 //! the entry, so the key is hashed once per operation and never again on resize.
 //! Every operation takes exactly one shard lock, and user closures run under it:
 //! the thread-local record in [`crate::reentry`] turns any blocking call back
-//! into the same map from such a closure into an immediate panic.
+//! into the same map from such a closure into an immediate panic. Operations
+//! that run no closure of the caller's only check that record
+//! ([`with_slot`](ShardedMap::with_slot), [`with_table`](ShardedMap::with_table));
+//! the others enter it (the `_entered` forms).
 //!
 //! Every write to a key also invalidates a load of that key in flight, inside
 //! the shard's write lock (see [`crate::loader`]): `self.flights.invalidate` in
 //! the write closures below. It costs one atomic load when nothing is loading.
+//!
+//! `get_cloned`, `insert` and `remove` cost about what dashmap's `get`, `insert`
+//! and `remove` do (the bench's callgrind count; `crates/bench/tests/instructions_ratio.rs`
+//! holds them within 1.1x): everything above is inlined, and what only some
+//! operations need is out of line: the sampled timing (`insert` and `remove`
+//! run a copy of themselves for the one operation in 256 a thread samples), a
+//! busy lock, a load in flight, a table that must grow.
 
 pub(crate) mod builder;
 mod shard;
@@ -32,7 +42,6 @@ use crate::api::{impl_concurrent_map, Compute, Conflict, WouldBlock};
 use crate::iter::Iter;
 use crate::loader::{Backing, SingleFlight};
 use crate::reentry::{self, Entered};
-use crate::telemetry::recorder::Probe;
 use crate::telemetry::MapStats;
 use crate::DefaultHashBuilder;
 
@@ -64,7 +73,10 @@ reentry::name_ops!("ShardedMap");
 pub struct ShardedMap<K, V, S = DefaultHashBuilder> {
     /// Shared (not boxed) so the Prometheus collector can hold a weak reference.
     pub(crate) shards: Arc<[CachePadded<Shard<K, V>>]>,
-    shard_bits: u32,
+    /// A key's shard is `(hash >> shard_shift) & shard_mask`: the same bits
+    /// as [`shard_index`], with the shift and mask worked out once.
+    shard_shift: u32,
+    shard_mask: u64,
     hasher: S,
     id: u64,
     telemetry: bool,
@@ -122,9 +134,10 @@ impl<K, V, S> ShardedMap<K, V, S> {
         let per_shard = capacity.div_ceil(shards);
         ShardedMap {
             shards: (0..shards)
-                .map(|_| CachePadded::new(Shard::with_capacity(per_shard)))
+                .map(|_| CachePadded::new(Shard::with_capacity(per_shard, telemetry)))
                 .collect(),
-            shard_bits: shards.trailing_zeros(),
+            shard_shift: 57 - shards.trailing_zeros(),
+            shard_mask: shards as u64 - 1,
             hasher,
             id: reentry::next_map_id(),
             telemetry,
@@ -186,16 +199,9 @@ impl<K, V, S> ShardedMap<K, V, S> {
         stats_of(&self.shards)
     }
 
+    #[inline]
     fn shard_index(&self, hash: u64) -> usize {
-        shard_index(hash, self.shard_bits)
-    }
-
-    fn probe(&self, entered: &Entered, hash: Option<u64>) -> Probe {
-        Probe {
-            telemetry: self.telemetry,
-            sampled: entered.sampled,
-            hash,
-        }
+        ((hash >> self.shard_shift) & self.shard_mask) as usize
     }
 }
 
@@ -223,6 +229,7 @@ where
     /// let map: mapguard::ShardedMap<u32, u32> = mapguard::ShardedMap::new();
     /// assert_eq!(map.hash_of(&5), map.hash_of(&5));
     /// ```
+    #[inline]
     pub fn hash_of<Q>(&self, key: &Q) -> u64
     where
         K: Borrow<Q>,
@@ -231,11 +238,15 @@ where
         self.hasher.hash_one(key)
     }
 
+    #[inline]
     fn shard_of(&self, hash: u64) -> &Shard<K, V> {
         &self.shards[self.shard_index(hash)]
     }
 
-    /// Runs `f` on the key's slot under the shard's read lock.
+    /// Runs `f` on the key's slot under the shard's read lock. `f` must run no
+    /// closure of the caller's: the thread is only checked for re-entry, not
+    /// recorded as inside the map (see [`with_slot_entered`](Self::with_slot_entered)).
+    #[inline]
     fn with_slot<Q, R>(
         &self,
         op: &'static str,
@@ -246,17 +257,40 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let entered = Entered::blocking(self.id, op);
+        reentry::check(self.id, op);
         let hash = self.hash_of(key);
-        self.shard_of(hash)
-            .read(self.probe(&entered, Some(hash)), |t| {
-                f(t.slots.find(hash, |s| s.key.borrow() == key))
-            })
+        self.shard_of(hash).read(self.telemetry, Some(hash), |t| {
+            f(t.slots.find(hash, |s| s.key.borrow() == key))
+        })
     }
 
+    /// [`with_slot`](Self::with_slot) for an `f` that runs a closure of the
+    /// caller's: the thread is recorded as inside the map while it runs.
+    #[inline]
+    fn with_slot_entered<Q, R>(
+        &self,
+        op: &'static str,
+        key: &Q,
+        f: impl FnOnce(Option<&Slot<K, V>>) -> R,
+    ) -> R
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let _entered = Entered::blocking(self.id, op);
+        let hash = self.hash_of(key);
+        self.shard_of(hash).read(self.telemetry, Some(hash), |t| {
+            f(t.slots.find(hash, |s| s.key.borrow() == key))
+        })
+    }
+
+    /// [`with_slot`](Self::with_slot) without waiting. A non-blocking call
+    /// can't deadlock, so it is never refused; `entered` records the thread as
+    /// inside the map, for an `f` that runs a closure of the caller's.
     fn try_with_slot<Q, R>(
         &self,
         op: &'static str,
+        entered: bool,
         key: &Q,
         f: impl FnOnce(Option<&Slot<K, V>>) -> R,
     ) -> Result<R, WouldBlock>
@@ -264,34 +298,51 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let entered = Entered::non_blocking(self.id, op);
+        let _entered = entered.then(|| Entered::non_blocking(self.id, op));
         let hash = self.hash_of(key);
         self.shard_of(hash)
-            .try_read(self.probe(&entered, Some(hash)), |t| {
+            .try_read(self.telemetry, Some(hash), |t| {
                 f(t.slots.find(hash, |s| s.key.borrow() == key))
             })
     }
 
+    /// Runs `f` on the table of `hash`'s shard under its write lock. Like
+    /// [`with_slot`](Self::with_slot), `f` must run no closure of the caller's.
+    #[inline]
     fn with_table<R>(
         &self,
         op: &'static str,
         hash: u64,
-        f: impl FnOnce(&mut Table<K, V>) -> R,
+        f: impl FnOnce(&mut Table<K, V>, u64) -> R,
     ) -> R {
-        let entered = Entered::blocking(self.id, op);
-        self.shard_of(hash)
-            .write(self.probe(&entered, Some(hash)), f)
+        reentry::check(self.id, op);
+        self.shard_of(hash).write(Some(hash), f)
     }
 
-    fn try_with_table<R>(
+    /// [`with_table`](Self::with_table) for an `f` that runs a closure of the
+    /// caller's.
+    #[inline]
+    fn with_table_entered<R>(
         &self,
         op: &'static str,
         hash: u64,
-        f: impl FnOnce(&mut Table<K, V>) -> R,
+        f: impl FnOnce(&mut Table<K, V>, u64) -> R,
+    ) -> R {
+        let _entered = Entered::blocking(self.id, op);
+        self.shard_of(hash).write(Some(hash), f)
+    }
+
+    /// [`with_table`](Self::with_table) without waiting (see
+    /// [`try_with_slot`](Self::try_with_slot) for `entered`).
+    fn try_with_table<R>(
+        &self,
+        op: &'static str,
+        entered: bool,
+        hash: u64,
+        f: impl FnOnce(&mut Table<K, V>, u64) -> R,
     ) -> Result<R, WouldBlock> {
-        let entered = Entered::non_blocking(self.id, op);
-        self.shard_of(hash)
-            .try_write(self.probe(&entered, Some(hash)), f)
+        let _entered = entered.then(|| Entered::non_blocking(self.id, op));
+        self.shard_of(hash).try_write(Some(hash), f)
     }
 
     /// Runs `f` on the value under the shard's read lock; `None` when absent.
@@ -304,12 +355,13 @@ where
     /// assert_eq!(map.read(&1, |s| s.len()), Some(5));
     /// assert_eq!(map.read(&2, |s| s.len()), None);
     /// ```
+    #[inline]
     pub fn read<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.with_slot(op!(read), key, |s| s.map(|s| f(&s.value)))
+        self.with_slot_entered(op!(read), key, |s| s.map(|s| f(&s.value)))
     }
 
     /// Like [`read`](Self::read), but returns [`WouldBlock`] instead of waiting
@@ -325,7 +377,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.try_with_slot(op!(try_read), key, |s| s.map(|s| f(&s.value)))
+        self.try_with_slot(op!(try_read), true, key, |s| s.map(|s| f(&s.value)))
     }
 
     /// A clone of the value (for cheap values: numbers, `Arc`s, short strings).
@@ -335,6 +387,7 @@ where
     /// map.insert("a", 1);
     /// assert_eq!(map.get_cloned("a"), Some(1));
     /// ```
+    #[inline]
     pub fn get_cloned<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -356,7 +409,9 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        self.try_with_slot(op!(try_get_cloned), key, |s| s.map(|s| s.value.clone()))
+        self.try_with_slot(op!(try_get_cloned), false, key, |s| {
+            s.map(|s| s.value.clone())
+        })
     }
 
     /// Whether the key is present.
@@ -365,6 +420,7 @@ where
     /// let map: mapguard::ShardedMap<u8, u8> = [(1, 1)].into_iter().collect();
     /// assert!(map.contains_key(&1) && !map.contains_key(&2));
     /// ```
+    #[inline]
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -408,7 +464,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.with_slot(op!(read_versioned), key, |s| {
+        self.with_slot_entered(op!(read_versioned), key, |s| {
             s.map(|s| (f(&s.value), s.version))
         })
     }
@@ -438,11 +494,36 @@ where
     /// assert_eq!(map.insert(1, 1), None);
     /// assert_eq!(map.insert(1, 2), Some(1));
     /// ```
+    #[inline]
     pub fn insert(&self, key: K, value: V) -> Option<V> {
+        reentry::check(self.id, op!(insert));
         let hash = self.hash_of(&key);
-        self.with_table(op!(insert), hash, |t| {
-            self.flights.invalidate(&key);
-            insert_slot(t, hash, key, value)
+        // The one write in `SAMPLE_EVERY` that telemetry times takes a copy of
+        // this path out of line: the common one then tests the tick once.
+        if reentry::sample() {
+            return self.insert_sampled(hash, key, value);
+        }
+        self.insert_in::<false>(hash, key, value)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert_sampled(&self, hash: u64, key: K, value: V) -> Option<V> {
+        self.insert_in::<true>(hash, key, value)
+    }
+
+    #[inline]
+    fn insert_in<const SAMPLED: bool>(&self, hash: u64, key: K, value: V) -> Option<V> {
+        let shard = self.shard_of(hash);
+        shard.write_exact::<SAMPLED, _>(Some(hash), move |t, version| {
+            let key = self.flights.invalidate_owned(key);
+            // `entry` would grow a full table before it looks, whatever it
+            // finds: grow it here, refreshing the capacity mirror, so that a
+            // replacement never changes the table's length or capacity.
+            if t.slots.len() == t.slots.capacity() {
+                shard.grow(t);
+            }
+            insert_slot(t, hash, key, value, || version.get())
         })
     }
 
@@ -455,9 +536,9 @@ where
     /// ```
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, WouldBlock> {
         let hash = self.hash_of(&key);
-        self.try_with_table(op!(try_insert), hash, |t| {
+        self.try_with_table(op!(try_insert), false, hash, |t, version| {
             self.flights.try_invalidate(&key)?;
-            Ok(insert_slot(t, hash, key, value))
+            Ok(insert_slot(t, hash, key, value, || version).0)
         })?
     }
 
@@ -469,16 +550,41 @@ where
     /// assert_eq!(map.remove(&1), Some(1));
     /// assert_eq!(map.remove(&1), None);
     /// ```
+    #[inline]
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        reentry::check(self.id, op!(remove));
         let hash = self.hash_of(key);
-        self.with_table(op!(remove), hash, |t| {
-            self.flights.invalidate(key);
-            remove_slot(t, hash, key)
-        })
+        if reentry::sample() {
+            return self.remove_sampled(hash, key);
+        }
+        self.remove_in::<false, Q>(hash, key)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn remove_sampled<Q>(&self, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove_in::<true, Q>(hash, key)
+    }
+
+    #[inline]
+    fn remove_in<const SAMPLED: bool, Q>(&self, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.shard_of(hash)
+            .write_exact::<SAMPLED, _>(Some(hash), move |t, _| {
+                self.flights.invalidate(key);
+                remove_slot(t, hash, key)
+            })
     }
 
     /// Like [`remove`](Self::remove), without waiting.
@@ -493,9 +599,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.try_with_table(op!(try_remove), hash, |t| {
+        self.try_with_table(op!(try_remove), false, hash, |t, _| {
             self.flights.try_invalidate(key)?;
-            Ok(remove_slot(t, hash, key))
+            Ok(remove_slot(t, hash, key).0)
         })?
     }
 
@@ -510,15 +616,16 @@ where
     /// assert_eq!(map.update("q", |q| { q.push(1); q.len() }), Some(1));
     /// assert_eq!(map.update("nope", |q| q.len()), None);
     /// ```
+    #[inline]
     pub fn update<Q, R>(&self, key: &Q, f: impl FnOnce(&mut V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table(op!(update), hash, |t| {
+        self.with_table_entered(op!(update), hash, |t, version| {
             self.flights.invalidate(key);
-            update_slot(t, hash, key, f)
+            update_slot(t, hash, key, version, f)
         })
     }
 
@@ -538,9 +645,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.try_with_table(op!(try_update), hash, |t| {
+        self.try_with_table(op!(try_update), true, hash, |t, version| {
             self.flights.try_invalidate(key)?;
-            Ok(update_slot(t, hash, key, f))
+            Ok(update_slot(t, hash, key, version, f))
         })?
     }
 
@@ -555,9 +662,9 @@ where
     /// ```
     pub fn compute(&self, key: K, f: impl FnOnce(Option<&V>) -> Compute<V>) -> Option<V> {
         let hash = self.hash_of(&key);
-        self.with_table(op!(compute), hash, |t| {
-            self.flights.invalidate(&key);
-            compute_slot(t, hash, key, f)
+        self.with_table_entered(op!(compute), hash, |t, version| {
+            let key = self.flights.invalidate_owned(key);
+            compute_slot(t, hash, key, version, f)
         })
     }
 
@@ -575,9 +682,9 @@ where
         f: impl FnOnce(Option<&V>) -> Compute<V>,
     ) -> Result<Option<V>, WouldBlock> {
         let hash = self.hash_of(&key);
-        self.try_with_table(op!(try_compute), hash, |t| {
+        self.try_with_table(op!(try_compute), true, hash, |t, version| {
             self.flights.try_invalidate(&key)?;
-            Ok(compute_slot(t, hash, key, f))
+            Ok(compute_slot(t, hash, key, version, f))
         })?
     }
 
@@ -602,8 +709,8 @@ where
             return value;
         }
         let hash = self.hash_of(&key);
-        self.with_table(op!(get_or_insert_with), hash, |t| {
-            fill_slot(t, hash, key, f)
+        self.with_table_entered(op!(get_or_insert_with), hash, |t, version| {
+            fill_slot(t, hash, key, version, f)
         })
     }
 
@@ -634,13 +741,11 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table(op!(compare_and_update), hash, |t| {
+        self.with_table_entered(op!(compare_and_update), hash, |t, version| {
             self.flights.invalidate(key);
-            let Table { slots, clock, .. } = t;
-            match slots.find_mut(hash, |s| s.key.borrow() == key) {
+            match t.slots.find_mut(hash, |s| s.key.borrow() == key) {
                 Some(slot) if slot.version == seen => {
-                    *clock += 1;
-                    slot.version = *clock;
+                    slot.version = version;
                     f(&mut slot.value);
                     Ok(slot.version)
                 }
@@ -663,8 +768,8 @@ where
     /// ```
     pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, op!(retain));
-            let removed: Vec<Slot<K, V>> = shard.write(self.probe(&entered, None), |t| {
+            let _entered = Entered::blocking(self.id, op!(retain));
+            let removed: Vec<Slot<K, V>> = shard.write(None, |t, _| {
                 self.flights.invalidate_all();
                 let removed = t.slots.extract_if(|s| !f(&s.key, &s.value)).collect();
                 t.maybe_shrink();
@@ -683,8 +788,8 @@ where
         mut wipe: impl FnMut(&mut V),
     ) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, op!(retain_zeroizing));
-            shard.write(self.probe(&entered, None), |t| {
+            let _entered = Entered::blocking(self.id, op!(retain_zeroizing));
+            shard.write(None, |t, _| {
                 self.flights.invalidate_all();
                 t.slots.retain(|s| {
                     let keep = f(&s.key, &s.value);
@@ -706,7 +811,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash_of(key);
-        self.with_table(op!(remove_zeroized), hash, |t| {
+        self.with_table_entered(op!(remove_zeroized), hash, |t, _| {
             self.flights.invalidate(key);
             let Ok(mut entry) = t.slots.find_entry(hash, |s| s.key.borrow() == key) else {
                 return false;
@@ -722,16 +827,14 @@ where
     #[cfg(feature = "zeroize")]
     pub(crate) fn insert_wiping(&self, key: K, value: V, wipe: impl FnOnce(&mut V)) -> bool {
         let hash = self.hash_of(&key);
-        self.with_table(op!(insert_zeroizing), hash, |t| {
+        self.with_table_entered(op!(insert_zeroizing), hash, |t, version| {
             self.flights.invalidate(&key);
-            let Table { slots, clock, .. } = t;
-            *clock += 1;
-            match slots.entry(hash, |s| s.key == key, slot_hash) {
+            match t.slots.entry(hash, |s| s.key == key, slot_hash) {
                 Entry::Occupied(mut e) => {
                     let slot = e.get_mut();
                     wipe(&mut slot.value);
                     slot.value = value;
-                    slot.version = *clock;
+                    slot.version = version;
                     true
                 }
                 Entry::Vacant(e) => {
@@ -739,7 +842,7 @@ where
                         hash,
                         key,
                         value,
-                        version: *clock,
+                        version,
                     });
                     false
                 }
@@ -757,8 +860,8 @@ where
     /// ```
     pub fn clear(&self) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, op!(clear));
-            let old = shard.write(self.probe(&entered, None), |t| {
+            reentry::check(self.id, op!(clear));
+            let old = shard.write(None, |t, _| {
                 self.flights.invalidate_all();
                 mem::take(&mut t.slots)
             });
@@ -777,10 +880,8 @@ where
     /// ```
     pub fn shrink_to_fit(&self) {
         for shard in self.shards.iter() {
-            let entered = Entered::blocking(self.id, op!(shrink_to_fit));
-            shard.write(self.probe(&entered, None), |t| {
-                t.slots.shrink_to_fit(slot_hash)
-            });
+            reentry::check(self.id, op!(shrink_to_fit));
+            shard.write(None, |t, _| t.slots.shrink_to_fit(slot_hash));
         }
     }
 
@@ -832,8 +933,8 @@ where
         K: Clone,
         V: Clone,
     {
-        let entered = Entered::blocking(self.id, op!(iter));
-        self.shards[index].read(self.probe(&entered, None), |t| {
+        reentry::check(self.id, op!(iter));
+        self.shards[index].read(self.telemetry, None, |t| {
             t.slots
                 .iter()
                 .map(|s| (s.key.clone(), s.value.clone()))
@@ -966,38 +1067,49 @@ where
 
     fn fill(&self, key: K, value: V, invalidated: &AtomicBool) -> V {
         let hash = self.hash_of(&key);
-        self.with_table(op!(get_or_load), hash, |t| {
+        self.with_table(op!(get_or_load), hash, |t, version| {
             // Checked under the shard lock the invalidating writers hold: an invalidated
             // load leaves the key absent (a value stored meanwhile still wins).
             if invalidated.load(Relaxed) && t.slots.find(hash, |s| s.key == key).is_none() {
                 return value;
             }
-            fill_slot(t, hash, key, || value)
+            fill_slot(t, hash, key, version, || value)
         })
     }
 }
 
-fn insert_slot<K: Eq, V>(t: &mut Table<K, V>, hash: u64, key: K, value: V) -> Option<V> {
-    let version = t.next_version();
+/// Inserts or replaces; also says whether the table's length changed (a new
+/// entry; a table that must grow for it may grow here too).
+#[inline]
+fn insert_slot<K: Eq, V>(
+    t: &mut Table<K, V>,
+    hash: u64,
+    key: K,
+    value: V,
+    version: impl FnOnce() -> u64,
+) -> (Option<V>, bool) {
     match t.slots.entry(hash, |s| s.key == key, slot_hash) {
         Entry::Occupied(mut e) => {
             let slot = e.get_mut();
-            slot.version = version;
-            Some(mem::replace(&mut slot.value, value))
+            slot.version = version();
+            (Some(mem::replace(&mut slot.value, value)), false)
         }
         Entry::Vacant(e) => {
             e.insert(Slot {
                 hash,
                 key,
                 value,
-                version,
+                version: version(),
             });
-            None
+            (None, true)
         }
     }
 }
 
-fn remove_slot<K, V, Q>(t: &mut Table<K, V>, hash: u64, key: &Q) -> Option<V>
+/// Removes `key`'s entry (shrinking a mostly empty table); also says whether
+/// it did.
+#[inline]
+fn remove_slot<K, V, Q>(t: &mut Table<K, V>, hash: u64, key: &Q) -> (Option<V>, bool)
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
@@ -1009,42 +1121,44 @@ where
         .map(|e| e.remove().0.value);
     if removed.is_some() {
         t.maybe_shrink();
+        (removed, true)
+    } else {
+        (None, false)
     }
-    removed
 }
 
+#[inline]
 fn update_slot<K, V, Q, R>(
     t: &mut Table<K, V>,
     hash: u64,
     key: &Q,
+    version: u64,
     f: impl FnOnce(&mut V) -> R,
 ) -> Option<R>
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
-    let Table { slots, clock, .. } = t;
-    let slot = slots.find_mut(hash, |s| s.key.borrow() == key)?;
+    let slot = t.slots.find_mut(hash, |s| s.key.borrow() == key)?;
     // Versioned before `f` runs: if `f` panics halfway, the value may have
     // changed, and an optimistic writer holding the old version must conflict.
-    *clock += 1;
-    slot.version = *clock;
+    slot.version = version;
     Some(f(&mut slot.value))
 }
 
+#[inline]
 fn compute_slot<K: Eq, V>(
     t: &mut Table<K, V>,
     hash: u64,
     key: K,
+    version: u64,
     f: impl FnOnce(Option<&V>) -> Compute<V>,
 ) -> Option<V> {
-    let Table { slots, clock, .. } = t;
-    match slots.entry(hash, |s| s.key == key, slot_hash) {
+    match t.slots.entry(hash, |s| s.key == key, slot_hash) {
         Entry::Occupied(mut e) => match f(Some(&e.get().value)) {
             Compute::Set(value) => {
-                *clock += 1;
                 let slot = e.get_mut();
-                slot.version = *clock;
+                slot.version = version;
                 Some(mem::replace(&mut slot.value, value))
             }
             Compute::Remove => {
@@ -1056,12 +1170,11 @@ fn compute_slot<K: Eq, V>(
         },
         Entry::Vacant(e) => {
             if let Compute::Set(value) = f(None) {
-                *clock += 1;
                 e.insert(Slot {
                     hash,
                     key,
                     value,
-                    version: *clock,
+                    version,
                 });
             }
             None
@@ -1069,18 +1182,23 @@ fn compute_slot<K: Eq, V>(
     }
 }
 
-fn fill_slot<K: Eq, V: Clone>(t: &mut Table<K, V>, hash: u64, key: K, f: impl FnOnce() -> V) -> V {
-    let Table { slots, clock, .. } = t;
-    match slots.entry(hash, |s| s.key == key, slot_hash) {
+#[inline]
+fn fill_slot<K: Eq, V: Clone>(
+    t: &mut Table<K, V>,
+    hash: u64,
+    key: K,
+    version: u64,
+    f: impl FnOnce() -> V,
+) -> V {
+    match t.slots.entry(hash, |s| s.key == key, slot_hash) {
         Entry::Occupied(e) => e.get().value.clone(),
         Entry::Vacant(e) => {
-            *clock += 1;
             let value = f();
             let slot = e.insert(Slot {
                 hash,
                 key,
                 value,
-                version: *clock,
+                version,
             });
             slot.get().value.clone()
         }

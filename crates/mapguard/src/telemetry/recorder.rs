@@ -1,12 +1,15 @@
 //! The per-shard counters that operations bump, and their snapshot into
 //! [`ShardStats`](super::ShardStats).
 //!
-//! Cost model: every operation does one relaxed `fetch_add` on a counter that
-//! sits in the shard's own cache-padded block (the line the lock word already
-//! brought into this core's cache). Timing (`Instant::now`, two histogram
-//! buckets) and the hot-key sketch run for one operation in
-//! [`SAMPLE_EVERY`](crate::reentry::SAMPLE_EVERY) per thread only, and the sketch
-//! is skipped rather than waited for when another thread is updating it.
+//! Cost model: a read does one relaxed `fetch_add` on a counter that sits in
+//! the shard's own cache-padded block (the line the lock word already brought
+//! into this core's cache); a write is counted by the shard's version clock,
+//! which it ticks anyway, with a plain load and store under its lock. A
+//! thread-local countdown picks one operation in
+//! [`SAMPLE_EVERY`](crate::reentry::SAMPLE_EVERY) per thread for timing
+//! (`Instant::now`, two histogram buckets) and the hot-key sketch, all of it
+//! out of line; the sketch is skipped rather than waited for when another
+//! thread is updating it.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
