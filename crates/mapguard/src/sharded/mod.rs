@@ -258,10 +258,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         reentry::check(self.id, op);
-        let hash = self.hash_of(key);
-        self.shard_of(hash).read(self.telemetry, Some(hash), |t| {
-            f(t.slots.find(hash, |s| s.key.borrow() == key))
-        })
+        self.read_slot(key, f)
     }
 
     /// [`with_slot`](Self::with_slot) for an `f` that runs a closure of the
@@ -278,6 +275,16 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let _entered = Entered::blocking(self.id, op);
+        self.read_slot(key, f)
+    }
+
+    /// Runs `f` on the key's slot under the shard's read lock.
+    #[inline]
+    fn read_slot<Q, R>(&self, key: &Q, f: impl FnOnce(Option<&Slot<K, V>>) -> R) -> R
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let hash = self.hash_of(key);
         self.shard_of(hash).read(self.telemetry, Some(hash), |t| {
             f(t.slots.find(hash, |s| s.key.borrow() == key))

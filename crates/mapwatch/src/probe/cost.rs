@@ -166,17 +166,17 @@ impl Probes {
     /// Runs and run time so far of the programs duty cycling switches (map accesses and
     /// synchronisation); zero until [`Probes::enable_run_stats`].
     pub fn sampled_runs(&self) -> Result<ProgramRuns> {
-        self.runs_of(&BpfProgram::SAMPLED)
+        self.runs_of(BpfProgram::is_sampled)
     }
 
     /// Runs and run time so far of every program; zero until [`Probes::enable_run_stats`].
     pub fn all_runs(&self) -> Result<ProgramRuns> {
-        self.runs_of(&BpfProgram::ALL)
+        self.runs_of(|_| true)
     }
 
-    fn runs_of(&self, programs: &[BpfProgram]) -> Result<ProgramRuns> {
+    fn runs_of(&self, which: impl Fn(BpfProgram) -> bool) -> Result<ProgramRuns> {
         let mut total = ProgramRuns::default();
-        for &program in programs {
+        for program in BpfProgram::ALL.into_iter().filter(|&p| which(p)) {
             let fd = self.program(program).as_fd();
             let mut info = libbpf_sys::bpf_prog_info::default();
             let mut len = std::mem::size_of_val(&info) as u32;

@@ -92,19 +92,6 @@ enum BpfProgram {
 }
 
 impl BpfProgram {
-    /// Programs that see map operations and synchronisation: what sampling switches on and
-    /// off (the runtime's fatal error is always watched).
-    const SAMPLED: [BpfProgram; 8] = [
-        BpfProgram::Read,
-        BpfProgram::Write,
-        BpfProgram::IterStart,
-        BpfProgram::IterNext,
-        BpfProgram::MakeReturn,
-        BpfProgram::CloneReturn,
-        BpfProgram::Sync,
-        BpfProgram::SyncStepped,
-    ];
-
     const ALL: [BpfProgram; 10] = [
         BpfProgram::Read,
         BpfProgram::Write,
@@ -118,8 +105,10 @@ impl BpfProgram {
         BpfProgram::Nothing,
     ];
 
+    /// Whether it sees map operations or synchronisation: what sampling switches on and off
+    /// (the runtime's fatal error is always watched).
     fn is_sampled(self) -> bool {
-        BpfProgram::SAMPLED.contains(&self)
+        !matches!(self, BpfProgram::Fatal | BpfProgram::Nothing)
     }
 
     fn is_sync(self) -> bool {
