@@ -39,7 +39,7 @@ const READERS_PER_MAP: usize = 16;
 const MAX_MAPS: usize = 1 << 20;
 /// Sync events between two sweeps of clock entries no access can be compared against (or as
 /// many as the sweep walks, if more: it stays amortised).
-const SWEEP_EVERY: usize = 4096;
+const SWEEP_EVERY: usize = 1024;
 
 /// One access as remembered for the race check and the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
