@@ -539,7 +539,8 @@ impl Probes {
         }
     }
 
-    /// Whether the map-access and synchronisation probes are attached now (or coming off).
+    /// Whether the map-access and synchronisation probes are on: false from the moment they
+    /// start coming off (see [`Probes::sampled_probes_settled`]).
     pub fn sampled_probes_on(&self) -> bool {
         self.links.iter().any(|(p, _)| p.is_sampled())
     }
